@@ -577,7 +577,7 @@ pub enum ServerMessage {
     Welcome {
         protocol: u32,
         you: Participant,
-        room: RoomState,
+        room: Box<RoomState>,
         resume_token: String,
         ice_servers: Vec<IceServer>,
     },
@@ -598,6 +598,11 @@ pub enum ServerMessage {
     },
     /// Sent to each participant after every change to the floor or the queue.
     Floor(FloorState),
+    /// Extension: sent to the room when the lock or the turn limit changes.
+    RoomUpdated {
+        locked: bool,
+        turn_limit: Option<u32>,
+    },
     /// Sent to a participant when their own hand or turn changes.
     Hand {
         status: HandStatus,
@@ -613,9 +618,7 @@ pub enum ServerMessage {
     /// Sent to the holder and facilitators when the turn limit is near.
     TurnWarning { seconds_left: u32 },
     /// Sent to the room at the end of each reaction window that saw reactions; no sender.
-    Reactions {
-        counts: BTreeMap<ReactionKind, u32>,
-    },
+    Reactions { counts: BTreeMap<ReactionKind, u32> },
     /// Sent to facilitators when a member asks for help.
     HelpRequested {
         participant: ParticipantId,
@@ -671,6 +674,7 @@ impl ServerMessage {
             ServerMessage::ParticipantUpdated { .. } => "participant_updated",
             ServerMessage::ParticipantLeft { .. } => "participant_left",
             ServerMessage::Floor(_) => "floor",
+            ServerMessage::RoomUpdated { .. } => "room_updated",
             ServerMessage::Hand { .. } => "hand",
             ServerMessage::InvitedToSpeak => "invited_to_speak",
             ServerMessage::InviteAnswered { .. } => "invite_answered",
@@ -773,7 +777,10 @@ mod tests {
     #[test]
     fn lower_hand_without_participant_means_own_hand() {
         let frame = decode_client(r#"{"type":"lower_hand"}"#).unwrap();
-        assert_eq!(frame.message, ClientMessage::LowerHand { participant: None });
+        assert_eq!(
+            frame.message,
+            ClientMessage::LowerHand { participant: None }
+        );
     }
 
     #[test]

@@ -7,7 +7,9 @@ use circle_protocol::{decode_client, ServerFrame, CLIENT_TYPES};
 use serde_json::Value;
 
 fn golden(dir: &str) -> Vec<(String, Value, String)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("golden").join(dir);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("golden")
+        .join(dir);
     let mut files: Vec<_> = fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -45,7 +47,7 @@ fn client_golden_files_round_trip() {
 #[test]
 fn server_golden_files_round_trip() {
     let files = golden("server");
-    assert_eq!(files.len(), 24, "one golden file per server message type");
+    assert_eq!(files.len(), 25, "one golden file per server message type");
     for (name, value, text) in files {
         let frame = ServerFrame::from_json(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(frame.message.type_name(), name);

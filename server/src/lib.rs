@@ -1,1 +1,71 @@
-pub fn _x(){}
+//! Circle's server: signalling over WebSocket, the room rules, join tokens and the embedded web
+//! client. `run` is the entry point that `main` and the tests share.
+
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod registry;
+pub mod room;
+pub mod session;
+pub mod token;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use config::Settings;
+
+/// Serves on `listener` until `shutdown` is cancelled, then drains: every session is told
+/// (`session_ended`, close 1001) and the call returns once all tasks have ended or `drain`
+/// has passed.
+pub async fn run(
+    listener: TcpListener,
+    settings: Settings,
+    shutdown: CancellationToken,
+    drain: Duration,
+) {
+    let tracker = TaskTracker::new();
+    let registry = registry::Registry::new(settings, shutdown.clone(), tracker.clone());
+    http::serve(listener, registry, shutdown).await;
+    tracker.close();
+    if tokio::time::timeout(drain, tracker.wait()).await.is_err() {
+        tracing::warn!("some sessions did not close within the drain deadline");
+    }
+}
+
+/// A server running on its own task, for tests and embedding.
+#[derive(Debug)]
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub shutdown: CancellationToken,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningServer {
+    /// Binds `addr` (port 0 for any free port) and starts serving.
+    pub async fn start(addr: SocketAddr, settings: Settings) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(run(
+            listener,
+            settings,
+            shutdown.clone(),
+            Duration::from_secs(5),
+        ));
+        Ok(Self {
+            addr,
+            shutdown,
+            task,
+        })
+    }
+
+    /// Drains and waits for the server to stop.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.task.await;
+    }
+}

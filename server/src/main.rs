@@ -1,1 +1,323 @@
-fn main(){}
+//! The `circle` command: serve (the default), or mint a join token for local use.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use circle_protocol::{IceServer, Role};
+use circle_server::token::{unix_now, validate_claims, Claims, TokenKeys};
+use circle_server::Settings;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use rand::RngCore;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "circle",
+    version,
+    about = "Circle: live online group therapy, with a talking stick.",
+    long_about = "Circle serves group sessions: a signalling server over WebSocket, the room's \
+                  rules, and the web client, on one port.\n\nRun with no arguments to try it: it \
+                  listens on 127.0.0.1:8080 with a random token secret and prints a facilitator \
+                  link and a member link for a demo room.",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve (the default when no command is given).
+    Serve(ServeArgs),
+    /// Print a join token and a join link.
+    Token(TokenArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+struct ServeArgs {
+    /// Address and port to listen on, for HTTP and WebSocket.
+    #[arg(long, env = "CIRCLE_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Secret for HS256 join tokens. Without one, a random secret is made and demo links printed.
+    #[arg(long, env = "CIRCLE_TOKEN_SECRET", hide_env_values = true)]
+    token_secret: Option<String>,
+    /// Whether members and observers wait to be admitted by a facilitator.
+    #[arg(long, env = "CIRCLE_WAITING_ROOM", default_value = "on")]
+    waiting_room: OnOff,
+    /// Window over which anonymous reactions are counted before they are broadcast.
+    #[arg(long, env = "CIRCLE_REACTION_WINDOW", default_value = "2s", value_parser = parse_duration)]
+    reaction_window: Duration,
+    /// Reactions one participant may send per second.
+    #[arg(long, env = "CIRCLE_REACTION_RATE", default_value_t = 5)]
+    reaction_rate: usize,
+    /// Fewest answers for which a check-in's counts are published.
+    #[arg(long, env = "CIRCLE_ANONYMITY_THRESHOLD", default_value_t = 3)]
+    anonymity_threshold: u32,
+    /// How long a dropped participant keeps their place (and the stick) while reconnecting.
+    #[arg(long, env = "CIRCLE_RESUME_GRACE", default_value = "20s", value_parser = parse_duration)]
+    resume_grace: Duration,
+    /// Participants per room, counting those present and waiting.
+    #[arg(long, env = "CIRCLE_MAX_PARTICIPANTS", default_value_t = 16)]
+    max_participants: usize,
+    /// Rooms this server runs at once.
+    #[arg(long, env = "CIRCLE_MAX_ROOMS", default_value_t = 1000)]
+    max_rooms: usize,
+    /// Time a new connection has to send its first message.
+    #[arg(long, env = "CIRCLE_HELLO_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    hello_timeout: Duration,
+    /// Interval of WebSocket pings; two silent intervals drop the connection.
+    #[arg(long, env = "CIRCLE_PING_INTERVAL", default_value = "15s", value_parser = parse_duration)]
+    ping_interval: Duration,
+    /// Messages queued for one connection before it counts as too slow and is dropped.
+    #[arg(long, env = "CIRCLE_OUTBOUND_QUEUE", default_value_t = 256)]
+    outbound_queue: usize,
+    /// Sustained messages per second one connection may send.
+    #[arg(long, env = "CIRCLE_MESSAGE_RATE", default_value_t = 20)]
+    message_rate: u32,
+    /// Messages one connection may send in a burst.
+    #[arg(long, env = "CIRCLE_MESSAGE_BURST", default_value_t = 60)]
+    message_burst: u32,
+    /// STUN or TURN server handed to clients, as a URL (repeatable), e.g. stun:stun.example.org.
+    #[arg(long = "ice-server", env = "CIRCLE_ICE_SERVERS", value_delimiter = ',')]
+    ice_servers: Vec<String>,
+    /// How long a shutdown waits for sessions to close before exiting.
+    #[arg(long, env = "CIRCLE_DRAIN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    drain_timeout: Duration,
+    /// Base URL printed in demo links (defaults to http://LISTEN).
+    #[arg(long, env = "CIRCLE_PUBLIC_URL")]
+    public_url: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct TokenArgs {
+    /// Room id: 1–64 characters of A–Z, a–z, 0–9, _ and -.
+    #[arg(long)]
+    room: String,
+    /// facilitator, member or observer.
+    #[arg(long)]
+    role: RoleArg,
+    /// Name the room will see.
+    #[arg(long)]
+    name: String,
+    /// Participant id; random when not given. The same person reconnecting keeps the same one.
+    #[arg(long)]
+    sub: Option<String>,
+    /// How long the token is valid.
+    #[arg(long, default_value = "2h", value_parser = parse_duration)]
+    ttl: Duration,
+    /// The secret the server checks tokens with.
+    #[arg(long, env = "CIRCLE_TOKEN_SECRET", hide_env_values = true)]
+    token_secret: String,
+    /// Base URL of the server for the join link.
+    #[arg(
+        long,
+        env = "CIRCLE_PUBLIC_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    base_url: String,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum OnOff {
+    On,
+    Off,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum RoleArg {
+    Facilitator,
+    Member,
+    Observer,
+}
+
+impl From<RoleArg> for Role {
+    fn from(r: RoleArg) -> Self {
+        match r {
+            RoleArg::Facilitator => Role::Facilitator,
+            RoleArg::Member => Role::Member,
+            RoleArg::Observer => Role::Observer,
+        }
+    }
+}
+
+/// Parses `500ms`, `20s`, `5m`, `2h`, `1d`, or plain seconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration like 20s, 5m or 2h"))?;
+    let ms = match unit {
+        "ms" => n,
+        "" | "s" => n * 1000,
+        "m" => n * 60_000,
+        "h" => n * 3_600_000,
+        "d" => n * 86_400_000,
+        _ => return Err(format!("`{s}` is not a duration like 20s, 5m or 2h")),
+    };
+    Ok(Duration::from_millis(ms))
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Token(args)) => token(args),
+        Some(Command::Serve(args)) => serve(args),
+        None => serve(cli.serve),
+    }
+}
+
+fn token(args: TokenArgs) -> Result<()> {
+    let sub = args.sub.unwrap_or_else(random_id);
+    let now = unix_now();
+    let claims = Claims {
+        sub,
+        room: args.room,
+        role: args.role.into(),
+        name: args.name,
+        exp: now + args.ttl.as_secs(),
+        nbf: None,
+        iat: Some(now),
+    };
+    validate_claims(&claims).context("these claims would be refused at join")?;
+    let token = TokenKeys::new(args.token_secret.as_bytes()).mint(&claims);
+    println!("{token}");
+    println!("{}/#token={token}", args.base_url.trim_end_matches('/'));
+    Ok(())
+}
+
+fn serve(args: ServeArgs) -> Result<()> {
+    init_logging();
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(serve_async(args))
+}
+
+async fn serve_async(args: ServeArgs) -> Result<()> {
+    if args.max_participants == 0 {
+        bail!("--max-participants must be at least 1");
+    }
+    let (secret, demo) = match &args.token_secret {
+        Some(s) if !s.is_empty() => (s.as_bytes().to_vec(), false),
+        _ => {
+            let mut bytes = [0u8; 32];
+            rand::rng().fill_bytes(&mut bytes);
+            (bytes.to_vec(), true)
+        }
+    };
+    let mut settings = Settings::with_secret(secret.clone());
+    settings.room.waiting_room = matches!(args.waiting_room, OnOff::On);
+    settings.room.reaction_window_ms = args.reaction_window.as_millis() as u64;
+    settings.room.reactions_per_second = args.reaction_rate;
+    settings.room.anonymity_threshold = args.anonymity_threshold;
+    settings.room.resume_grace_ms = args.resume_grace.as_millis() as u64;
+    settings.room.max_participants = args.max_participants;
+    settings.max_rooms = args.max_rooms;
+    settings.hello_timeout = args.hello_timeout;
+    settings.ping_interval = args.ping_interval;
+    settings.outbound_queue = args.outbound_queue.max(8);
+    settings.message_rate = args.message_rate;
+    settings.message_burst = args.message_burst;
+    settings.ice_servers = args
+        .ice_servers
+        .iter()
+        .filter(|u| !u.is_empty())
+        .map(|u| IceServer {
+            urls: vec![u.clone()],
+            username: None,
+            credential: None,
+        })
+        .collect();
+
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let base = args
+        .public_url
+        .clone()
+        .unwrap_or_else(|| circle_server::http::base_url(addr));
+    println!("circle listening on http://{addr}");
+    if demo {
+        print_demo_links(&secret, base.trim_end_matches('/'));
+    }
+
+    let shutdown = CancellationToken::new();
+    tokio::spawn(watch_signals(shutdown.clone()));
+    circle_server::run(listener, settings, shutdown, args.drain_timeout).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn print_demo_links(secret: &[u8], base: &str) {
+    let keys = TokenKeys::new(secret);
+    let now = unix_now();
+    let link = |role: Role, name: &str| {
+        let claims = Claims {
+            sub: random_id(),
+            room: "demo".into(),
+            role,
+            name: name.into(),
+            exp: now + 12 * 3600,
+            nbf: None,
+            iat: Some(now),
+        };
+        format!("{base}/#token={}", keys.mint(&claims))
+    };
+    println!();
+    println!("No token secret was configured, so this server made a random one.");
+    println!("Try it: open these links in two browser windows (valid for 12 hours).");
+    println!("  facilitator: {}", link(Role::Facilitator, "Facilitator"));
+    println!("  member:      {}", link(Role::Member, "Member"));
+    println!();
+}
+
+fn random_id() -> String {
+    let mut bytes = [0u8; 8];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The first signal drains; a second one exits at once.
+async fn watch_signals(shutdown: CancellationToken) {
+    wait_for_signal().await;
+    tracing::info!("shutting down: telling every session; a second signal exits at once");
+    shutdown.cancel();
+    wait_for_signal().await;
+    tracing::warn!("second signal: exiting now");
+    std::process::exit(130);
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = std::env::var("CIRCLE_LOG")
+        .ok()
+        .and_then(|v| EnvFilter::try_new(v).ok())
+        .or_else(|| EnvFilter::try_from_default_env().ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

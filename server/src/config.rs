@@ -1,0 +1,53 @@
+//! The server's settings, as the library takes them; `main` fills them from flags and the
+//! environment, tests build them directly.
+
+use std::time::Duration;
+
+use circle_protocol::IceServer;
+
+use crate::room::outbox::ReplayLimit;
+use crate::room::RoomConfig;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The HS256 secret join tokens are signed with.
+    pub token_secret: Vec<u8>,
+    pub room: RoomConfig,
+    /// The first message must arrive within this, or the socket closes with 1008.
+    pub hello_timeout: Duration,
+    /// WebSocket pings keep NATs open and find dead peers; two silent intervals drop the socket.
+    pub ping_interval: Duration,
+    /// Messages queued for one session before it counts as too slow.
+    pub outbound_queue: usize,
+    /// Commands queued for one room.
+    pub room_queue: usize,
+    /// Sustained messages per second one session may send.
+    pub message_rate: u32,
+    /// Messages one session may send in a burst above the rate.
+    pub message_burst: u32,
+    pub max_rooms: usize,
+    pub replay: ReplayLimit,
+    pub ice_servers: Vec<IceServer>,
+    /// How long a closing socket waits for the client's close frame.
+    pub close_timeout: Duration,
+}
+
+impl Settings {
+    /// The embedded defaults, with the given secret.
+    pub fn with_secret(secret: impl Into<Vec<u8>>) -> Self {
+        Self {
+            token_secret: secret.into(),
+            room: RoomConfig::default(),
+            hello_timeout: Duration::from_secs(10),
+            ping_interval: Duration::from_secs(15),
+            outbound_queue: 256,
+            room_queue: 1024,
+            message_rate: 20,
+            message_burst: 60,
+            max_rooms: 1000,
+            replay: ReplayLimit::default(),
+            ice_servers: Vec::new(),
+            close_timeout: Duration::from_secs(2),
+        }
+    }
+}

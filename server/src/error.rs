@@ -1,0 +1,40 @@
+//! Where every client-visible failure gets its protocol error code: one place, so that the
+//! same failure never answers with two different codes.
+
+use circle_protocol::ErrorCode;
+
+use crate::room::RoomError;
+use crate::token::TokenError;
+
+/// A failure a client is told about.
+pub trait ClientVisible: std::fmt::Display {
+    fn code(&self) -> ErrorCode;
+}
+
+impl ClientVisible for RoomError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            RoomError::BadRequest(_) => ErrorCode::BadRequest,
+            RoomError::Unauthorized(_) => ErrorCode::Unauthorized,
+            RoomError::Forbidden(_) => ErrorCode::Forbidden,
+            RoomError::NotFound(_) => ErrorCode::NotFound,
+            RoomError::Conflict(_) | RoomError::NotJoined => ErrorCode::Conflict,
+            RoomError::RoomLocked => ErrorCode::RoomLocked,
+            RoomError::RoomFull => ErrorCode::RoomFull,
+            RoomError::RateLimited(_) => ErrorCode::RateLimited,
+            RoomError::Closing => ErrorCode::Internal,
+        }
+    }
+}
+
+impl ClientVisible for TokenError {
+    fn code(&self) -> ErrorCode {
+        ErrorCode::Unauthorized
+    }
+}
+
+impl RoomError {
+    pub fn code(&self) -> ErrorCode {
+        ClientVisible::code(self)
+    }
+}

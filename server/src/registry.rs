@@ -1,0 +1,124 @@
+//! Finding things: rooms by id and participants by resume token. The maps hold handles only;
+//! no invariant lives here, and no guard is held across an `.await`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use circle_protocol::{ParticipantId, RoomId};
+use dashmap::DashMap;
+use rand::RngCore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Settings;
+use crate::room::{actor, RoomHandle};
+use crate::token::TokenKeys;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("the server has no room for another group right now")]
+    TooManyRooms,
+}
+
+#[derive(Debug)]
+pub struct Registry {
+    rooms: DashMap<RoomId, RoomHandle>,
+    resume: DashMap<String, (RoomId, ParticipantId)>,
+    settings: Settings,
+    keys: TokenKeys,
+    generation: AtomicU64,
+    next_session: AtomicU64,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+impl Registry {
+    pub fn new(settings: Settings, shutdown: CancellationToken, tracker: TaskTracker) -> Arc<Self> {
+        let keys = TokenKeys::new(&settings.token_secret);
+        Arc::new(Self {
+            rooms: DashMap::new(),
+            resume: DashMap::new(),
+            settings,
+            keys,
+            generation: AtomicU64::new(1),
+            next_session: AtomicU64::new(1),
+            tracker,
+            shutdown,
+        })
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn keys(&self) -> &TokenKeys {
+        &self.keys
+    }
+
+    pub fn tracker(&self) -> &TaskTracker {
+        &self.tracker
+    }
+
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    pub fn next_session_id(&self) -> u64 {
+        self.next_session.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn room_count(&self) -> usize {
+        self.rooms.len()
+    }
+
+    /// The room's handle, starting its task if it has none.
+    pub fn room(self: &Arc<Self>, id: &RoomId) -> Result<RoomHandle, RegistryError> {
+        if let Some(handle) = self.rooms.get(id) {
+            return Ok(handle.clone());
+        }
+        if self.rooms.len() >= self.settings.max_rooms {
+            return Err(RegistryError::TooManyRooms);
+        }
+        let handle = self
+            .rooms
+            .entry(id.clone())
+            .or_insert_with(|| {
+                let generation = self.generation.fetch_add(1, Ordering::Relaxed);
+                actor::spawn(id.clone(), generation, self.clone())
+            })
+            .clone();
+        Ok(handle)
+    }
+
+    /// The room's handle if it is running; never starts one.
+    pub fn existing_room(&self, id: &RoomId) -> Option<RoomHandle> {
+        self.rooms.get(id).map(|h| h.clone())
+    }
+
+    /// Removes the room's entry, unless a newer room already took its place.
+    pub fn deregister_room(&self, id: &RoomId, generation: u64) {
+        self.rooms.remove_if(id, |_, h| h.generation == generation);
+    }
+
+    /// Drops a stale handle whose room has closed, so the next look-up starts a new one.
+    pub fn forget_closed_room(&self, id: &RoomId, handle: &RoomHandle) {
+        self.deregister_room(id, handle.generation);
+    }
+
+    /// A fresh, unguessable resume token for an admitted participant.
+    pub fn issue_resume_token(&self, room: RoomId, participant: ParticipantId) -> String {
+        let mut bytes = [0u8; 24];
+        rand::rng().fill_bytes(&mut bytes);
+        let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        self.resume.insert(token.clone(), (room, participant));
+        token
+    }
+
+    pub fn resolve_resume_token(&self, token: &str) -> Option<(RoomId, ParticipantId)> {
+        self.resume.get(token).map(|e| e.value().clone())
+    }
+
+    pub fn forget_resume_token(&self, token: &str) {
+        self.resume.remove(token);
+    }
+}

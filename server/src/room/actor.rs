@@ -1,0 +1,391 @@
+//! The task that owns one room: it feeds commands and timers to the rules, and carries their
+//! effects out to sessions. It never awaits a participant: every delivery is a `try_send`, and a
+//! session that cannot keep up loses reactions first, then its connection (it may resume).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use circle_protocol::{ClientFrame, ErrorCode, ParticipantId, RoomId, ServerMessage};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::outbox::Outbox;
+use super::state::{Effect, Joiner, Millis, Room};
+use super::RoomError;
+use crate::registry::Registry;
+
+/// What a session's writer sends on the socket.
+#[derive(Debug, Clone)]
+pub enum Outbound {
+    Text(Arc<str>),
+    /// Send a close frame with this code, then stop.
+    Close(u16),
+}
+
+/// The room's way to reach one session.
+#[derive(Debug, Clone)]
+pub struct SessionLink {
+    pub id: u64,
+    pub tx: mpsc::Sender<Outbound>,
+    /// Cancelled to drop the connection at once (a client too slow to take a close frame).
+    pub kill: CancellationToken,
+}
+
+impl SessionLink {
+    /// Queues a close frame, or drops the connection when even that does not fit.
+    fn close(&self, code: u16) {
+        if self.tx.try_send(Outbound::Close(code)).is_err() {
+            self.kill.cancel();
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum RoomCommand {
+    Join {
+        joiner: Joiner,
+        link: SessionLink,
+        reply: oneshot::Sender<Result<(), RoomError>>,
+    },
+    Resume {
+        participant: ParticipantId,
+        last_seq: u64,
+        link: SessionLink,
+        reply: oneshot::Sender<Result<(), RoomError>>,
+    },
+    Request {
+        participant: ParticipantId,
+        session: u64,
+        frame: ClientFrame,
+    },
+    /// The session refused a frame itself (undecodable, binary, over its rate); the room only
+    /// numbers the error so it stays in the participant's sequence.
+    Refuse {
+        participant: ParticipantId,
+        session: u64,
+        id: Option<u32>,
+        code: ErrorCode,
+        message: String,
+    },
+    Disconnected {
+        participant: ParticipantId,
+        session: u64,
+    },
+}
+
+/// A cheap handle to a room's task.
+#[derive(Debug, Clone)]
+pub struct RoomHandle {
+    pub tx: mpsc::Sender<RoomCommand>,
+    /// Tells this room apart from a later one with the same id, when deregistering.
+    pub generation: u64,
+}
+
+/// Anchors the rules' Unix-millisecond clock to tokio's monotonic one, so the room's timers
+/// follow tokio's clock (and a paused clock in tests) while `turn_ends_at` stays a Unix time.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    base: Instant,
+    base_unix_ms: u64,
+}
+
+impl Clock {
+    pub fn new() -> Self {
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        Self {
+            base: Instant::now(),
+            base_unix_ms: unix,
+        }
+    }
+
+    pub fn now(&self) -> Millis {
+        self.base_unix_ms + self.base.elapsed().as_millis() as u64
+    }
+
+    pub fn instant_at(&self, at: Millis) -> Instant {
+        self.base + std::time::Duration::from_millis(at.saturating_sub(self.base_unix_ms))
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+pub(crate) struct RoomActor {
+    room: Room,
+    generation: u64,
+    registry: Arc<Registry>,
+    clock: Clock,
+    outboxes: HashMap<ParticipantId, Outbox>,
+    links: HashMap<ParticipantId, SessionLink>,
+    resume_tokens: HashMap<ParticipantId, String>,
+    /// Sessions dropped for being too slow, to be told to the rules once effects are out.
+    dropped: Vec<ParticipantId>,
+}
+
+impl RoomActor {
+    pub(crate) fn new(room: Room, generation: u64, registry: Arc<Registry>) -> Self {
+        Self {
+            room,
+            generation,
+            registry,
+            clock: Clock::new(),
+            outboxes: HashMap::new(),
+            links: HashMap::new(),
+            resume_tokens: HashMap::new(),
+            dropped: Vec::new(),
+        }
+    }
+
+    pub(crate) async fn run(mut self, mut rx: mpsc::Receiver<RoomCommand>) {
+        let shutdown = self.registry.shutdown_token();
+        loop {
+            let deadline = self.room.poll_timeout().map(|t| self.clock.instant_at(t));
+            tokio::select! {
+                command = rx.recv() => match command {
+                    Some(command) => self.on_command(command),
+                    None => break,
+                },
+                () = sleep_until_opt(deadline) => {
+                    let now = self.clock.now();
+                    self.room.handle_timeout(now);
+                }
+                () = shutdown.cancelled() => self.room.shut_down(),
+            }
+            self.apply_effects();
+            if self.room.is_finished() {
+                break;
+            }
+        }
+        // Leave the registry first, so that a join which finds this room closed creates a new
+        // one; then drop what is queued, which tells those sessions to look again.
+        self.registry
+            .deregister_room(self.room.id(), self.generation);
+        for token in self.resume_tokens.values() {
+            self.registry.forget_resume_token(token);
+        }
+        rx.close();
+        while rx.try_recv().is_ok() {}
+        tracing::debug!(room = %self.room.id(), "room closed");
+    }
+
+    fn on_command(&mut self, command: RoomCommand) {
+        let now = self.clock.now();
+        match command {
+            RoomCommand::Join {
+                joiner,
+                link,
+                reply,
+            } => {
+                let id = joiner.id.clone();
+                let known = self.outboxes.contains_key(&id);
+                if !known {
+                    self.outboxes
+                        .insert(id.clone(), Outbox::new(self.registry.settings().replay));
+                }
+                match self.room.join(joiner) {
+                    Ok(_) => {
+                        if let Some(old) = self.links.insert(id, link) {
+                            old.close(circle_protocol::close::REPLACED);
+                        }
+                        let _ = reply.send(Ok(()));
+                    }
+                    Err(e) => {
+                        if !known {
+                            self.outboxes.remove(&id);
+                        }
+                        let _ = reply.send(Err(e));
+                    }
+                }
+            }
+            RoomCommand::Resume {
+                participant,
+                last_seq,
+                link,
+                reply,
+            } => match self.room.resume(&participant) {
+                Ok(()) => {
+                    if let Some(old) = self.links.insert(participant.clone(), link) {
+                        old.close(circle_protocol::close::REPLACED);
+                    }
+                    let replay = self
+                        .outboxes
+                        .get(&participant)
+                        .and_then(|o| o.replay_after(last_seq));
+                    match replay {
+                        Some(missed) => {
+                            for text in missed {
+                                self.push_raw(&participant, Outbound::Text(text));
+                            }
+                        }
+                        None => self.send_welcome(&participant),
+                    }
+                    let _ = reply.send(Ok(()));
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
+            RoomCommand::Request {
+                participant,
+                session,
+                frame,
+            } => {
+                if self.is_current(&participant, session) {
+                    self.room
+                        .request(now, &participant, frame.id, frame.message);
+                }
+            }
+            RoomCommand::Refuse {
+                participant,
+                session,
+                id,
+                code,
+                message,
+            } => {
+                if self.is_current(&participant, session) {
+                    self.deliver(&participant, &ServerMessage::error(id, code, message));
+                }
+            }
+            RoomCommand::Disconnected {
+                participant,
+                session,
+            } => {
+                if self.is_current(&participant, session) {
+                    self.links.remove(&participant);
+                    self.room.disconnected(now, &participant);
+                }
+            }
+        }
+    }
+
+    fn is_current(&self, participant: &ParticipantId, session: u64) -> bool {
+        self.links.get(participant).is_some_and(|l| l.id == session)
+    }
+
+    fn apply_effects(&mut self) {
+        loop {
+            let effects = self.room.take_effects();
+            if effects.is_empty() && self.dropped.is_empty() {
+                break;
+            }
+            for effect in effects {
+                self.apply(effect);
+            }
+            let now = self.clock.now();
+            for participant in std::mem::take(&mut self.dropped) {
+                self.room.disconnected(now, &participant);
+            }
+        }
+    }
+
+    fn apply(&mut self, effect: Effect) {
+        match effect {
+            Effect::Send { to, message } => self.deliver(&to, &message),
+            Effect::Welcome { to } => self.send_welcome(&to),
+            Effect::Close { to, code } => {
+                if let Some(link) = self.links.remove(&to) {
+                    link.close(code);
+                }
+            }
+            Effect::Admitted { .. } => {}
+            Effect::Gone { participant } => {
+                self.outboxes.remove(&participant);
+                if let Some(link) = self.links.remove(&participant) {
+                    link.kill.cancel();
+                }
+                if let Some(token) = self.resume_tokens.remove(&participant) {
+                    self.registry.forget_resume_token(&token);
+                }
+            }
+            Effect::AudioGate { .. } => {}
+            Effect::Media { from, id, .. } => {
+                // The SFU is not part of this build yet (issue 3): say so rather than pretend.
+                let refusal = RoomError::Conflict("this server has no media plane yet".into());
+                self.deliver(
+                    &from,
+                    &ServerMessage::error(id, refusal.code(), refusal.to_string()),
+                );
+            }
+        }
+    }
+
+    fn send_welcome(&mut self, to: &ParticipantId) {
+        let Some((you, room)) = self.room.snapshot(to) else {
+            return;
+        };
+        let resume_token = match self.resume_tokens.get(to) {
+            Some(t) => t.clone(),
+            None => {
+                let token = self
+                    .registry
+                    .issue_resume_token(self.room.id().clone(), to.clone());
+                self.resume_tokens.insert(to.clone(), token.clone());
+                token
+            }
+        };
+        let welcome = ServerMessage::Welcome {
+            protocol: circle_protocol::PROTOCOL_VERSION,
+            you,
+            room: Box::new(room),
+            resume_token,
+            ice_servers: self.registry.settings().ice_servers.clone(),
+        };
+        self.deliver(to, &welcome);
+    }
+
+    /// Numbers a message into the participant's sequence and hands it to their session.
+    fn deliver(&mut self, to: &ParticipantId, message: &ServerMessage) {
+        let Some(outbox) = self.outboxes.get_mut(to) else {
+            return;
+        };
+        let Some(link) = self.links.get(to) else {
+            // Reconnecting: keep it for the replay, but not what the next one supersedes.
+            if !message.is_droppable() {
+                outbox.push(message);
+            }
+            return;
+        };
+        if message.is_droppable() && link.tx.capacity() < link.tx.max_capacity() / 2 {
+            return;
+        }
+        let text = outbox.push(message);
+        self.push_raw(to, Outbound::Text(text));
+    }
+
+    fn push_raw(&mut self, to: &ParticipantId, out: Outbound) {
+        let Some(link) = self.links.get(to) else {
+            return;
+        };
+        if link.tx.try_send(out).is_err() {
+            // Too slow (or already gone): drop the connection, never wait for it. What it
+            // missed stays in the outbox for its resume.
+            tracing::info!(room = %self.room.id(), "dropping a session that cannot keep up");
+            link.kill.cancel();
+            self.links.remove(to);
+            self.dropped.push(to.clone());
+        }
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Spawns a room's task and returns its handle.
+pub(crate) fn spawn(id: RoomId, generation: u64, registry: Arc<Registry>) -> RoomHandle {
+    let (tx, rx) = mpsc::channel(registry.settings().room_queue);
+    let room = Room::new(id, registry.settings().room.clone());
+    let actor = RoomActor::new(room, generation, registry.clone());
+    registry.tracker().spawn(actor.run(rx));
+    RoomHandle { tx, generation }
+}

@@ -1,0 +1,38 @@
+//! Rooms: the pure rules ([`state`]), the per-participant outbox ([`outbox`]) and the task that
+//! owns one room and moves messages for it ([`actor`]).
+
+pub mod actor;
+pub mod outbox;
+pub mod state;
+
+pub use actor::{Outbound, RoomCommand, RoomHandle, SessionLink};
+pub use state::{Effect, Joined, Joiner, Millis, Room, RoomConfig};
+
+/// Why the room refused something. Every variant is client-visible; `crate::error` maps them
+/// to protocol codes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RoomError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the room is locked")]
+    RoomLocked,
+    #[error("the room is full")]
+    RoomFull,
+    #[error("{0}")]
+    RateLimited(String),
+    #[error("you are not in this room")]
+    NotJoined,
+    #[error("the room is closing; try again")]
+    Closing,
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,1270 @@
+//! The room's rules as a pure state machine: membership, waiting room, floor, queue, reactions,
+//! check-ins and moderation. It takes inputs and the current time and queues effects; it has no
+//! sockets, no tokio and never reads a clock, so every rule is tested directly.
+//!
+//! "Panic means bug, never on user input": every input from a client is validated and answered
+//! with an error effect instead.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use circle_protocol::{
+    close, CheckIn, CheckInId, ClientMessage, Connection, EndReason, FloorMode, FloorState,
+    HandStatus, LeaveReason, Participant, ParticipantId, QueueEntry, ReactionKind, RequestId, Role,
+    RoomId, RoomState, ServerMessage, MAX_CHECK_IN_OPTION_CHARS, MAX_CHECK_IN_QUESTION_CHARS,
+    MAX_HAND_NOTE_CHARS, MAX_HELP_NOTE_CHARS,
+};
+
+use super::RoomError;
+
+/// Unix time in milliseconds: the only clock the rules know, always passed in.
+pub type Millis = u64;
+
+/// The rules' settings, fixed for the room's life.
+#[derive(Debug, Clone)]
+pub struct RoomConfig {
+    /// Members and observers wait for a facilitator unless this is off.
+    pub waiting_room: bool,
+    /// Everyone present or waiting counts.
+    pub max_participants: usize,
+    pub reaction_window_ms: u64,
+    /// Reactions one participant may send per second.
+    pub reactions_per_second: usize,
+    /// Fewest check-in answers for which counts are published.
+    pub anonymity_threshold: u32,
+    pub resume_grace_ms: u64,
+}
+
+impl Default for RoomConfig {
+    fn default() -> Self {
+        Self {
+            waiting_room: true,
+            max_participants: 16,
+            reaction_window_ms: 2_000,
+            reactions_per_second: 5,
+            anonymity_threshold: 3,
+            resume_grace_ms: 20_000,
+        }
+    }
+}
+
+/// Someone asking to join, from a verified token.
+#[derive(Debug, Clone)]
+pub struct Joiner {
+    pub id: ParticipantId,
+    pub name: String,
+    pub role: Role,
+}
+
+/// What the room asks its shell to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Deliver a message to one participant (buffered while they reconnect).
+    Send {
+        to: ParticipantId,
+        message: ServerMessage,
+    },
+    /// Deliver a `welcome` built from the room's state at the time the shell handles it.
+    Welcome { to: ParticipantId },
+    /// Close the participant's socket with this code after what was sent before.
+    Close { to: ParticipantId, code: u16 },
+    /// The participant entered the room proper: give them media.
+    Admitted {
+        participant: ParticipantId,
+        may_publish: bool,
+    },
+    /// The participant is gone for good: drop their media, resume token and buffers.
+    Gone { participant: ParticipantId },
+    /// Whether the media path forwards this participant's audio; emitted on every change.
+    AudioGate {
+        participant: ParticipantId,
+        forward: bool,
+    },
+    /// A WebRTC message (`sdp` or `ice`) from an admitted participant, for the media router,
+    /// which answers the request.
+    Media {
+        from: ParticipantId,
+        id: Option<RequestId>,
+        message: ClientMessage,
+    },
+}
+
+/// How a join went, when it went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Joined {
+    /// A new participant: admitted or waiting.
+    New,
+    /// Same `sub` as someone already here: the new session takes over.
+    Replaced,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Presence {
+    Waiting,
+    Admitted,
+}
+
+#[derive(Debug, Clone)]
+struct Member {
+    id: ParticipantId,
+    name: String,
+    role: Role,
+    presence: Presence,
+    audio: bool,
+    video: bool,
+    muted: bool,
+    /// When the resume grace runs out, while the socket is gone.
+    reconnecting_until: Option<Millis>,
+    /// Timestamps of recent reactions, for the rate limit; never which kind.
+    recent_reactions: VecDeque<Millis>,
+}
+
+impl Member {
+    fn view(&self) -> Participant {
+        Participant {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            role: self.role,
+            audio: self.audio,
+            video: self.video,
+            muted: self.muted,
+            connection: if self.reconnecting_until.is_some() {
+                Connection::Reconnecting
+            } else {
+                Connection::Connected
+            },
+        }
+    }
+
+    fn is_admitted(&self) -> bool {
+        self.presence == Presence::Admitted
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Turn {
+    ends_at: Option<Millis>,
+    warn_at: Option<Millis>,
+}
+
+#[derive(Debug)]
+struct OpenCheckIn {
+    check_in: CheckIn,
+    /// Each answerer's current choice, held only while open so that answering again replaces
+    /// it; dropped unread when the check-in closes. Only the counts leave this struct.
+    choices: HashMap<ParticipantId, usize>,
+}
+
+/// One room's state and rules.
+#[derive(Debug)]
+pub struct Room {
+    id: RoomId,
+    config: RoomConfig,
+    /// Admitted and waiting participants, in arrival order.
+    members: Vec<Member>,
+    /// Who was removed; they may not rejoin while this room lives.
+    banned: HashSet<ParticipantId>,
+    locked: bool,
+    mode: FloorMode,
+    holder: Option<ParticipantId>,
+    turn: Option<Turn>,
+    turn_limit: Option<u32>,
+    queue: VecDeque<QueueEntry>,
+    invited: Option<ParticipantId>,
+    reaction_counts: [u32; ReactionKind::ALL.len()],
+    reactions_flush_at: Option<Millis>,
+    check_in: Option<OpenCheckIn>,
+    next_check_in: u64,
+    /// The gate last told to the media path, per participant who may publish.
+    gates: HashMap<ParticipantId, bool>,
+    speaking: Vec<ParticipantId>,
+    ended: bool,
+    effects: Vec<Effect>,
+}
+
+impl Room {
+    pub fn new(id: RoomId, config: RoomConfig) -> Self {
+        Self {
+            id,
+            config,
+            members: Vec::new(),
+            banned: HashSet::new(),
+            locked: false,
+            mode: FloorMode::Open,
+            holder: None,
+            turn: None,
+            turn_limit: None,
+            queue: VecDeque::new(),
+            invited: None,
+            reaction_counts: [0; ReactionKind::ALL.len()],
+            reactions_flush_at: None,
+            check_in: None,
+            next_check_in: 1,
+            gates: HashMap::new(),
+            speaking: Vec::new(),
+            ended: false,
+            effects: Vec::new(),
+        }
+    }
+
+    pub fn id(&self) -> &RoomId {
+        &self.id
+    }
+
+    /// Takes the effects queued so far, in order.
+    pub fn take_effects(&mut self) -> Vec<Effect> {
+        std::mem::take(&mut self.effects)
+    }
+
+    /// True once nobody is present, waiting or reconnecting, or the session was ended.
+    pub fn is_finished(&self) -> bool {
+        self.ended || self.members.is_empty()
+    }
+
+    /// A new session's `hello`, with the token already verified.
+    pub fn join(&mut self, joiner: Joiner) -> Result<Joined, RoomError> {
+        if self.ended {
+            return Err(RoomError::Conflict("this session has ended".into()));
+        }
+        if self.banned.contains(&joiner.id) {
+            return Err(RoomError::Forbidden(
+                "you were removed from this session".into(),
+            ));
+        }
+        if let Some(i) = self.index_of(&joiner.id) {
+            // The same person from a second tab or device: the newer session wins.
+            let member = &mut self.members[i];
+            let was_reconnecting = member.reconnecting_until.take().is_some();
+            match member.presence {
+                Presence::Waiting => self.send(&joiner.id, ServerMessage::Waiting),
+                Presence::Admitted => {
+                    self.effects.push(Effect::Welcome {
+                        to: joiner.id.clone(),
+                    });
+                    if was_reconnecting {
+                        self.announce_update(&joiner.id);
+                    }
+                }
+            }
+            self.finish();
+            return Ok(Joined::Replaced);
+        }
+        if self.locked && joiner.role != Role::Facilitator {
+            return Err(RoomError::RoomLocked);
+        }
+        if self.members.len() >= self.config.max_participants {
+            return Err(RoomError::RoomFull);
+        }
+        let waits = self.config.waiting_room && joiner.role != Role::Facilitator;
+        self.members.push(Member {
+            id: joiner.id.clone(),
+            name: joiner.name,
+            role: joiner.role,
+            presence: Presence::Waiting,
+            audio: false,
+            video: false,
+            muted: false,
+            reconnecting_until: None,
+            recent_reactions: VecDeque::new(),
+        });
+        if waits {
+            self.send(&joiner.id, ServerMessage::Waiting);
+            self.announce_waiting_room();
+        } else {
+            self.admit_member(&joiner.id);
+        }
+        self.finish();
+        Ok(Joined::New)
+    }
+
+    /// A `resume` within the grace period, with the token already matched to this participant.
+    pub fn resume(&mut self, id: &ParticipantId) -> Result<(), RoomError> {
+        let Some(i) = self.index_of(id) else {
+            return Err(RoomError::Unauthorized("unknown resume token".into()));
+        };
+        let member = &mut self.members[i];
+        if !member.is_admitted() {
+            return Err(RoomError::Unauthorized("unknown resume token".into()));
+        }
+        if member.reconnecting_until.take().is_some() {
+            self.announce_update(id);
+        }
+        self.finish();
+        Ok(())
+    }
+
+    /// The participant's socket went away without `leave`.
+    pub fn disconnected(&mut self, now: Millis, id: &ParticipantId) {
+        let Some(i) = self.index_of(id) else { return };
+        match self.members[i].presence {
+            // A waiting participant holds no state worth keeping: they knock again.
+            Presence::Waiting => {
+                self.members.remove(i);
+                self.effects.push(Effect::Gone {
+                    participant: id.clone(),
+                });
+                self.announce_waiting_room();
+            }
+            Presence::Admitted => {
+                if self.members[i].reconnecting_until.is_none() {
+                    self.members[i].reconnecting_until = Some(now + self.config.resume_grace_ms);
+                    self.announce_update(id);
+                }
+            }
+        }
+        self.finish();
+    }
+
+    /// Who the media path hears speaking now. Members see only voices the room can hear;
+    /// facilitators also see someone talking without the stick.
+    pub fn speaking(&mut self, participants: Vec<ParticipantId>) {
+        let participants: Vec<ParticipantId> = participants
+            .into_iter()
+            .filter(|p| self.member(p).is_some_and(Member::is_admitted))
+            .collect();
+        if participants == self.speaking {
+            return;
+        }
+        self.speaking = participants;
+        let heard: Vec<ParticipantId> = self
+            .speaking
+            .iter()
+            .filter(|p| self.audio_forwarded(p))
+            .cloned()
+            .collect();
+        for to in self.admitted_ids() {
+            let list = if self.role_of(&to) == Some(Role::Facilitator) {
+                self.speaking.clone()
+            } else {
+                heard.clone()
+            };
+            self.send(&to, ServerMessage::Speaking { participants: list });
+        }
+        self.finish();
+    }
+
+    /// The server is going away: everyone is told and closed with 1001.
+    pub fn shut_down(&mut self) {
+        self.end(EndReason::ServerShutdown, close::GOING_AWAY);
+        self.finish();
+    }
+
+    /// One request from a joined participant.
+    pub fn request(
+        &mut self,
+        now: Millis,
+        from: &ParticipantId,
+        id: Option<RequestId>,
+        message: ClientMessage,
+    ) {
+        match self.apply(now, from, id, message) {
+            Ok(Reply::Ok) => {
+                if let Some(id) = id {
+                    self.send(from, ServerMessage::Ok { id });
+                }
+            }
+            Ok(Reply::Sent) => {}
+            Err(e) => self.send(from, ServerMessage::error(id, e.code(), e.to_string())),
+        }
+        self.finish();
+    }
+
+    /// The earliest time [`Room::handle_timeout`] has work to do.
+    pub fn poll_timeout(&self) -> Option<Millis> {
+        let turn = self
+            .turn
+            .as_ref()
+            .map(|t| [t.warn_at, t.ends_at])
+            .unwrap_or_default();
+        let graces = self.members.iter().filter_map(|m| m.reconnecting_until);
+        turn.into_iter()
+            .flatten()
+            .chain(self.reactions_flush_at)
+            .chain(graces)
+            .min()
+    }
+
+    /// Runs every timer that is due at `now`.
+    pub fn handle_timeout(&mut self, now: Millis) {
+        if self.reactions_flush_at.is_some_and(|t| t <= now) {
+            self.flush_reactions();
+        }
+        if let (Some(turn), Some(holder)) = (self.turn.clone(), self.holder.clone()) {
+            if turn.ends_at.is_some_and(|t| t <= now) {
+                self.holder = None;
+                self.turn = None;
+                self.hand(&holder, HandStatus::Revoked, None);
+                self.announce_floor();
+            } else if let (Some(warn_at), Some(ends_at)) = (turn.warn_at, turn.ends_at) {
+                if warn_at <= now {
+                    if let Some(t) = self.turn.as_mut() {
+                        t.warn_at = None;
+                    }
+                    let seconds_left = u32::try_from(ends_at.saturating_sub(now).div_ceil(1000))
+                        .unwrap_or(u32::MAX);
+                    let message = ServerMessage::TurnWarning { seconds_left };
+                    self.send(&holder, message.clone());
+                    for f in self.facilitator_ids() {
+                        self.send(&f, message.clone());
+                    }
+                }
+            }
+        }
+        let expired: Vec<ParticipantId> = self
+            .members
+            .iter()
+            .filter(|m| m.reconnecting_until.is_some_and(|t| t <= now))
+            .map(|m| m.id.clone())
+            .collect();
+        for id in expired {
+            self.depart(&id, LeaveReason::Timeout);
+        }
+        self.finish();
+    }
+
+    /// The participant and room state as `welcome` carries them.
+    pub fn snapshot(&self, to: &ParticipantId) -> Option<(Participant, RoomState)> {
+        let me = self.member(to)?;
+        let state = RoomState {
+            id: self.id.clone(),
+            participants: self
+                .members
+                .iter()
+                .filter(|m| m.is_admitted())
+                .map(Member::view)
+                .collect(),
+            floor: self.floor_for(to),
+            locked: self.locked,
+            turn_limit: self.turn_limit,
+            check_in: self.check_in.as_ref().map(|c| c.check_in.clone()),
+        };
+        Some((me.view(), state))
+    }
+
+    /// Whether the participant is admitted (as opposed to waiting or unknown).
+    pub fn is_admitted(&self, id: &ParticipantId) -> bool {
+        self.member(id).is_some_and(Member::is_admitted)
+    }
+
+    pub fn role_of(&self, id: &ParticipantId) -> Option<Role> {
+        self.member(id).map(|m| m.role)
+    }
+
+    /// Checks every invariant the rules promise; used by tests after each step.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let mut seen = HashSet::new();
+        for m in &self.members {
+            if !seen.insert(&m.id) {
+                return Err(format!("{} is present twice", m.id));
+            }
+            if self.banned.contains(&m.id) {
+                return Err(format!("{} is banned but present", m.id));
+            }
+        }
+        if self.members.len() > self.config.max_participants {
+            return Err("more participants than the cap".into());
+        }
+        if let Some(h) = &self.holder {
+            let m = self.member(h).ok_or("the holder is not present")?;
+            if !m.is_admitted() || m.role != Role::Member {
+                return Err(format!("the holder {h} is not an admitted member"));
+            }
+            if self.queue.iter().any(|e| &e.participant == h) {
+                return Err("the holder is in the queue".into());
+            }
+        } else if self.turn.is_some() {
+            return Err("a turn runs with no holder".into());
+        }
+        let mut queued = HashSet::new();
+        for e in &self.queue {
+            if !queued.insert(&e.participant) {
+                return Err(format!("{} is queued twice", e.participant));
+            }
+            let m = self.member(&e.participant).ok_or("a queued id is absent")?;
+            if !m.is_admitted() || m.role != Role::Member {
+                return Err(format!("{} is queued but not an admitted member", m.id));
+            }
+        }
+        for (p, open) in &self.gates {
+            if *open != self.audio_forwarded(p) {
+                return Err(format!("the gate told for {p} is stale"));
+            }
+        }
+        Ok(())
+    }
+
+    fn apply(
+        &mut self,
+        now: Millis,
+        from: &ParticipantId,
+        id: Option<RequestId>,
+        message: ClientMessage,
+    ) -> Result<Reply, RoomError> {
+        let me = self.member(from).ok_or(RoomError::NotJoined)?;
+        let role = me.role;
+        let admitted = me.is_admitted();
+        use ClientMessage as M;
+        match message {
+            M::Ping => {
+                self.send(from, ServerMessage::Pong);
+                return Ok(Reply::Ok);
+            }
+            M::Leave => {
+                if let Some(id) = id {
+                    self.send(from, ServerMessage::Ok { id });
+                }
+                self.depart(from, LeaveReason::Left);
+                return Ok(Reply::Sent);
+            }
+            M::Hello { .. } | M::Resume { .. } => {
+                return Err(RoomError::Conflict(
+                    "this session has already joined".into(),
+                ))
+            }
+            _ => {}
+        }
+        if !admitted {
+            return Err(RoomError::Forbidden(
+                "you are in the waiting room until a facilitator admits you".into(),
+            ));
+        }
+        let facilitator_only = matches!(
+            message,
+            M::Admit { .. }
+                | M::Deny { .. }
+                | M::AdmitAll
+                | M::SetFloorMode { .. }
+                | M::GrantFloor { .. }
+                | M::GrantNext
+                | M::RevokeFloor
+                | M::SetTurnLimit { .. }
+                | M::InviteToSpeak { .. }
+                | M::Mute { .. }
+                | M::Unmute { .. }
+                | M::Remove { .. }
+                | M::LockRoom { .. }
+                | M::EndSession
+                | M::StartCheckIn { .. }
+                | M::CloseCheckIn { .. }
+        );
+        if facilitator_only && role != Role::Facilitator {
+            return Err(RoomError::Forbidden(format!(
+                "only a facilitator may send `{}`",
+                message.type_name()
+            )));
+        }
+        let member_only = matches!(
+            message,
+            M::RaiseHand { .. } | M::NeedHelp { .. } | M::AnswerCheckIn { .. }
+        );
+        if member_only && role != Role::Member {
+            return Err(RoomError::Forbidden(format!(
+                "only a member may send `{}`",
+                message.type_name()
+            )));
+        }
+        match message {
+            M::Admit { participant } => {
+                self.expect_waiting(&participant)?;
+                self.admit_member(&participant);
+                self.announce_waiting_room();
+            }
+            M::Deny { participant } => {
+                self.expect_waiting(&participant)?;
+                self.send(&participant, ServerMessage::Denied);
+                self.effects.push(Effect::Close {
+                    to: participant.clone(),
+                    code: close::DENIED,
+                });
+                self.forget(&participant);
+                self.announce_waiting_room();
+            }
+            M::AdmitAll => {
+                let waiting: Vec<ParticipantId> = self
+                    .members
+                    .iter()
+                    .filter(|m| !m.is_admitted())
+                    .map(|m| m.id.clone())
+                    .collect();
+                if !waiting.is_empty() {
+                    for p in &waiting {
+                        self.admit_member(p);
+                    }
+                    self.announce_waiting_room();
+                }
+            }
+            M::SetFloorMode { mode } => {
+                if mode != self.mode {
+                    self.mode = mode;
+                    self.announce_floor();
+                }
+            }
+            M::GrantFloor { participant } => {
+                self.expect_speaker(&participant)?;
+                if self.holder.as_ref() == Some(&participant) {
+                    return Err(RoomError::Conflict(
+                        "that member already holds the stick".into(),
+                    ));
+                }
+                self.give_stick(now, &participant);
+            }
+            M::GrantNext => {
+                let next = self
+                    .queue
+                    .front()
+                    .map(|e| e.participant.clone())
+                    .ok_or_else(|| RoomError::Conflict("the queue is empty".into()))?;
+                self.give_stick(now, &next);
+            }
+            M::RevokeFloor => {
+                let holder = self
+                    .holder
+                    .take()
+                    .ok_or_else(|| RoomError::Conflict("nobody holds the stick".into()))?;
+                self.turn = None;
+                self.hand(&holder, HandStatus::Revoked, None);
+                self.announce_floor();
+            }
+            M::SetTurnLimit { seconds } => {
+                if let Some(s) = seconds {
+                    if !(1..=3600).contains(&s) {
+                        return Err(RoomError::BadRequest(
+                            "`seconds` must be between 1 and 3600, or null".into(),
+                        ));
+                    }
+                }
+                self.turn_limit = seconds;
+                if self.holder.is_some() {
+                    // The limit applies to the running turn from now: a limit set mid-turn must
+                    // not end a turn that has already run longer without warning.
+                    self.turn = Some(self.new_turn(now));
+                }
+                self.announce_floor();
+            }
+            M::InviteToSpeak { participant } => {
+                self.expect_speaker(&participant)?;
+                if self.holder.as_ref() == Some(&participant) {
+                    return Err(RoomError::Conflict(
+                        "that member already holds the stick".into(),
+                    ));
+                }
+                self.invited = Some(participant.clone());
+                self.send(&participant, ServerMessage::InvitedToSpeak);
+            }
+            M::LowerHand { participant } => {
+                let target = match (role, participant) {
+                    (Role::Facilitator, Some(p)) => p,
+                    (Role::Facilitator, None) => {
+                        return Err(RoomError::BadRequest(
+                            "a facilitator names whose hand to lower in `participant`".into(),
+                        ))
+                    }
+                    (_, Some(p)) if &p != from => {
+                        return Err(RoomError::Forbidden(
+                            "only a facilitator may lower someone else's hand".into(),
+                        ))
+                    }
+                    (_, _) => from.clone(),
+                };
+                if self.member(&target).is_none() {
+                    return Err(RoomError::NotFound(
+                        "no such participant in this room".into(),
+                    ));
+                }
+                let at = self
+                    .queue
+                    .iter()
+                    .position(|e| e.participant == target)
+                    .ok_or_else(|| RoomError::Conflict("that hand is not raised".into()))?;
+                self.queue.remove(at);
+                let status = if &target == from {
+                    HandStatus::Cancelled
+                } else {
+                    HandStatus::Denied
+                };
+                self.hand(&target, status, None);
+                self.announce_floor();
+            }
+            M::Mute { participant } => self.set_muted(&participant, true)?,
+            M::Unmute { participant } => self.set_muted(&participant, false)?,
+            M::Remove { participant } => {
+                let target = self.member(&participant).ok_or_else(|| {
+                    RoomError::NotFound("no such participant in this room".into())
+                })?;
+                if target.role == Role::Facilitator {
+                    return Err(RoomError::Conflict(
+                        "a facilitator cannot be removed".into(),
+                    ));
+                }
+                let was_admitted = target.is_admitted();
+                self.banned.insert(participant.clone());
+                self.send(&participant, ServerMessage::Removed);
+                self.effects.push(Effect::Close {
+                    to: participant.clone(),
+                    code: close::REMOVED,
+                });
+                if was_admitted {
+                    self.depart(&participant, LeaveReason::Removed);
+                } else {
+                    self.forget(&participant);
+                    self.announce_waiting_room();
+                }
+            }
+            M::LockRoom { locked } => {
+                if locked != self.locked {
+                    self.locked = locked;
+                    self.announce_room_settings();
+                }
+            }
+            M::EndSession => {
+                if let Some(id) = id {
+                    self.send(from, ServerMessage::Ok { id });
+                }
+                self.end(EndReason::EndedByFacilitator, close::SESSION_ENDED);
+                return Ok(Reply::Sent);
+            }
+            M::StartCheckIn { question, options } => {
+                if self.check_in.is_some() {
+                    return Err(RoomError::Conflict("close the open check-in first".into()));
+                }
+                let question = question.trim().to_owned();
+                if question.is_empty() || question.chars().count() > MAX_CHECK_IN_QUESTION_CHARS {
+                    return Err(RoomError::BadRequest(format!(
+                        "`question` must be 1 to {MAX_CHECK_IN_QUESTION_CHARS} characters"
+                    )));
+                }
+                if !(2..=10).contains(&options.len()) {
+                    return Err(RoomError::BadRequest(
+                        "`options` must hold 2 to 10 choices".into(),
+                    ));
+                }
+                let options: Vec<String> = options.iter().map(|o| o.trim().to_owned()).collect();
+                if options
+                    .iter()
+                    .any(|o| o.is_empty() || o.chars().count() > MAX_CHECK_IN_OPTION_CHARS)
+                {
+                    return Err(RoomError::BadRequest(format!(
+                        "each option must be 1 to {MAX_CHECK_IN_OPTION_CHARS} characters"
+                    )));
+                }
+                let check_in = CheckIn {
+                    check_in: CheckInId(format!("c{}", self.next_check_in)),
+                    question,
+                    options,
+                };
+                self.next_check_in += 1;
+                self.check_in = Some(OpenCheckIn {
+                    check_in: check_in.clone(),
+                    choices: HashMap::new(),
+                });
+                self.broadcast(ServerMessage::CheckIn(check_in));
+            }
+            M::CloseCheckIn { check_in } => {
+                if self.check_in.as_ref().map(|c| &c.check_in.check_in) != Some(&check_in) {
+                    return Err(RoomError::NotFound("no such open check-in".into()));
+                }
+                let open = self.check_in.take().expect("checked above");
+                let mut counts = vec![0u32; open.check_in.options.len()];
+                for choice in open.choices.values() {
+                    counts[*choice] += 1;
+                }
+                let responses = u32::try_from(open.choices.len()).unwrap_or(u32::MAX);
+                let counts = (responses >= self.config.anonymity_threshold).then_some(counts);
+                self.broadcast(ServerMessage::CheckInResult {
+                    check_in,
+                    counts,
+                    responses,
+                });
+            }
+            M::RaiseHand { note } => {
+                let note = match note.map(|n| n.trim().to_owned()) {
+                    Some(n) if n.chars().count() > MAX_HAND_NOTE_CHARS => {
+                        return Err(RoomError::BadRequest(format!(
+                            "a note is at most {MAX_HAND_NOTE_CHARS} characters"
+                        )))
+                    }
+                    Some(n) if n.is_empty() => None,
+                    other => other,
+                };
+                if self.holder.as_ref() == Some(from) {
+                    return Err(RoomError::Conflict("you hold the stick".into()));
+                }
+                if self.queue.iter().any(|e| &e.participant == from) {
+                    return Err(RoomError::Conflict("your hand is already raised".into()));
+                }
+                self.queue.push_back(QueueEntry {
+                    participant: from.clone(),
+                    note,
+                });
+                let position = self.queue.len() as u32;
+                self.hand(from, HandStatus::Queued, Some(position));
+                self.announce_floor();
+            }
+            M::ReleaseFloor => {
+                if self.holder.as_ref() != Some(from) {
+                    return Err(RoomError::Conflict("you do not hold the stick".into()));
+                }
+                self.holder = None;
+                self.turn = None;
+                self.hand(from, HandStatus::Released, None);
+                self.announce_floor();
+            }
+            M::PassFloor { to } => {
+                if self.holder.as_ref() != Some(from) {
+                    return Err(RoomError::Conflict("you do not hold the stick".into()));
+                }
+                if self.member(&to).is_none() {
+                    return Err(RoomError::NotFound(
+                        "no such participant in this room".into(),
+                    ));
+                }
+                if !self.queue.iter().any(|e| e.participant == to) {
+                    return Err(RoomError::Conflict(
+                        "the stick passes only to someone in the queue".into(),
+                    ));
+                }
+                self.hand(from, HandStatus::Released, None);
+                self.holder = None;
+                self.give_stick(now, &to);
+            }
+            M::AnswerInvite { accept } => {
+                if self.invited.as_ref() != Some(from) {
+                    return Err(RoomError::Conflict("there is no invitation for you".into()));
+                }
+                self.invited = None;
+                for f in self.facilitator_ids() {
+                    self.send(
+                        &f,
+                        ServerMessage::InviteAnswered {
+                            participant: from.clone(),
+                            accepted: accept,
+                        },
+                    );
+                }
+                // Only members are ever invited (`expect_speaker`), so the stick may go to them.
+                if accept {
+                    self.give_stick(now, from);
+                }
+            }
+            M::React { kind } => {
+                let window_start = now.saturating_sub(1000);
+                let limit = self.config.reactions_per_second;
+                let member = self.member_mut(from).expect("checked above");
+                while member
+                    .recent_reactions
+                    .front()
+                    .is_some_and(|t| *t <= window_start)
+                {
+                    member.recent_reactions.pop_front();
+                }
+                if member.recent_reactions.len() >= limit {
+                    return Err(RoomError::RateLimited(format!(
+                        "at most {limit} reactions a second"
+                    )));
+                }
+                member.recent_reactions.push_back(now);
+                self.reaction_counts[kind.index()] += 1;
+                if self.reactions_flush_at.is_none() {
+                    self.reactions_flush_at = Some(now + self.config.reaction_window_ms);
+                }
+            }
+            M::NeedHelp { note } => {
+                let note = note.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
+                if note
+                    .as_ref()
+                    .is_some_and(|n| n.chars().count() > MAX_HELP_NOTE_CHARS)
+                {
+                    return Err(RoomError::BadRequest(format!(
+                        "a note is at most {MAX_HELP_NOTE_CHARS} characters"
+                    )));
+                }
+                for f in self.facilitator_ids() {
+                    self.send(
+                        &f,
+                        ServerMessage::HelpRequested {
+                            participant: from.clone(),
+                            note: note.clone(),
+                        },
+                    );
+                }
+            }
+            M::AnswerCheckIn { check_in, option } => {
+                let open = self
+                    .check_in
+                    .as_mut()
+                    .filter(|c| c.check_in.check_in == check_in)
+                    .ok_or_else(|| RoomError::NotFound("no such open check-in".into()))?;
+                let option = usize::try_from(option)
+                    .ok()
+                    .filter(|o| *o < open.check_in.options.len())
+                    .ok_or_else(|| RoomError::BadRequest("no such option".into()))?;
+                open.choices.insert(from.clone(), option);
+            }
+            M::SetMedia { audio, video } => {
+                let member = self.member_mut(from).expect("checked above");
+                if (member.audio, member.video) != (audio, video) {
+                    member.audio = audio;
+                    member.video = video;
+                    self.announce_update(from);
+                }
+            }
+            M::Sdp { pc, .. } | M::Ice { pc, .. }
+                if pc == circle_protocol::PcKind::Publish && role == Role::Observer =>
+            {
+                return Err(RoomError::Forbidden("observers do not publish".into()));
+            }
+            message @ (M::Sdp { .. } | M::Ice { .. }) => {
+                self.effects.push(Effect::Media {
+                    from: from.clone(),
+                    id,
+                    message,
+                });
+                return Ok(Reply::Sent);
+            }
+            M::Ping | M::Leave | M::Hello { .. } | M::Resume { .. } => {
+                unreachable!("answered before the admission check")
+            }
+        }
+        Ok(Reply::Ok)
+    }
+
+    fn set_muted(&mut self, participant: &ParticipantId, muted: bool) -> Result<(), RoomError> {
+        let target = self
+            .member(participant)
+            .filter(|m| m.is_admitted())
+            .ok_or_else(|| RoomError::NotFound("no such participant in this room".into()))?;
+        if target.role == Role::Facilitator {
+            return Err(RoomError::Conflict(
+                "a facilitator's microphone is theirs alone".into(),
+            ));
+        }
+        let member = self.member_mut(participant).expect("checked above");
+        if member.muted != muted {
+            member.muted = muted;
+            self.announce_update(participant);
+        }
+        Ok(())
+    }
+
+    fn expect_waiting(&self, id: &ParticipantId) -> Result<(), RoomError> {
+        match self.member(id) {
+            None => Err(RoomError::NotFound("nobody by that id is waiting".into())),
+            Some(m) if m.is_admitted() => Err(RoomError::Conflict("already admitted".into())),
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// The participant may be given or offered the stick.
+    fn expect_speaker(&self, id: &ParticipantId) -> Result<(), RoomError> {
+        let m = self
+            .member(id)
+            .filter(|m| m.is_admitted())
+            .ok_or_else(|| RoomError::NotFound("no such participant in this room".into()))?;
+        match m.role {
+            Role::Member => Ok(()),
+            Role::Facilitator => Err(RoomError::Conflict(
+                "facilitators may always speak; the stick is for members".into(),
+            )),
+            Role::Observer => Err(RoomError::Conflict("observers do not speak".into())),
+        }
+    }
+
+    fn give_stick(&mut self, now: Millis, to: &ParticipantId) {
+        if let Some(previous) = self.holder.take() {
+            self.hand(&previous, HandStatus::Revoked, None);
+        }
+        self.queue.retain(|e| &e.participant != to);
+        if self.invited.as_ref() == Some(to) {
+            self.invited = None;
+        }
+        self.holder = Some(to.clone());
+        self.turn = Some(self.new_turn(now));
+        self.hand(to, HandStatus::Granted, None);
+        self.announce_floor();
+    }
+
+    fn new_turn(&self, now: Millis) -> Turn {
+        let Some(limit) = self.turn_limit else {
+            return Turn {
+                ends_at: None,
+                warn_at: None,
+            };
+        };
+        let ends_at = now + u64::from(limit) * 1000;
+        // Ten seconds' notice, or half of a short turn; a one-second turn gets none.
+        let lead = if limit >= 20 { 10 } else { limit / 2 };
+        Turn {
+            ends_at: Some(ends_at),
+            warn_at: (lead > 0).then(|| ends_at - u64::from(lead) * 1000),
+        }
+    }
+
+    fn admit_member(&mut self, id: &ParticipantId) {
+        let member = self.member_mut(id).expect("admitting someone present");
+        member.presence = Presence::Admitted;
+        let role = member.role;
+        let view = member.view();
+        self.effects.push(Effect::Welcome { to: id.clone() });
+        for to in self.admitted_ids() {
+            if &to != id {
+                self.send(
+                    &to,
+                    ServerMessage::ParticipantJoined {
+                        participant: view.clone(),
+                    },
+                );
+            }
+        }
+        if role == Role::Facilitator {
+            self.send(id, self.waiting_room_message());
+        }
+        self.effects.push(Effect::Admitted {
+            participant: id.clone(),
+            may_publish: role != Role::Observer,
+        });
+    }
+
+    /// Takes an admitted participant out for good and tells the room.
+    fn depart(&mut self, id: &ParticipantId, reason: LeaveReason) {
+        let Some(i) = self.index_of(id) else { return };
+        let was_admitted = self.members[i].is_admitted();
+        if reason == LeaveReason::Left {
+            self.effects.push(Effect::Close {
+                to: id.clone(),
+                code: close::NORMAL,
+            });
+        }
+        self.forget(id);
+        if !was_admitted {
+            self.announce_waiting_room();
+            return;
+        }
+        let floor_changed = self.floor_changed_by_absence(id);
+        for to in self.admitted_ids() {
+            self.send(
+                &to,
+                ServerMessage::ParticipantLeft {
+                    participant: id.clone(),
+                    reason,
+                },
+            );
+        }
+        if floor_changed {
+            self.announce_floor();
+        }
+        if self.speaking.contains(id) {
+            let rest = self.speaking.iter().filter(|p| *p != id).cloned().collect();
+            self.speaking(rest);
+        }
+    }
+
+    /// Removes every trace of a participant but the ban list; no messages.
+    fn forget(&mut self, id: &ParticipantId) {
+        self.members.retain(|m| &m.id != id);
+        // An open check-in keeps a leaver's answer: they gave it while here.
+        self.gates.remove(id);
+        self.effects.push(Effect::Gone {
+            participant: id.clone(),
+        });
+    }
+
+    /// Clears a departed participant from the floor; true when the floor changed.
+    fn floor_changed_by_absence(&mut self, id: &ParticipantId) -> bool {
+        let mut changed = false;
+        if self.holder.as_ref() == Some(id) {
+            self.holder = None;
+            self.turn = None;
+            changed = true;
+        }
+        let before = self.queue.len();
+        self.queue.retain(|e| &e.participant != id);
+        changed |= self.queue.len() != before;
+        if self.invited.as_ref() == Some(id) {
+            self.invited = None;
+        }
+        changed
+    }
+
+    fn end(&mut self, reason: EndReason, code: u16) {
+        if self.ended {
+            return;
+        }
+        self.ended = true;
+        let everyone: Vec<ParticipantId> = self.members.iter().map(|m| m.id.clone()).collect();
+        for id in &everyone {
+            self.send(id, ServerMessage::SessionEnded { reason });
+            self.effects.push(Effect::Close {
+                to: id.clone(),
+                code,
+            });
+        }
+        for id in &everyone {
+            self.effects.push(Effect::Gone {
+                participant: id.clone(),
+            });
+        }
+        self.members.clear();
+        self.gates.clear();
+        self.queue.clear();
+        self.holder = None;
+        self.turn = None;
+        self.invited = None;
+        self.check_in = None;
+        self.reactions_flush_at = None;
+    }
+
+    fn flush_reactions(&mut self) {
+        self.reactions_flush_at = None;
+        let counts = ReactionKind::ALL
+            .iter()
+            .filter(|k| self.reaction_counts[k.index()] > 0)
+            .map(|k| (*k, self.reaction_counts[k.index()]))
+            .collect();
+        self.reaction_counts = [0; ReactionKind::ALL.len()];
+        self.broadcast(ServerMessage::Reactions { counts });
+    }
+
+    /// Whether the rules let this participant's audio reach the room.
+    fn audio_forwarded(&self, id: &ParticipantId) -> bool {
+        let Some(m) = self.member(id).filter(|m| m.is_admitted()) else {
+            return false;
+        };
+        match m.role {
+            Role::Facilitator => true,
+            Role::Observer => false,
+            Role::Member => {
+                !m.muted && (self.mode == FloorMode::Open || self.holder.as_ref() == Some(id))
+            }
+        }
+    }
+
+    /// Ends every step: tells the media path each gate that changed.
+    fn finish(&mut self) {
+        let publishers: Vec<ParticipantId> = self
+            .members
+            .iter()
+            .filter(|m| m.is_admitted() && m.role != Role::Observer)
+            .map(|m| m.id.clone())
+            .collect();
+        for id in publishers {
+            let forward = self.audio_forwarded(&id);
+            if self.gates.get(&id) != Some(&forward) {
+                self.gates.insert(id.clone(), forward);
+                self.effects.push(Effect::AudioGate {
+                    participant: id,
+                    forward,
+                });
+            }
+        }
+    }
+
+    fn floor_for(&self, to: &ParticipantId) -> FloorState {
+        let role = self.role_of(to);
+        let position = self
+            .queue
+            .iter()
+            .position(|e| &e.participant == to)
+            .map(|i| i as u32 + 1);
+        let holds = self.holder.as_ref() == Some(to);
+        FloorState {
+            mode: self.mode,
+            holder: self.holder.clone(),
+            queue_length: self.queue.len() as u32,
+            position,
+            queue: (role == Some(Role::Facilitator)).then(|| self.queue.iter().cloned().collect()),
+            turn_ends_at: self.turn.as_ref().and_then(|t| t.ends_at),
+            pass_to: holds.then(|| self.queue.iter().map(|e| e.participant.clone()).collect()),
+        }
+    }
+
+    fn announce_floor(&mut self) {
+        for to in self.admitted_ids() {
+            let floor = self.floor_for(&to);
+            self.send(&to, ServerMessage::Floor(floor));
+        }
+    }
+
+    fn announce_update(&mut self, id: &ParticipantId) {
+        let Some(m) = self.member(id).filter(|m| m.is_admitted()) else {
+            return;
+        };
+        let participant = m.view();
+        self.broadcast(ServerMessage::ParticipantUpdated { participant });
+    }
+
+    fn announce_room_settings(&mut self) {
+        self.broadcast(ServerMessage::RoomUpdated {
+            locked: self.locked,
+            turn_limit: self.turn_limit,
+        });
+    }
+
+    fn waiting_room_message(&self) -> ServerMessage {
+        ServerMessage::WaitingRoom {
+            waiting: self
+                .members
+                .iter()
+                .filter(|m| !m.is_admitted())
+                .map(Member::view)
+                .collect(),
+        }
+    }
+
+    fn announce_waiting_room(&mut self) {
+        let message = self.waiting_room_message();
+        for f in self.facilitator_ids() {
+            self.send(&f, message.clone());
+        }
+    }
+
+    fn hand(&mut self, to: &ParticipantId, status: HandStatus, position: Option<u32>) {
+        self.send(to, ServerMessage::Hand { status, position });
+    }
+
+    fn broadcast(&mut self, message: ServerMessage) {
+        for to in self.admitted_ids() {
+            self.send(&to, message.clone());
+        }
+    }
+
+    fn send(&mut self, to: &ParticipantId, message: ServerMessage) {
+        self.effects.push(Effect::Send {
+            to: to.clone(),
+            message,
+        });
+    }
+
+    fn admitted_ids(&self) -> Vec<ParticipantId> {
+        self.members
+            .iter()
+            .filter(|m| m.is_admitted())
+            .map(|m| m.id.clone())
+            .collect()
+    }
+
+    fn facilitator_ids(&self) -> Vec<ParticipantId> {
+        self.members
+            .iter()
+            .filter(|m| m.is_admitted() && m.role == Role::Facilitator)
+            .map(|m| m.id.clone())
+            .collect()
+    }
+
+    fn index_of(&self, id: &ParticipantId) -> Option<usize> {
+        self.members.iter().position(|m| &m.id == id)
+    }
+
+    fn member(&self, id: &ParticipantId) -> Option<&Member> {
+        self.members.iter().find(|m| &m.id == id)
+    }
+
+    fn member_mut(&mut self, id: &ParticipantId) -> Option<&mut Member> {
+        self.members.iter_mut().find(|m| &m.id == id)
+    }
+}
+
+enum Reply {
+    /// Answer `ok` when the request had an id.
+    Ok,
+    /// The handler already answered.
+    Sent,
+}

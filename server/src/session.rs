@@ -1,0 +1,434 @@
+//! One task per WebSocket: reads frames (size-capped, rate-limited), decodes them and hands them
+//! to the room; a writer task drains the session's bounded outbound queue onto the socket.
+//! The session moves messages; every rule lives in the room.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use circle_protocol::{
+    close, decode_client, ClientFrame, ClientMessage, ErrorCode, ParticipantId, ServerFrame,
+    ServerMessage, PROTOCOL_VERSION,
+};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{timeout, Instant};
+use tokio_tungstenite::tungstenite::error::CapacityError;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::WebSocketStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::ClientVisible;
+use crate::registry::Registry;
+use crate::room::{Joiner, Outbound, RoomCommand, RoomError, RoomHandle, SessionLink};
+
+/// Why a session could not join. Each is answered with `error` and close 1008.
+#[derive(Debug, thiserror::Error)]
+enum JoinError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("this server speaks protocol version {PROTOCOL_VERSION}")]
+    UnsupportedProtocol,
+    #[error(transparent)]
+    Token(#[from] crate::token::TokenError),
+    #[error("unknown or expired resume token")]
+    UnknownResumeToken,
+    #[error(transparent)]
+    Room(#[from] RoomError),
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
+}
+
+impl JoinError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            JoinError::BadRequest(_) => ErrorCode::BadRequest,
+            JoinError::UnsupportedProtocol => ErrorCode::UnsupportedProtocol,
+            JoinError::Token(e) => e.code(),
+            JoinError::UnknownResumeToken => ErrorCode::Unauthorized,
+            JoinError::Room(e) => ClientVisible::code(e),
+            JoinError::Registry(_) => ErrorCode::RoomFull,
+        }
+    }
+}
+
+/// A joined session's place: which room, as whom.
+struct Seat {
+    room: RoomHandle,
+    participant: ParticipantId,
+}
+
+type Sink<S> = SplitSink<WebSocketStream<S>, Message>;
+type Stream<S> = SplitStream<WebSocketStream<S>>;
+
+/// Runs one WebSocket session to its end.
+pub async fn run<S>(ws: WebSocketStream<S>, registry: Arc<Registry>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let settings = registry.settings().clone();
+    let (sink, mut stream) = ws.split();
+    let (tx, rx) = mpsc::channel(settings.outbound_queue);
+    let kill = CancellationToken::new();
+    let writer = tokio::spawn(write_loop(
+        sink,
+        rx,
+        kill.clone(),
+        settings.ping_interval,
+        settings.close_timeout,
+    ));
+    let link = SessionLink {
+        id: registry.next_session_id(),
+        tx: tx.clone(),
+        kill: kill.clone(),
+    };
+
+    let shutdown = registry.shutdown_token();
+    let first = tokio::select! {
+        first = timeout(settings.hello_timeout, next_message(&mut stream)) => first,
+        () = shutdown.cancelled() => {
+            let _ = tx.try_send(Outbound::Close(close::GOING_AWAY));
+            finish(stream, kill, writer, settings.close_timeout).await;
+            return;
+        }
+    };
+    let seat = match first {
+        Err(_elapsed) => {
+            let _ = tx.try_send(Outbound::Close(close::POLICY));
+            Err(None)
+        }
+        Ok(None) => Err(None),
+        Ok(Some(Err(code))) => {
+            let _ = tx.try_send(Outbound::Close(code));
+            Err(None)
+        }
+        Ok(Some(Ok(text))) => join(&registry, text.as_deref(), &link).await.map_err(Some),
+    };
+    let seat = match seat {
+        Ok(seat) => seat,
+        Err(refusal) => {
+            if let Some((id, e)) = refusal {
+                tracing::debug!(code = ?e.code(), "join refused");
+                let frame = ServerFrame {
+                    seq: 1,
+                    message: ServerMessage::error(id, e.code(), e.to_string()),
+                };
+                let _ = tx.try_send(Outbound::Text(frame.to_json().into()));
+                let _ = tx.try_send(Outbound::Close(close::POLICY));
+            }
+            finish(stream, kill, writer, settings.close_timeout).await;
+            return;
+        }
+    };
+    tracing::info!(session = link.id, "session joined");
+
+    read_loop(&mut stream, &seat, &link, &settings).await;
+
+    // The room ignores this when it closed the session itself (leave, removal, replacement).
+    let _ = seat
+        .room
+        .tx
+        .send(RoomCommand::Disconnected {
+            participant: seat.participant.clone(),
+            session: link.id,
+        })
+        .await;
+    tracing::info!(session = link.id, "session ended");
+    finish(stream, kill, writer, settings.close_timeout).await;
+}
+
+/// Reads the first message: a text frame (`None` for a binary one), or the close code for what
+/// came instead.
+async fn next_message<S>(stream: &mut Stream<S>) -> Option<Result<Option<String>, u16>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    loop {
+        return match stream.next().await? {
+            Ok(Message::Text(text)) => Some(Ok(Some(text.as_str().to_owned()))),
+            Ok(Message::Binary(_)) => Some(Ok(None)),
+            Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => continue,
+            Ok(Message::Close(_)) => None,
+            Err(e) => Some(Err(close_code_for(&e)?)),
+        };
+    }
+}
+
+fn close_code_for(error: &WsError) -> Option<u16> {
+    match error {
+        WsError::Capacity(CapacityError::MessageTooLong { .. }) => Some(close::MESSAGE_TOO_BIG),
+        WsError::Capacity(_) | WsError::Protocol(_) | WsError::Utf8(_) => Some(close::POLICY),
+        _ => None,
+    }
+}
+
+async fn join(
+    registry: &Arc<Registry>,
+    text: Option<&str>,
+    link: &SessionLink,
+) -> Result<Seat, (Option<u32>, JoinError)> {
+    let Some(text) = text else {
+        let refusal = JoinError::BadRequest("binary frames are not accepted".into());
+        return Err((None, refusal));
+    };
+    let frame = decode_client(text).map_err(|e| (e.id, JoinError::BadRequest(e.message)))?;
+    let id = frame.id;
+    join_with(registry, frame, link).await.map_err(|e| (id, e))
+}
+
+async fn join_with(
+    registry: &Arc<Registry>,
+    frame: ClientFrame,
+    link: &SessionLink,
+) -> Result<Seat, JoinError> {
+    match frame.message {
+        ClientMessage::Hello { protocol, token } => {
+            if protocol != PROTOCOL_VERSION {
+                return Err(JoinError::UnsupportedProtocol);
+            }
+            let identity = registry.keys().verify(&token)?;
+            let joiner = Joiner {
+                id: identity.participant.clone(),
+                name: identity.name.trim().to_owned(),
+                role: identity.role,
+            };
+            // A room whose task just closed refuses the command; the next look-up starts anew.
+            for _ in 0..3 {
+                let room = registry.room(&identity.room)?;
+                let (reply, answer) = oneshot::channel();
+                let command = RoomCommand::Join {
+                    joiner: joiner.clone(),
+                    link: link.clone(),
+                    reply,
+                };
+                if room.tx.send(command).await.is_ok() {
+                    if let Ok(result) = answer.await {
+                        result?;
+                        return Ok(Seat {
+                            room,
+                            participant: joiner.id,
+                        });
+                    }
+                }
+                registry.forget_closed_room(&identity.room, &room);
+            }
+            Err(JoinError::Room(RoomError::Closing))
+        }
+        ClientMessage::Resume {
+            protocol,
+            resume_token,
+            last_seq,
+        } => {
+            if protocol != PROTOCOL_VERSION {
+                return Err(JoinError::UnsupportedProtocol);
+            }
+            let (room_id, participant) = registry
+                .resolve_resume_token(&resume_token)
+                .ok_or(JoinError::UnknownResumeToken)?;
+            let room = registry
+                .existing_room(&room_id)
+                .ok_or(JoinError::UnknownResumeToken)?;
+            let (reply, answer) = oneshot::channel();
+            let command = RoomCommand::Resume {
+                participant: participant.clone(),
+                last_seq,
+                link: link.clone(),
+                reply,
+            };
+            room.tx
+                .send(command)
+                .await
+                .map_err(|_| JoinError::UnknownResumeToken)?;
+            match answer.await {
+                Ok(Ok(())) => Ok(Seat { room, participant }),
+                Ok(Err(e)) => Err(e.into()),
+                Err(_) => Err(JoinError::UnknownResumeToken),
+            }
+        }
+        other => Err(JoinError::BadRequest(format!(
+            "the first message must be `hello` or `resume`, not `{}`",
+            other.type_name()
+        ))),
+    }
+}
+
+/// Moves a joined session's frames to its room until the socket ends.
+async fn read_loop<S>(
+    stream: &mut Stream<S>,
+    seat: &Seat,
+    link: &SessionLink,
+    settings: &crate::config::Settings,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    // Pings go out every interval; a peer silent for two of them is gone.
+    let idle_limit = settings.ping_interval * 2 + Duration::from_secs(1);
+    let mut bucket = TokenBucket::new(settings.message_rate, settings.message_burst);
+    let mut strikes = 0u32;
+    loop {
+        let next = tokio::select! {
+            next = timeout(idle_limit, stream.next()) => next,
+            () = link.kill.cancelled() => return,
+        };
+        let message = match next {
+            Err(_) | Ok(None) => return,
+            Ok(Some(Err(e))) => {
+                if let Some(code) = close_code_for(&e) {
+                    let _ = link.tx.try_send(Outbound::Close(code));
+                }
+                return;
+            }
+            Ok(Some(Ok(message))) => message,
+        };
+        let refusal = match message {
+            Message::Text(text) => {
+                if !bucket.take(Instant::now()) {
+                    strikes += 1;
+                    if strikes > settings.message_burst {
+                        tracing::info!(session = link.id, "closing an abusive session");
+                        let _ = link.tx.try_send(Outbound::Close(close::POLICY));
+                        return;
+                    }
+                    Some((
+                        None,
+                        ErrorCode::RateLimited,
+                        "too many messages; slow down".to_owned(),
+                    ))
+                } else {
+                    strikes = 0;
+                    match decode_client(text.as_str()) {
+                        Ok(frame) => {
+                            let command = RoomCommand::Request {
+                                participant: seat.participant.clone(),
+                                session: link.id,
+                                frame,
+                            };
+                            if seat.room.tx.send(command).await.is_err() {
+                                return;
+                            }
+                            None
+                        }
+                        Err(e) => Some((e.id, ErrorCode::BadRequest, e.message)),
+                    }
+                }
+            }
+            Message::Binary(_) => Some((
+                None,
+                ErrorCode::BadRequest,
+                "binary frames are not accepted".to_owned(),
+            )),
+            Message::Close(_) => return,
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => None,
+        };
+        if let Some((id, code, message)) = refusal {
+            let command = RoomCommand::Refuse {
+                participant: seat.participant.clone(),
+                session: link.id,
+                id,
+                code,
+                message,
+            };
+            if seat.room.tx.send(command).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Waits for the close handshake to finish (or time out), then for the writer.
+async fn finish<S>(
+    mut stream: Stream<S>,
+    kill: CancellationToken,
+    writer: tokio::task::JoinHandle<()>,
+    close_timeout: Duration,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let drain = async { while let Some(Ok(_)) = stream.next().await {} };
+    tokio::select! {
+        _ = timeout(close_timeout, drain) => {}
+        () = kill.cancelled() => {}
+    }
+    kill.cancel();
+    let _ = writer.await;
+}
+
+async fn write_loop<S>(
+    mut sink: Sink<S>,
+    mut rx: mpsc::Receiver<Outbound>,
+    kill: CancellationToken,
+    ping_interval: Duration,
+    close_timeout: Duration,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut ping = tokio::time::interval_at(Instant::now() + ping_interval, ping_interval);
+    loop {
+        let message = tokio::select! {
+            () = kill.cancelled() => break,
+            out = rx.recv() => match out {
+                Some(Outbound::Text(text)) => Message::text(text.as_ref()),
+                Some(Outbound::Close(code)) => {
+                    let frame = CloseFrame {
+                        code: CloseCode::from(code),
+                        reason: "".into(),
+                    };
+                    tokio::select! {
+                        _ = timeout(close_timeout, sink.send(Message::Close(Some(frame)))) => {}
+                        () = kill.cancelled() => {}
+                    }
+                    // Give the client its chance to answer the close, then let go.
+                    tokio::select! {
+                        () = tokio::time::sleep(close_timeout) => {}
+                        () = kill.cancelled() => {}
+                    }
+                    break;
+                }
+                None => break,
+            },
+            _ = ping.tick() => Message::Ping(Default::default()),
+        };
+        let sent = tokio::select! {
+            sent = sink.send(message) => sent,
+            () = kill.cancelled() => break,
+        };
+        if sent.is_err() {
+            break;
+        }
+    }
+    kill.cancel();
+}
+
+/// A session's message allowance: `rate` a second, up to `burst` saved up.
+struct TokenBucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl TokenBucket {
+    fn new(rate: u32, burst: u32) -> Self {
+        Self {
+            rate: f64::from(rate),
+            burst: f64::from(burst.max(1)),
+            tokens: f64::from(burst.max(1)),
+            at: Instant::now(),
+        }
+    }
+
+    fn take(&mut self, now: Instant) -> bool {
+        let elapsed = now.duration_since(self.at).as_secs_f64();
+        self.at = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}

@@ -1,0 +1,238 @@
+// Shared pieces of the browser tests: start `circle`, mint join tokens, drive Chromium.
+//
+// Every wait here is bounded. Each test starts its own server on 127.0.0.1 port 0 and its own
+// browser, and kills both in `t.after`, so tests do not depend on each other.
+
+import { spawn } from 'node:child_process';
+import { createHmac, randomBytes } from 'node:crypto';
+import { mkdirSync, existsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = dirname(fileURLToPath(import.meta.url));
+export const repoRoot = resolve(here, '..', '..');
+export const circleBin = process.env.CIRCLE_BIN || join(repoRoot, 'target', 'debug', 'circle');
+export const chromiumPath = process.env.CHROMIUM || '/usr/bin/chromium';
+export const screenshotDir = join(here, 'screenshots');
+
+export const LAPTOP = { width: 1280, height: 800 };
+export const PHONE = { width: 390, height: 844 };
+
+/** Poll `fn` until it returns a truthy value; fail with `what` after `timeout` ms. */
+export async function waitFor(fn, { timeout = 15_000, interval = 200, what = 'condition' } = {}) {
+  const deadline = Date.now() + timeout;
+  let last;
+  for (;;) {
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${timeout} ms waiting for ${what}; last value: ${last instanceof Error ? last.message : JSON.stringify(last)}`);
+    }
+    await new Promise((r) => setTimeout(r, interval));
+  }
+}
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Wait for `promise`, but at most `ms`; the timer never keeps the process alive. */
+export function bounded(promise, ms) {
+  let timer;
+  const limit = new Promise((r) => { timer = setTimeout(r, ms); timer.unref?.(); });
+  return Promise.race([promise, limit]).finally(() => clearTimeout(timer));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The server
+
+/**
+ * Start `circle serve` on a free loopback port. Returns {url, port, secret, stop, logs}.
+ * Extra CLI arguments (e.g. ['--waiting-room', 'off']) go in `args`.
+ */
+export async function startServer(t, { args = [] } = {}) {
+  if (!existsSync(circleBin)) {
+    throw new Error(`circle binary not found at ${circleBin}: build it with 'cargo build -p circle-server' or set CIRCLE_BIN`);
+  }
+  const secret = randomBytes(24).toString('hex');
+  const child = spawn(circleBin, ['serve', '--listen', '127.0.0.1:0', ...args], {
+    env: { ...process.env, CIRCLE_TOKEN_SECRET: secret, RUST_LOG: process.env.RUST_LOG || 'info' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const logs = [];
+  child.stderr.on('data', (d) => { logs.push(d.toString()); if (logs.length > 2000) logs.shift(); });
+  let exited = null;
+  child.on('exit', (code, signal) => { exited = { code, signal }; });
+
+  const port = await new Promise((resolvePort, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`circle did not print 'listening on' within 20 s; stdout: ${out}; stderr: ${logs.join('')}`)), 20_000);
+    child.stdout.on('data', (d) => {
+      out += d.toString();
+      const m = out.match(/listening on http:\/\/127\.0\.0\.1:(\d+)/);
+      if (m) { clearTimeout(timer); resolvePort(Number(m[1])); }
+    });
+    child.on('exit', (code) => { clearTimeout(timer); reject(new Error(`circle exited with ${code} before listening; stderr: ${logs.join('')}`)); });
+  });
+
+  const stop = async () => {
+    if (exited) return;
+    child.kill('SIGTERM');
+    const done = new Promise((r) => child.once('exit', r));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
+    await bounded(done, 5000);
+    clearTimeout(timer);
+  };
+  t.after(stop);
+  const server = { url: `http://127.0.0.1:${port}`, port, secret, stop, logs, child, get exited() { return exited; } };
+  // When a test fails, the server's log is the first thing to read.
+  t.after(() => { if (process.env.CIRCLE_TEST_LOGS) process.stderr.write(logs.join('')); });
+  return server;
+}
+
+const b64url = (buf) => Buffer.from(buf).toString('base64url');
+
+/** An HS256 join token, as the clinic's system would mint it. */
+export function mintToken(secret, { sub, room = 'group-1', role = 'member', name, expIn = 3600, exp } = {}) {
+  const now = Math.floor(Date.now() / 1000);
+  const header = b64url(JSON.stringify({ alg: 'HS256', typ: 'JWT' }));
+  const payload = b64url(JSON.stringify({ sub, room, role, name, iat: now, exp: exp ?? now + expIn }));
+  const sig = createHmac('sha256', secret).update(`${header}.${payload}`).digest('base64url');
+  return `${header}.${payload}.${sig}`;
+}
+
+export function joinLink(server, claims) {
+  return `${server.url}/#token=${mintToken(server.secret, claims)}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The browser
+
+export const CHROMIUM_ARGS = [
+  '--use-fake-device-for-media-stream',
+  '--use-fake-ui-for-media-stream',
+  '--allow-loopback-in-peer-connection',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+/** Launch headless Chromium (a fresh temporary profile each time); closed after the test. */
+export async function launchBrowser(t) {
+  const browser = await chromium.launch({
+    executablePath: chromiumPath,
+    headless: true,
+    args: CHROMIUM_ARGS,
+    timeout: 30_000,
+  });
+  t.after(async () => { await bounded(browser.close().catch(() => {}), 10_000); });
+  return browser;
+}
+
+/**
+ * One person in their own browser context, on the pre-join screen of their join link.
+ * Console output is kept and checked: the client must never log names or tokens.
+ */
+export async function openPerson(browser, server, claims, { viewport = LAPTOP, reducedMotion = 'no-preference' } = {}) {
+  const context = await browser.newContext({ viewport, reducedMotion, permissions: ['camera', 'microphone'] });
+  context.setDefaultTimeout(15_000);
+  const page = await context.newPage();
+  const token = mintToken(server.secret, claims);
+  const consoleLines = [];
+  page.on('console', (m) => consoleLines.push(m.text()));
+  page.on('pageerror', (e) => consoleLines.push(`pageerror: ${e.message}`));
+  await page.goto(`${server.url}/#token=${token}`);
+  await page.getByRole('heading', { name: 'Join your group' }).waitFor();
+  const person = { page, context, claims, token, consoleLines, name: claims.name };
+  person.checkConsole = () => checkConsole(person);
+  return person;
+}
+
+/** The console must not contain the person's name or token, nor uncaught page errors. */
+export function checkConsole(person) {
+  for (const line of person.consoleLines) {
+    if (line.includes(person.token)) throw new Error('the join token appeared in the console');
+    if (person.name && line.includes(person.name)) throw new Error(`a display name appeared in the console: ${line}`);
+    if (line.startsWith('pageerror:')) throw new Error(`uncaught error in the page: ${line}`);
+  }
+}
+
+export async function clickJoin(person) {
+  await person.page.getByRole('button', { name: 'Join', exact: true }).click();
+}
+
+/** Join and wait until in the room (for rooms without a waiting room, or facilitators). */
+export async function joinRoom(person) {
+  await clickJoin(person);
+  await person.page.locator('#screen-room').waitFor({ state: 'visible' });
+}
+
+export async function waitWaiting(person) {
+  await person.page.getByRole('heading', { name: 'You\'re in the waiting room' }).waitFor();
+}
+
+/** A list row (li) for the person named `name` inside the section labelled `section`. */
+export function rowOf(page, section, name) {
+  return page.getByRole('region', { name: section }).getByRole('listitem').filter({ hasText: name });
+}
+
+export async function screenshot(person, name) {
+  mkdirSync(screenshotDir, { recursive: true });
+  await person.page.screenshot({ path: join(screenshotDir, `${name}.png`), fullPage: false });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Media statistics
+
+/**
+ * Per remote participant: {audioPackets, framesDecoded} summed over their inbound tracks on the
+ * subscribe connection, found through the track → participant map the client keeps (each
+ * track's MediaStream id is the publisher's participant id).
+ */
+export async function inboundStats(page) {
+  return page.evaluate(async () => {
+    const media = window.circle.media;
+    const pc = media?.subscribe;
+    if (!pc) return {};
+    const owner = new Map();
+    for (const [pid, stream] of media.remote) for (const tr of stream.getTracks()) owner.set(tr.id, pid);
+    const out = {};
+    const stats = await pc.getStats();
+    stats.forEach((s) => {
+      if (s.type !== 'inbound-rtp') return;
+      const pid = owner.get(s.trackIdentifier);
+      if (!pid) return;
+      out[pid] ??= { audioPackets: 0, framesDecoded: 0 };
+      if (s.kind === 'audio') out[pid].audioPackets += s.packetsReceived ?? 0;
+      if (s.kind === 'video') out[pid].framesDecoded += s.framesDecoded ?? 0;
+    });
+    return out;
+  });
+}
+
+/** How much each remote participant's inbound audio packets and decoded frames grew over `ms`. */
+export async function inboundGrowth(page, ms = 2000) {
+  const a = await inboundStats(page);
+  await sleep(ms);
+  const b = await inboundStats(page);
+  const out = {};
+  for (const pid of Object.keys(b)) {
+    out[pid] = {
+      audio: b[pid].audioPackets - (a[pid]?.audioPackets ?? 0),
+      video: b[pid].framesDecoded - (a[pid]?.framesDecoded ?? 0),
+    };
+  }
+  return out;
+}
+
+/** Text content of the page's visible body, for "names nobody" checks. */
+export async function visibleText(page, selector) {
+  return page.locator(selector).innerText();
+}

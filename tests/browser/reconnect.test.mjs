@@ -1,0 +1,80 @@
+// A member whose network drops is shown reconnecting, resumes by themselves, and comes back
+// holding what they held: the stick for one, a place in line for the other.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { startServer, launchBrowser, openPerson, joinRoom, screenshot, waitFor, LAPTOP, PHONE } from './helpers.mjs';
+
+/**
+ * Drop the page's socket as a failing network would, and keep it down for `downMs`: while down,
+ * reconnect attempts go to a closed port. Then the client's own backoff brings it back.
+ */
+async function dropNetwork(person, downMs) {
+  await person.page.evaluate((downMs) => {
+    const conn = window.circle.conn;
+    const realUrl = conn.url;
+    conn.url = 'ws://127.0.0.1:9/ws'; // the discard port: nothing listens there
+    conn.ws.close(4000, 'test: network drop');
+    setTimeout(() => { conn.url = realUrl; }, downMs);
+  }, downMs);
+}
+
+test('a member whose socket drops resumes and keeps the stick and the place in line', { timeout: 150_000 }, async (t) => {
+  const server = await startServer(t, { args: ['--waiting-room', 'off', '--resume-grace', '20s'] });
+  const browser = await launchBrowser(t);
+
+  const fac = await openPerson(browser, server, { sub: 'f-1', role: 'facilitator', name: 'Sam' }, { viewport: LAPTOP });
+  await joinRoom(fac);
+  const river = await openPerson(browser, server, { sub: 'm-1', role: 'member', name: 'River' }, { viewport: PHONE });
+  await joinRoom(river);
+  const jo = await openPerson(browser, server, { sub: 'm-2', role: 'member', name: 'Jo' }, { viewport: LAPTOP });
+  await joinRoom(jo);
+
+  // River holds the stick; Jo is 1st in line.
+  await fac.page.getByRole('switch', { name: 'Talking stick mode' }).check();
+  await river.page.getByRole('button', { name: 'Raise hand' }).click();
+  await river.page.getByText('You are 1st in line').waitFor();
+  await fac.page.getByRole('button', { name: 'Give the stick to the next' }).click();
+  await river.page.getByText('You have the talking stick', { exact: true }).waitFor();
+  await jo.page.getByRole('button', { name: 'Raise hand' }).click();
+  await jo.page.getByText('You are 1st in line').waitFor();
+
+  // River's network drops for 4 s.
+  const seqBefore = await river.page.evaluate(() => window.circle.conn.lastSeq);
+  await dropNetwork(river, 4000);
+  await river.page.getByText('Reconnecting…', { exact: true }).first().waitFor();
+  // The others see River reconnecting on River's tile.
+  await fac.page.locator('.tile', { hasText: 'River' }).getByText('Reconnecting…').waitFor();
+  await screenshot(river, 'reconnect-river-reconnecting-phone');
+  await screenshot(fac, 'reconnect-facilitator-sees-reconnecting');
+
+  // Something happens while River is away: Jo lowers and raises the hand again (still 1st).
+  await jo.page.getByRole('button', { name: 'Lower hand' }).click();
+  await jo.page.getByRole('button', { name: 'Raise hand' }).click();
+  await jo.page.getByText('You are 1st in line').waitFor();
+
+  // River comes back by themselves, still holding the stick.
+  await river.page.locator('#reconnecting-banner').waitFor({ state: 'hidden', timeout: 20_000 });
+  await river.page.getByText('You have the talking stick', { exact: true }).waitFor();
+  await fac.page.locator('.tile.holder', { hasText: 'River' }).waitFor();
+  await waitFor(async () => (await fac.page.locator('.tile', { hasText: 'River' }).getByText('Reconnecting…').count()) === 0,
+    { timeout: 10_000, what: 'the facilitator to see River connected again' });
+  // It was a resume (sequence numbers carried on), not a new session.
+  const seqAfter = await river.page.evaluate(() => window.circle.conn.lastSeq);
+  assert.ok(seqAfter > seqBefore, `seq continued across the resume (${seqBefore} -> ${seqAfter})`);
+  await screenshot(river, 'reconnect-river-back-phone');
+
+  // Now Jo's network drops; Jo comes back still 1st in line.
+  await dropNetwork(jo, 3000);
+  await jo.page.locator('#reconnecting-banner').waitFor({ state: 'visible' });
+  await jo.page.locator('#reconnecting-banner').waitFor({ state: 'hidden', timeout: 20_000 });
+  await jo.page.getByText('You are 1st in line').waitFor();
+  const queue = fac.page.getByRole('list', { name: 'Queue' });
+  assert.match(await queue.innerText(), /Jo/);
+
+  // And the floor still works after the resume: River passes the stick on by being done.
+  await river.page.getByRole('button', { name: 'Done speaking' }).click();
+  await fac.page.getByRole('button', { name: 'Give the stick to the next' }).click();
+  await jo.page.getByText('You have the talking stick', { exact: true }).waitFor();
+
+  for (const p of [fac, river, jo]) p.checkConsole();
+});

@@ -1,0 +1,19 @@
+#!/bin/sh
+# Installs what the browser tests need on a fresh Debian machine:
+# Debian's Chromium (never a downloaded browser build), a colour emoji font so reactions render
+# in screenshots, and playwright-core from the committed lock file.
+set -eu
+cd "$(dirname "$0")"
+
+need_apt=""
+[ -x /usr/bin/chromium ] || need_apt="$need_apt chromium"
+[ -e /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || need_apt="$need_apt fonts-noto-color-emoji"
+if [ -n "$need_apt" ]; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y $need_apt
+fi
+
+# playwright-core must not fetch a browser of its own.
+PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund
