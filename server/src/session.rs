@@ -73,10 +73,13 @@ where
     let (sink, mut stream) = ws.split();
     let (tx, rx) = mpsc::channel(settings.outbound_queue);
     let kill = CancellationToken::new();
+    // Cancelled by the writer once it has sent a close frame: reading stops soon after.
+    let closed = CancellationToken::new();
     let writer = tokio::spawn(write_loop(
         sink,
         rx,
         kill.clone(),
+        closed.clone(),
         settings.ping_interval,
         settings.close_timeout,
     ));
@@ -91,6 +94,7 @@ where
         first = timeout(settings.hello_timeout, next_message(&mut stream)) => first,
         () = shutdown.cancelled() => {
             let _ = tx.try_send(Outbound::Close(close::GOING_AWAY));
+            drop((tx, link));
             finish(stream, kill, writer, settings.close_timeout).await;
             return;
         }
@@ -119,13 +123,14 @@ where
                 let _ = tx.try_send(Outbound::Text(frame.to_json().into()));
                 let _ = tx.try_send(Outbound::Close(close::POLICY));
             }
+            drop((tx, link));
             finish(stream, kill, writer, settings.close_timeout).await;
             return;
         }
     };
     tracing::info!(session = link.id, "session joined");
 
-    read_loop(&mut stream, &seat, &link, &settings).await;
+    read_loop(&mut stream, &seat, &link, &closed, &settings).await;
 
     // The room ignores this when it closed the session itself (leave, removal, replacement).
     let _ = seat
@@ -137,6 +142,9 @@ where
         })
         .await;
     tracing::info!(session = link.id, "session ended");
+    // With every sender gone (the room drops its own on `Disconnected`), the writer ends
+    // once it has put out what is queued.
+    drop((tx, link, seat));
     finish(stream, kill, writer, settings.close_timeout).await;
 }
 
@@ -260,6 +268,7 @@ async fn read_loop<S>(
     stream: &mut Stream<S>,
     seat: &Seat,
     link: &SessionLink,
+    closed: &CancellationToken,
     settings: &crate::config::Settings,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -272,6 +281,7 @@ async fn read_loop<S>(
         let next = tokio::select! {
             next = timeout(idle_limit, stream.next()) => next,
             () = link.kill.cancelled() => return,
+            () = closed.cancelled() => return,
         };
         let message = match next {
             Err(_) | Ok(None) => return,
@@ -338,28 +348,32 @@ async fn read_loop<S>(
     }
 }
 
-/// Waits for the close handshake to finish (or time out), then for the writer.
+/// Lets the writer put out what is queued (a close frame last), waits briefly for the peer's
+/// answer to a close, then stops everything.
 async fn finish<S>(
     mut stream: Stream<S>,
     kill: CancellationToken,
-    writer: tokio::task::JoinHandle<()>,
+    mut writer: tokio::task::JoinHandle<()>,
     close_timeout: Duration,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let drain = async { while let Some(Ok(_)) = stream.next().await {} };
-    tokio::select! {
-        _ = timeout(close_timeout, drain) => {}
-        () = kill.cancelled() => {}
+    let writer_done = timeout(close_timeout, &mut writer).await.is_ok();
+    if !kill.is_cancelled() {
+        let drain = async { while let Some(Ok(_)) = stream.next().await {} };
+        let _ = timeout(close_timeout, drain).await;
     }
     kill.cancel();
-    let _ = writer.await;
+    if !writer_done {
+        let _ = writer.await;
+    }
 }
 
 async fn write_loop<S>(
     mut sink: Sink<S>,
     mut rx: mpsc::Receiver<Outbound>,
     kill: CancellationToken,
+    closed: CancellationToken,
     ping_interval: Duration,
     close_timeout: Duration,
 ) where
@@ -380,12 +394,8 @@ async fn write_loop<S>(
                         _ = timeout(close_timeout, sink.send(Message::Close(Some(frame)))) => {}
                         () = kill.cancelled() => {}
                     }
-                    // Give the client its chance to answer the close, then let go.
-                    tokio::select! {
-                        () = tokio::time::sleep(close_timeout) => {}
-                        () = kill.cancelled() => {}
-                    }
-                    break;
+                    closed.cancel();
+                    return;
                 }
                 None => break,
             },
@@ -399,6 +409,7 @@ async fn write_loop<S>(
             break;
         }
     }
+    // The socket is unusable or the session is over: stop the reader too.
     kill.cancel();
 }
 

@@ -632,13 +632,16 @@ impl Room {
                         ));
                     }
                 }
-                self.turn_limit = seconds;
-                if self.holder.is_some() {
-                    // The limit applies to the running turn from now: a limit set mid-turn must
-                    // not end a turn that has already run longer without warning.
-                    self.turn = Some(self.new_turn(now));
+                if seconds != self.turn_limit {
+                    self.turn_limit = seconds;
+                    self.announce_room_settings();
+                    if self.holder.is_some() {
+                        // The limit applies to the running turn from now: a limit set mid-turn
+                        // must not end a turn that has already run longer without warning.
+                        self.turn = Some(self.new_turn(now));
+                        self.announce_floor();
+                    }
                 }
-                self.announce_floor();
             }
             M::InviteToSpeak { participant } => {
                 self.expect_speaker(&participant)?;
