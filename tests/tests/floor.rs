@@ -22,8 +22,7 @@ async fn queue_positions_follow_hands_going_up_and_down() {
         .drain()
         .await
         .into_iter()
-        .filter(|m| m["type"] == "floor")
-        .last()
+        .rfind(|m| m["type"] == "floor")
         .unwrap();
     let queue: Vec<_> = fl["queue"]
         .as_array()
@@ -74,8 +73,7 @@ async fn grant_next_and_pass_floor_move_the_stick_along_the_queue() {
         .drain()
         .await
         .into_iter()
-        .filter(|m| m["type"] == "floor")
-        .last()
+        .rfind(|m| m["type"] == "floor")
         .unwrap();
     assert_eq!(fl["holder"], "a");
     assert_eq!(fl["pass_to"], json!(["b"]));
@@ -89,8 +87,7 @@ async fn grant_next_and_pass_floor_move_the_stick_along_the_queue() {
         .drain()
         .await
         .into_iter()
-        .filter(|m| m["type"] == "floor")
-        .last()
+        .rfind(|m| m["type"] == "floor")
         .unwrap();
     assert_eq!(fl["holder"], "b");
     assert_eq!(fl["queue_length"], 0);
@@ -129,7 +126,7 @@ async fn a_holder_who_leaves_gives_the_stick_back_and_leaves_the_queue() {
     ms[1].request(json!({"type":"raise_hand"})).await.ok();
     ms[0].request(json!({"type":"leave"})).await.ok();
     let got = ms[1].drain().await;
-    let fl = got.iter().filter(|m| m["type"] == "floor").last().unwrap();
+    let fl = got.iter().rfind(|m| m["type"] == "floor").unwrap();
     assert!(fl["holder"].is_null());
     assert_eq!(fl["position"], 1);
     ms[1].request(json!({"type":"leave"})).await.ok();
@@ -137,8 +134,7 @@ async fn a_holder_who_leaves_gives_the_stick_back_and_leaves_the_queue() {
         .drain()
         .await
         .into_iter()
-        .filter(|m| m["type"] == "floor")
-        .last()
+        .rfind(|m| m["type"] == "floor")
         .unwrap();
     assert_eq!(fl["queue"], json!([]));
     s.stop().await;
@@ -209,8 +205,7 @@ async fn an_invitation_accepted_gives_the_stick_and_one_passed_does_not() {
         .drain()
         .await
         .into_iter()
-        .filter(|m| m["type"] == "floor")
-        .last()
+        .rfind(|m| m["type"] == "floor")
         .unwrap();
     assert_eq!(fl["holder"], "b");
     assert_eq!(

@@ -125,11 +125,7 @@ async fn members_who_drop_resume_with_what_they_missed_and_keep_the_stick_and_th
             missed.iter().any(|m| m["type"] == "room_updated"),
             "{name}: {missed:?}"
         );
-        let fl = missed
-            .iter()
-            .filter(|m| m["type"] == "floor")
-            .last()
-            .unwrap();
+        let fl = missed.iter().rfind(|m| m["type"] == "floor").unwrap();
         assert_eq!(fl["holder"], "holder");
         if name == "second" {
             assert_eq!(fl["position"], 2, "second keeps second place");
@@ -152,8 +148,7 @@ async fn members_who_drop_resume_with_what_they_missed_and_keep_the_stick_and_th
         .drain()
         .await
         .into_iter()
-        .filter(|m| m["type"] == "floor")
-        .last()
+        .rfind(|m| m["type"] == "floor")
         .unwrap();
     let queue: Vec<_> = fl["queue"]
         .as_array()
@@ -196,4 +191,23 @@ async fn a_resume_that_cannot_be_replayed_gets_a_fresh_welcome() {
     assert_eq!(w["type"], "welcome");
     assert!(w["seq"].as_u64().unwrap() > seq, "seq never resets");
     s.stop().await;
+}
+
+#[tokio::test]
+async fn shutting_down_tells_every_session_and_closes_with_1001() {
+    let s = TestServer::start().await;
+    let (mut f, mut ms) = s.group("r", &["a"]).await;
+    let mut waiting = s.join("r", "w", circle_tests::Role::Member).await;
+    let mut early = s.connect().await;
+    s.server.shutdown.cancel();
+    for c in [&mut f, &mut ms[0], &mut waiting] {
+        let e = c.recv_type("session_ended").await;
+        assert_eq!(e["reason"], "server_shutdown");
+        assert_eq!(c.end().await, circle_tests::End::Closed(1001));
+    }
+    assert_eq!(early.end().await, circle_tests::End::Closed(1001));
+    tokio::time::timeout(Duration::from_secs(10), s.server.task)
+        .await
+        .expect("the server stops within its drain deadline")
+        .unwrap();
 }

@@ -1,0 +1,177 @@
+//! The `circle` binary as a newcomer and an operator meet it: started with no configuration it
+//! prints links that really let people in; `circle token` mints tokens the server accepts.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use circle_server::token::TokenKeys;
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `circle` with these arguments and returns it with every stdout line up to the blank
+/// line that ends the banner (or just the first line when no links are printed).
+fn start(args: &[&str], env: &[(&str, &str)]) -> (Server, Vec<String>) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_circle"));
+    cmd.args(args)
+        .env_remove("CIRCLE_TOKEN_SECRET")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("circle starts");
+    let stdout = child.stdout.take().unwrap();
+    let server = Server(child);
+    let mut lines = Vec::new();
+    let mut reader = BufReader::new(stdout);
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        let line = line.trim_end().to_owned();
+        let banner_done = !lines.is_empty() && line.is_empty() && lines.len() > 2;
+        lines.push(line);
+        if banner_done || (env.iter().any(|(k, _)| *k == "CIRCLE_TOKEN_SECRET") && lines.len() == 1)
+        {
+            break;
+        }
+    }
+    (server, lines)
+}
+
+fn addr_of(lines: &[String]) -> String {
+    lines[0]
+        .strip_prefix("circle listening on http://")
+        .expect("the first line names the address")
+        .to_owned()
+}
+
+async fn hello(addr: &str, token: &str) -> serde_json::Value {
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+        .await
+        .unwrap();
+    let hello = serde_json::json!({"type":"hello","protocol":1,"token": token});
+    ws.send(Message::text(hello.to_string())).await.unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(10), ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    serde_json::from_str(reply.to_text().unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn started_with_no_configuration_it_prints_demo_links_that_let_people_in() {
+    let (_server, lines) = start(&["--listen", "127.0.0.1:0"], &[]);
+    let addr = addr_of(&lines);
+    let link = |role: &str| {
+        let line = lines
+            .iter()
+            .find(|l| l.trim_start().starts_with(&format!("{role}:")))
+            .unwrap_or_else(|| panic!("no {role} link in {lines:?}"));
+        let url = line.split_whitespace().last().unwrap().to_owned();
+        assert!(url.starts_with(&format!("http://{addr}/#token=")), "{url}");
+        url.split("#token=").nth(1).unwrap().to_owned()
+    };
+    let facilitator = hello(&addr, &link("facilitator")).await;
+    assert_eq!(facilitator["type"], "welcome");
+    assert_eq!(facilitator["you"]["role"], "facilitator");
+    assert_eq!(facilitator["room"]["id"], "demo");
+    let member = hello(&addr, &link("member")).await;
+    assert_eq!(
+        member["type"], "waiting",
+        "members wait for the facilitator by default"
+    );
+}
+
+#[tokio::test]
+async fn the_token_command_mints_what_the_server_accepts() {
+    let out = Command::new(env!("CARGO_BIN_EXE_circle"))
+        .args([
+            "token", "--room", "tuesday", "--role", "member", "--name", "River", "--sub", "m-7",
+        ])
+        .args(["--ttl", "30m", "--base-url", "https://circle.example.org/"])
+        .env("CIRCLE_TOKEN_SECRET", "s3cret")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut lines = text.lines();
+    let token = lines.next().unwrap();
+    assert_eq!(
+        lines.next().unwrap(),
+        format!("https://circle.example.org/#token={token}")
+    );
+    let identity = TokenKeys::new(b"s3cret").verify(token).unwrap();
+    assert_eq!(identity.participant.as_str(), "m-7");
+    assert_eq!(identity.room.as_str(), "tuesday");
+
+    let (_server, lines) = start(
+        &["serve", "--listen", "127.0.0.1:0", "--waiting-room", "off"],
+        &[("CIRCLE_TOKEN_SECRET", "s3cret")],
+    );
+    assert_eq!(
+        lines.len(),
+        1,
+        "no demo links with a configured secret: {lines:?}"
+    );
+    let welcome = hello(&addr_of(&lines), token).await;
+    assert_eq!(welcome["type"], "welcome");
+    assert_eq!(welcome["you"]["name"], "River");
+}
+
+#[test]
+fn the_token_command_refuses_claims_the_server_would_refuse() {
+    let out = Command::new(env!("CARGO_BIN_EXE_circle"))
+        .args([
+            "token",
+            "--room",
+            "no spaces",
+            "--role",
+            "member",
+            "--name",
+            "A",
+        ])
+        .env("CIRCLE_TOKEN_SECRET", "s3cret")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
+
+#[test]
+fn help_explains_every_option() {
+    let out = Command::new(env!("CARGO_BIN_EXE_circle"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    for flag in [
+        "--listen",
+        "CIRCLE_LISTEN",
+        "--token-secret",
+        "CIRCLE_TOKEN_SECRET",
+        "--waiting-room",
+        "--reaction-window",
+        "--anonymity-threshold",
+        "--resume-grace",
+        "--max-participants",
+        "--hello-timeout",
+        "--outbound-queue",
+        "--message-rate",
+        "--ice-server",
+        "--drain-timeout",
+    ] {
+        assert!(help.contains(flag), "--help does not mention {flag}");
+    }
+}
