@@ -30,6 +30,12 @@ pub struct Settings {
     pub ice_servers: Vec<IceServer>,
     /// How long a closing socket waits for the client's close frame.
     pub close_timeout: Duration,
+    /// Open TCP connections one IP address may hold; 0 for no cap. Behind a reverse proxy every
+    /// connection comes from the proxy, so set it to 0 there and cap at the proxy instead.
+    pub max_connections_per_ip: usize,
+    /// Joins (token check and room entry) processed at once; the excess waits its turn, so a
+    /// server restart's reconnect storm is queued rather than refused.
+    pub max_handshakes: usize,
 }
 
 impl Settings {
@@ -48,6 +54,8 @@ impl Settings {
             replay: ReplayLimit::default(),
             ice_servers: Vec::new(),
             close_timeout: Duration::from_secs(2),
+            max_connections_per_ip: 64,
+            max_handshakes: 64,
         }
     }
 }

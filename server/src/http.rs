@@ -18,7 +18,7 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
-use crate::registry::Registry;
+use crate::registry::{ConnectionSlot, Registry};
 
 static WEB_CLIENT: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/../web-client");
 
@@ -32,7 +32,7 @@ pub async fn serve(listener: TcpListener, registry: Arc<Registry>, shutdown: Can
             accepted = listener.accept() => accepted,
             () = shutdown.cancelled() => break,
         };
-        let (stream, _peer) = match accepted {
+        let (stream, peer) = match accepted {
             Ok(a) => a,
             Err(e) => {
                 // Out of descriptors and the like: back off rather than spin.
@@ -41,20 +41,46 @@ pub async fn serve(listener: TcpListener, registry: Arc<Registry>, shutdown: Can
                 continue;
             }
         };
+        let Some(slot) = registry.open_connection(peer.ip()) else {
+            tracing::info!("refusing a connection over the per-address cap");
+            registry.tracker().spawn(refuse(stream));
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let registry = registry.clone();
         let shutdown = shutdown.clone();
         registry
             .tracker()
             .clone()
-            .spawn(connection(stream, registry, shutdown));
+            .spawn(connection(stream, registry, shutdown, Arc::new(slot)));
     }
 }
 
-async fn connection(stream: TcpStream, registry: Arc<Registry>, shutdown: CancellationToken) {
+/// Answers a connection over the cap with 429 and closes it, without reading the request.
+async fn refuse(mut stream: TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    let response =
+        b"HTTP/1.1 429 Too Many Requests\r\nconnection: close\r\ncontent-length: 0\r\n\r\n";
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(1),
+        stream.write_all(response),
+    )
+    .await;
+    let _ = stream.shutdown().await;
+}
+
+/// Serves one TCP connection. `slot` counts it against its address's cap until both this and
+/// any WebSocket session it upgraded to are over (hyper lets go of an upgraded connection).
+async fn connection(
+    stream: TcpStream,
+    registry: Arc<Registry>,
+    shutdown: CancellationToken,
+    slot: Arc<ConnectionSlot>,
+) {
     let service = hyper::service::service_fn(move |req| {
         let registry = registry.clone();
-        async move { Ok::<_, Infallible>(route(req, registry)) }
+        let slot = slot.clone();
+        async move { Ok::<_, Infallible>(route(req, registry, slot)) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .serve_connection(TokioIo::new(stream), service)
@@ -69,9 +95,13 @@ async fn connection(stream: TcpStream, registry: Arc<Registry>, shutdown: Cancel
     }
 }
 
-fn route(req: Request<Incoming>, registry: Arc<Registry>) -> Response<Full<Bytes>> {
+fn route(
+    req: Request<Incoming>,
+    registry: Arc<Registry>,
+    slot: Arc<ConnectionSlot>,
+) -> Response<Full<Bytes>> {
     match (req.method(), req.uri().path()) {
-        (&Method::GET, "/ws") => upgrade(req, registry),
+        (&Method::GET, "/ws") => upgrade(req, registry, slot),
         (&Method::GET, "/healthz") => plain(StatusCode::OK, "ok\n"),
         (&Method::GET | &Method::HEAD, path) => static_file(path),
         _ => plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
@@ -85,7 +115,11 @@ pub fn websocket_config() -> WebSocketConfig {
         .max_frame_size(Some(circle_protocol::MAX_MESSAGE_BYTES))
 }
 
-fn upgrade(mut req: Request<Incoming>, registry: Arc<Registry>) -> Response<Full<Bytes>> {
+fn upgrade(
+    mut req: Request<Incoming>,
+    registry: Arc<Registry>,
+    slot: Arc<ConnectionSlot>,
+) -> Response<Full<Bytes>> {
     let headers = req.headers();
     let is_upgrade = headers
         .get(header::UPGRADE)
@@ -118,6 +152,7 @@ fn upgrade(mut req: Request<Incoming>, registry: Arc<Registry>) -> Response<Full
             }
             Err(e) => tracing::debug!(error = %e, "upgrade failed"),
         }
+        drop(slot);
     });
     let mut response = Response::new(Full::new(Bytes::new()));
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;

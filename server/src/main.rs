@@ -82,6 +82,12 @@ struct ServeArgs {
     /// Messages one connection may send in a burst.
     #[arg(long, env = "CIRCLE_MESSAGE_BURST", default_value_t = 60)]
     message_burst: u32,
+    /// Open connections one IP address may hold (0: no cap; use 0 behind a reverse proxy).
+    #[arg(long, env = "CIRCLE_MAX_CONNECTIONS_PER_IP", default_value_t = 64)]
+    max_connections_per_ip: usize,
+    /// Joins processed at once; the excess waits its turn rather than being refused.
+    #[arg(long, env = "CIRCLE_MAX_HANDSHAKES", default_value_t = 64)]
+    max_handshakes: usize,
     /// STUN or TURN server handed to clients, as a URL (repeatable), e.g. stun:stun.example.org.
     #[arg(long = "ice-server", env = "CIRCLE_ICE_SERVERS", value_delimiter = ',')]
     ice_servers: Vec<String>,
@@ -223,6 +229,8 @@ async fn serve_async(args: ServeArgs) -> Result<()> {
     settings.outbound_queue = args.outbound_queue.max(8);
     settings.message_rate = args.message_rate;
     settings.message_burst = args.message_burst;
+    settings.max_connections_per_ip = args.max_connections_per_ip;
+    settings.max_handshakes = args.max_handshakes;
     settings.ice_servers = args
         .ice_servers
         .iter()

@@ -1,6 +1,7 @@
 //! Finding things: rooms by id and participants by resume token. The maps hold handles only;
 //! no invariant lives here, and no guard is held across an `.await`.
 
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -30,11 +31,31 @@ pub struct Registry {
     next_session: AtomicU64,
     tracker: TaskTracker,
     shutdown: CancellationToken,
+    /// Open connections per client address, for the per-IP cap.
+    connections: DashMap<IpAddr, usize>,
+    handshakes: Arc<tokio::sync::Semaphore>,
+}
+
+/// One counted connection; uncounted when dropped.
+#[derive(Debug)]
+pub struct ConnectionSlot {
+    registry: Arc<Registry>,
+    ip: IpAddr,
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.registry.connections.remove_if_mut(&self.ip, |_, n| {
+            *n -= 1;
+            *n == 0
+        });
+    }
 }
 
 impl Registry {
     pub fn new(settings: Settings, shutdown: CancellationToken, tracker: TaskTracker) -> Arc<Self> {
         let keys = TokenKeys::new(&settings.token_secret);
+        let settings_handshakes = settings.max_handshakes.max(1);
         Arc::new(Self {
             rooms: DashMap::new(),
             resume: DashMap::new(),
@@ -44,7 +65,33 @@ impl Registry {
             next_session: AtomicU64::new(1),
             tracker,
             shutdown,
+            connections: DashMap::new(),
+            handshakes: Arc::new(tokio::sync::Semaphore::new(settings_handshakes)),
         })
+    }
+
+    /// Counts a new connection from `ip`, or refuses it when that address is at its cap.
+    pub fn open_connection(self: &Arc<Self>, ip: IpAddr) -> Option<ConnectionSlot> {
+        let cap = self.settings.max_connections_per_ip;
+        let mut count = self.connections.entry(ip).or_insert(0);
+        if cap > 0 && *count >= cap {
+            return None;
+        }
+        *count += 1;
+        drop(count);
+        Some(ConnectionSlot {
+            registry: self.clone(),
+            ip,
+        })
+    }
+
+    /// Waits for a turn to process a join; held until the join is answered.
+    pub async fn handshake_permit(&self) -> tokio::sync::OwnedSemaphorePermit {
+        self.handshakes
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the handshake semaphore is never closed")
     }
 
     pub fn settings(&self) -> &Settings {
