@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use circle_protocol::IceServer;
 
+use crate::media::MediaConfig;
 use crate::room::outbox::ReplayLimit;
 use crate::room::RoomConfig;
 
@@ -36,6 +37,9 @@ pub struct Settings {
     /// Joins (token check and room entry) processed at once; the excess waits its turn, so a
     /// server restart's reconnect storm is queued rather than refused.
     pub max_handshakes: usize,
+    /// The SFU's addresses and ports. Its `ice_servers` are ignored: `ice_servers` above is the
+    /// one list, handed to clients in `welcome`.
+    pub media: MediaConfig,
 }
 
 impl Settings {
@@ -56,6 +60,7 @@ impl Settings {
             close_timeout: Duration::from_secs(2),
             max_connections_per_ip: 64,
             max_handshakes: 64,
+            media: MediaConfig::default(),
         }
     }
 }

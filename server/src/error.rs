@@ -3,6 +3,7 @@
 
 use circle_protocol::ErrorCode;
 
+use crate::media::MediaError;
 use crate::room::RoomError;
 use crate::token::TokenError;
 
@@ -36,5 +37,35 @@ impl ClientVisible for TokenError {
 impl RoomError {
     pub fn code(&self) -> ErrorCode {
         ClientVisible::code(self)
+    }
+}
+
+impl ClientVisible for MediaError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            MediaError::NotFound => ErrorCode::NotFound,
+            MediaError::Forbidden(_) => ErrorCode::Forbidden,
+            MediaError::Conflict(_) => ErrorCode::Conflict,
+            MediaError::BadSdp(_) => ErrorCode::BadRequest,
+            MediaError::Config(_) | MediaError::Internal(_) => ErrorCode::Internal,
+        }
+    }
+}
+
+impl MediaError {
+    pub fn code(&self) -> ErrorCode {
+        ClientVisible::code(self)
+    }
+
+    /// What the client is told: the library's own words can quote the client's description or
+    /// addresses, so those stay in debug logs.
+    pub fn client_message(&self) -> String {
+        match self {
+            MediaError::BadSdp(_) => "the session description could not be used".to_owned(),
+            MediaError::Internal(_) | MediaError::Config(_) => {
+                "the media server could not do that".to_owned()
+            }
+            other => other.to_string(),
+        }
     }
 }

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod media;
 pub mod registry;
 pub mod room;
 pub mod session;
@@ -20,20 +21,21 @@ pub use config::Settings;
 
 /// Serves on `listener` until `shutdown` is cancelled, then drains: every session is told
 /// (`session_ended`, close 1001) and the call returns once all tasks have ended or `drain`
-/// has passed.
+/// has passed. Fails at once when the media settings are unusable.
 pub async fn run(
     listener: TcpListener,
     settings: Settings,
     shutdown: CancellationToken,
     drain: Duration,
-) {
+) -> Result<(), media::MediaError> {
     let tracker = TaskTracker::new();
-    let registry = registry::Registry::new(settings, shutdown.clone(), tracker.clone());
+    let registry = registry::Registry::new(settings, shutdown.clone(), tracker.clone())?;
     http::serve(listener, registry, shutdown).await;
     tracker.close();
     if tokio::time::timeout(drain, tracker.wait()).await.is_err() {
         tracing::warn!("some sessions did not close within the drain deadline");
     }
+    Ok(())
 }
 
 /// A server running on its own task, for tests and embedding.
@@ -41,7 +43,7 @@ pub async fn run(
 pub struct RunningServer {
     pub addr: SocketAddr,
     pub shutdown: CancellationToken,
-    pub task: tokio::task::JoinHandle<()>,
+    pub task: tokio::task::JoinHandle<Result<(), media::MediaError>>,
 }
 
 impl RunningServer {

@@ -88,6 +88,19 @@ struct ServeArgs {
     /// Joins processed at once; the excess waits its turn rather than being refused.
     #[arg(long, env = "CIRCLE_MAX_HANDSHAKES", default_value_t = 64)]
     max_handshakes: usize,
+    /// Local address the media server (SFU) binds its UDP sockets to: a concrete address.
+    #[arg(long, env = "CIRCLE_MEDIA_IP", default_value = "127.0.0.1")]
+    media_ip: std::net::IpAddr,
+    /// Public address announced to browsers instead of --media-ip (a host behind 1:1 NAT).
+    #[arg(long, env = "CIRCLE_ANNOUNCE_IP")]
+    announce_ip: Option<std::net::IpAddr>,
+    /// UDP port range for media, e.g. 40000-40199 (two ports per participant); any free port
+    /// when not given.
+    #[arg(long, env = "CIRCLE_UDP_PORTS", value_parser = parse_port_range)]
+    udp_ports: Option<(u16, u16)>,
+    /// Requested UDP socket buffer size in bytes (the kernel caps it at net.core.rmem_max).
+    #[arg(long, env = "CIRCLE_UDP_BUFFER", default_value_t = 4 * 1024 * 1024)]
+    udp_buffer: usize,
     /// STUN or TURN server handed to clients, as a URL (repeatable), e.g. stun:stun.example.org.
     #[arg(long = "ice-server", env = "CIRCLE_ICE_SERVERS", value_delimiter = ',')]
     ice_servers: Vec<String>,
@@ -149,6 +162,19 @@ impl From<RoleArg> for Role {
             RoleArg::Observer => Role::Observer,
         }
     }
+}
+
+/// Parses `40000-40199`.
+fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
+    let (lo, hi) = s
+        .split_once('-')
+        .ok_or_else(|| format!("`{s}` is not a port range like 40000-40199"))?;
+    let lo: u16 = lo.trim().parse().map_err(|_| format!("bad port `{lo}`"))?;
+    let hi: u16 = hi.trim().parse().map_err(|_| format!("bad port `{hi}`"))?;
+    if lo == 0 || lo > hi {
+        return Err(format!("`{s}` is not a port range like 40000-40199"));
+    }
+    Ok((lo, hi))
 }
 
 /// Parses `500ms`, `20s`, `5m`, `2h`, `1d`, or plain seconds.
@@ -231,6 +257,10 @@ async fn serve_async(args: ServeArgs) -> Result<()> {
     settings.message_burst = args.message_burst;
     settings.max_connections_per_ip = args.max_connections_per_ip;
     settings.max_handshakes = args.max_handshakes;
+    settings.media.bind_ip = args.media_ip;
+    settings.media.announce_ip = args.announce_ip;
+    settings.media.udp_ports = args.udp_ports;
+    settings.media.socket_buffer_bytes = args.udp_buffer;
     settings.ice_servers = args
         .ice_servers
         .iter()
@@ -257,7 +287,9 @@ async fn serve_async(args: ServeArgs) -> Result<()> {
 
     let shutdown = CancellationToken::new();
     tokio::spawn(watch_signals(shutdown.clone()));
-    circle_server::run(listener, settings, shutdown, args.drain_timeout).await;
+    circle_server::run(listener, settings, shutdown, args.drain_timeout)
+        .await
+        .context("the media settings are unusable")?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -317,13 +349,24 @@ async fn wait_for_signal() {
     }
 }
 
+/// The WebRTC library logs socket addresses in warnings; unless asked for by name, its crates log
+/// errors only, so that no address reaches the logs at info or above.
+const MEDIA_LIBRARY_QUIET: &str = "webrtc=error,rtc=error,rtc_ice=error,rtc_dtls=error,\
+    rtc_srtp=error,rtc_sctp=error,rtc_rtp=error,rtc_rtcp=error,rtc_interceptor=error,\
+    rtc_sdp=error,rtc_mdns=error,rtc_stun=error,rtc_turn=error,rtc_datachannel=error,\
+    rtc_media=error,rtc_shared=error,rtc_crypto=error";
+
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
-    let filter = std::env::var("CIRCLE_LOG")
-        .ok()
-        .and_then(|v| EnvFilter::try_new(v).ok())
-        .or_else(|| EnvFilter::try_from_default_env().ok())
-        .unwrap_or_else(|| EnvFilter::new("info"));
+    let asked = std::env::var("CIRCLE_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info".to_owned());
+    let directives = if asked.contains("rtc") {
+        asked
+    } else {
+        format!("{asked},{MEDIA_LIBRARY_QUIET}")
+    };
+    let filter = EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info"));
     use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)

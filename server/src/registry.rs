@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Settings;
+use crate::media::{Media, MediaError};
 use crate::room::{actor, RoomHandle};
 use crate::token::TokenKeys;
 
@@ -34,6 +35,7 @@ pub struct Registry {
     /// Open connections per client address, for the per-IP cap.
     connections: DashMap<IpAddr, usize>,
     handshakes: Arc<tokio::sync::Semaphore>,
+    media: Media,
 }
 
 /// One counted connection; uncounted when dropped.
@@ -53,10 +55,17 @@ impl Drop for ConnectionSlot {
 }
 
 impl Registry {
-    pub fn new(settings: Settings, shutdown: CancellationToken, tracker: TaskTracker) -> Arc<Self> {
+    pub fn new(
+        settings: Settings,
+        shutdown: CancellationToken,
+        tracker: TaskTracker,
+    ) -> Result<Arc<Self>, MediaError> {
         let keys = TokenKeys::new(&settings.token_secret);
+        let mut media_config = settings.media.clone();
+        media_config.ice_servers = settings.ice_servers.clone();
+        let media = Media::new(media_config)?;
         let settings_handshakes = settings.max_handshakes.max(1);
-        Arc::new(Self {
+        Ok(Arc::new(Self {
             rooms: DashMap::new(),
             resume: DashMap::new(),
             settings,
@@ -67,7 +76,12 @@ impl Registry {
             shutdown,
             connections: DashMap::new(),
             handshakes: Arc::new(tokio::sync::Semaphore::new(settings_handshakes)),
-        })
+            media,
+        }))
+    }
+
+    pub fn media(&self) -> &Media {
+        &self.media
     }
 
     /// Counts a new connection from `ip`, or refuses it when that address is at its cap.

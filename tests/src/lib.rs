@@ -1,6 +1,8 @@
 //! Test support: starts the real server on 127.0.0.1:0 and talks to it with real WebSocket
 //! clients that record every frame they receive.
 
+pub mod browser;
+
 use std::time::Duration;
 
 use circle_server::token::{unix_now, Claims, TokenKeys};

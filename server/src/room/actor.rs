@@ -5,7 +5,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use circle_protocol::{ClientFrame, ErrorCode, ParticipantId, RoomId, ServerMessage};
+use circle_protocol::{
+    ClientFrame, ClientMessage, ErrorCode, ParticipantId, RoomId, ServerMessage,
+};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -13,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::outbox::Outbox;
 use super::state::{Effect, Joiner, Millis, Room};
 use super::RoomError;
+use crate::media::{Router, RouterEvent, Signal};
 use crate::registry::Registry;
 
 /// What a session's writer sends on the socket.
@@ -125,12 +128,19 @@ pub(crate) struct RoomActor {
     outboxes: HashMap<ParticipantId, Outbox>,
     links: HashMap<ParticipantId, SessionLink>,
     resume_tokens: HashMap<ParticipantId, String>,
+    /// The room's media fan-out: the room decides policy, the router enforces it.
+    router: Router,
     /// Sessions dropped for being too slow, to be told to the rules once effects are out.
     dropped: Vec<ParticipantId>,
 }
 
 impl RoomActor {
-    pub(crate) fn new(room: Room, generation: u64, registry: Arc<Registry>) -> Self {
+    pub(crate) fn new(
+        room: Room,
+        generation: u64,
+        registry: Arc<Registry>,
+        router: Router,
+    ) -> Self {
         Self {
             room,
             generation,
@@ -139,11 +149,16 @@ impl RoomActor {
             outboxes: HashMap::new(),
             links: HashMap::new(),
             resume_tokens: HashMap::new(),
+            router,
             dropped: Vec::new(),
         }
     }
 
-    pub(crate) async fn run(mut self, mut rx: mpsc::Receiver<RoomCommand>) {
+    pub(crate) async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<RoomCommand>,
+        mut media_events: mpsc::Receiver<RouterEvent>,
+    ) {
         let shutdown = self.registry.shutdown_token();
         loop {
             let deadline = self.room.poll_timeout().map(|t| self.clock.instant_at(t));
@@ -156,6 +171,8 @@ impl RoomActor {
                     let now = self.clock.now();
                     self.room.handle_timeout(now);
                 }
+                // Media tasks await this channel, so the room keeps reading it.
+                Some(event) = media_events.recv() => self.on_media_event(event),
                 () = shutdown.cancelled() => self.room.shut_down(),
             }
             self.apply_effects();
@@ -170,6 +187,7 @@ impl RoomActor {
         for token in self.resume_tokens.values() {
             self.registry.forget_resume_token(token);
         }
+        self.router.close();
         rx.close();
         while rx.try_recv().is_ok() {}
         tracing::debug!(room = %self.room.id(), "room closed");
@@ -265,6 +283,36 @@ impl RoomActor {
         }
     }
 
+    fn on_media_event(&mut self, event: RouterEvent) {
+        match event {
+            RouterEvent::Signal { to, signal } => {
+                let message = match signal {
+                    Signal::Sdp { pc, sdp_type, sdp } => ServerMessage::Sdp { pc, sdp_type, sdp },
+                    Signal::Ice { pc, candidate } => ServerMessage::Ice { pc, candidate },
+                };
+                self.deliver(&to, &message);
+            }
+            RouterEvent::Speaking { participants } => self.room.speaking(participants),
+            RouterEvent::PeerState {
+                participant,
+                pc,
+                connected,
+            } => {
+                tracing::debug!(%participant, ?pc, connected, "peer connection state");
+            }
+            RouterEvent::Error { to, message } => {
+                // The library's words can quote the client's description: debug only.
+                tracing::debug!(participant = %to, %message, "media negotiation failed");
+                let refusal = ServerMessage::error(
+                    None,
+                    ErrorCode::BadRequest,
+                    "the session description could not be used",
+                );
+                self.deliver(&to, &refusal);
+            }
+        }
+    }
+
     fn is_current(&self, participant: &ParticipantId, session: u64) -> bool {
         self.links.get(participant).is_some_and(|l| l.id == session)
     }
@@ -294,7 +342,10 @@ impl RoomActor {
                     link.close(code);
                 }
             }
-            Effect::Admitted { .. } => {}
+            Effect::Admitted {
+                participant,
+                may_publish,
+            } => self.router.add_participant(participant, may_publish),
             Effect::Gone { participant } => {
                 self.outboxes.remove(&participant);
                 if let Some(link) = self.links.remove(&participant) {
@@ -303,15 +354,28 @@ impl RoomActor {
                 if let Some(token) = self.resume_tokens.remove(&participant) {
                     self.registry.forget_resume_token(&token);
                 }
+                self.router.remove_participant(&participant);
             }
-            Effect::AudioGate { .. } => {}
-            Effect::Media { from, id, .. } => {
-                // The SFU is not part of this build yet (issue 3): say so rather than pretend.
-                let refusal = RoomError::Conflict("this server has no media plane yet".into());
-                self.deliver(
-                    &from,
-                    &ServerMessage::error(id, refusal.code(), refusal.to_string()),
-                );
+            Effect::AudioGate {
+                participant,
+                forward,
+            } => self.router.set_audio_gate(&participant, forward),
+            Effect::Media { from, id, message } => {
+                let signal = match message {
+                    ClientMessage::Sdp { pc, sdp_type, sdp } => Signal::Sdp { pc, sdp_type, sdp },
+                    ClientMessage::Ice { pc, candidate } => Signal::Ice { pc, candidate },
+                    _ => unreachable!("the rules pass only sdp and ice to the media path"),
+                };
+                let reply = match self.router.on_signal(&from, signal) {
+                    Ok(()) => id.map(|id| ServerMessage::Ok { id }),
+                    Err(e) => {
+                        tracing::debug!(participant = %from, error = %e, "media request refused");
+                        Some(ServerMessage::error(id, e.code(), e.client_message()))
+                    }
+                };
+                if let Some(reply) = reply {
+                    self.deliver(&from, &reply);
+                }
             }
         }
     }
@@ -384,8 +448,10 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
 /// Spawns a room's task and returns its handle.
 pub(crate) fn spawn(id: RoomId, generation: u64, registry: Arc<Registry>) -> RoomHandle {
     let (tx, rx) = mpsc::channel(registry.settings().room_queue);
+    let (media_tx, media_rx) = mpsc::channel(registry.settings().room_queue);
+    let router = registry.media().router(media_tx);
     let room = Room::new(id, registry.settings().room.clone());
-    let actor = RoomActor::new(room, generation, registry.clone());
-    registry.tracker().spawn(actor.run(rx));
+    let actor = RoomActor::new(room, generation, registry.clone(), router);
+    registry.tracker().spawn(actor.run(rx, media_rx));
     RoomHandle { tx, generation }
 }

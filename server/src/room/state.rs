@@ -177,6 +177,9 @@ pub struct Room {
     /// The gate last told to the media path, per participant who may publish.
     gates: HashMap<ParticipantId, bool>,
     speaking: Vec<ParticipantId>,
+    /// The `speaking` list each participant was last sent: what they may see changes with the
+    /// floor as well as with the voices.
+    speaking_sent: HashMap<ParticipantId, Vec<ParticipantId>>,
     ended: bool,
     effects: Vec<Effect>,
 }
@@ -201,6 +204,7 @@ impl Room {
             next_check_in: 1,
             gates: HashMap::new(),
             speaking: Vec::new(),
+            speaking_sent: HashMap::new(),
             ended: false,
             effects: Vec::new(),
         }
@@ -239,6 +243,11 @@ impl Room {
                 Presence::Admitted => {
                     self.effects.push(Effect::Welcome {
                         to: joiner.id.clone(),
+                    });
+                    // A new tab or device negotiates media from scratch.
+                    self.effects.push(Effect::Admitted {
+                        participant: joiner.id.clone(),
+                        may_publish: member.role != Role::Observer,
                     });
                     if was_reconnecting {
                         self.announce_update(&joiner.id);
@@ -317,28 +326,10 @@ impl Room {
     /// Who the media path hears speaking now. Members see only voices the room can hear;
     /// facilitators also see someone talking without the stick.
     pub fn speaking(&mut self, participants: Vec<ParticipantId>) {
-        let participants: Vec<ParticipantId> = participants
+        self.speaking = participants
             .into_iter()
             .filter(|p| self.member(p).is_some_and(Member::is_admitted))
             .collect();
-        if participants == self.speaking {
-            return;
-        }
-        self.speaking = participants;
-        let heard: Vec<ParticipantId> = self
-            .speaking
-            .iter()
-            .filter(|p| self.audio_forwarded(p))
-            .cloned()
-            .collect();
-        for to in self.admitted_ids() {
-            let list = if self.role_of(&to) == Some(Role::Facilitator) {
-                self.speaking.clone()
-            } else {
-                heard.clone()
-            };
-            self.send(&to, ServerMessage::Speaking { participants: list });
-        }
         self.finish();
     }
 
@@ -1054,10 +1045,7 @@ impl Room {
         if floor_changed {
             self.announce_floor();
         }
-        if self.speaking.contains(id) {
-            let rest = self.speaking.iter().filter(|p| *p != id).cloned().collect();
-            self.speaking(rest);
-        }
+        self.speaking.retain(|p| p != id);
     }
 
     /// Removes every trace of a participant but the ban list; no messages.
@@ -1065,6 +1053,7 @@ impl Room {
         self.members.retain(|m| &m.id != id);
         // An open check-in keeps a leaver's answer: they gave it while here.
         self.gates.remove(id);
+        self.speaking_sent.remove(id);
         self.effects.push(Effect::Gone {
             participant: id.clone(),
         });
@@ -1107,6 +1096,8 @@ impl Room {
         }
         self.members.clear();
         self.gates.clear();
+        self.speaking.clear();
+        self.speaking_sent.clear();
         self.queue.clear();
         self.holder = None;
         self.turn = None;
@@ -1140,7 +1131,8 @@ impl Room {
         }
     }
 
-    /// Ends every step: tells the media path each gate that changed.
+    /// Ends every step: tells the media path each gate that changed, and each participant the
+    /// speakers they may now see, when that changed.
     fn finish(&mut self) {
         let publishers: Vec<ParticipantId> = self
             .members
@@ -1157,6 +1149,32 @@ impl Room {
                     forward,
                 });
             }
+        }
+        self.announce_speaking();
+    }
+
+    fn announce_speaking(&mut self) {
+        if self.speaking.is_empty() && self.speaking_sent.is_empty() {
+            return;
+        }
+        let heard: Vec<ParticipantId> = self
+            .speaking
+            .iter()
+            .filter(|p| self.audio_forwarded(p))
+            .cloned()
+            .collect();
+        for to in self.admitted_ids() {
+            let list = if self.role_of(&to) == Some(Role::Facilitator) {
+                self.speaking.clone()
+            } else {
+                heard.clone()
+            };
+            let told = self.speaking_sent.get(&to);
+            if told == Some(&list) || (told.is_none() && list.is_empty()) {
+                continue;
+            }
+            self.speaking_sent.insert(to.clone(), list.clone());
+            self.send(&to, ServerMessage::Speaking { participants: list });
         }
     }
 

@@ -838,6 +838,45 @@ fn speaking_without_the_stick_is_shown_to_facilitators_only() {
 }
 
 #[test]
+fn the_room_is_told_of_a_speaker_once_given_the_stick_and_untold_when_it_is_taken() {
+    let mut r = group();
+    req(
+        &mut r,
+        0,
+        "f",
+        M::SetFloorMode {
+            mode: FloorMode::Stick,
+        },
+    );
+    r.speaking(vec![pid("a")]);
+    let e = r.take_effects();
+    assert_eq!(to(&e, "b"), vec![], "nothing the room could hear");
+    let e = req(
+        &mut r,
+        0,
+        "f",
+        M::GrantFloor {
+            participant: pid("a"),
+        },
+    );
+    assert!(to(&e, "b").contains(&S::Speaking {
+        participants: vec![pid("a")]
+    }));
+    let e = req(&mut r, 0, "f", M::RevokeFloor);
+    assert!(to(&e, "b").contains(&S::Speaking {
+        participants: vec![]
+    }));
+    assert_eq!(
+        to(&e, "f")
+            .iter()
+            .filter(|m| matches!(m, S::Speaking { .. }))
+            .count(),
+        0,
+        "facilitators' view did not change"
+    );
+}
+
+#[test]
 fn a_second_hello_replaces_without_losing_the_stick() {
     let mut r = group();
     req(

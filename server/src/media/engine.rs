@@ -1,0 +1,444 @@
+//! How a server-side peer connection is built: codecs, header extensions, interceptors, ICE
+//! settings, socket binding and buffer sizes. Every webrtc configuration type stays in here.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use circle_protocol::PcKind;
+use rtc::ice::mdns::MulticastDnsMode;
+use rtc::ice::network_type::NetworkType;
+use rtc::interceptor::{Attribute, Interceptor, Packet, Slot, StreamInfo, TaggedPacket};
+use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
+};
+use rtc::sansio::Protocol;
+use webrtc::peer_connection::{
+    register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder,
+    PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceCandidateType, Registry,
+    SettingEngineBuilder,
+};
+use webrtc::runtime::{
+    AsyncInterval, AsyncTcpListener, AsyncTcpStream, AsyncUdpSocket, JoinHandle, Runtime,
+    TokioRuntime,
+};
+
+use crate::media::{MediaConfig, MediaError};
+
+/// Payload types the server offers on `subscribe` and therefore writes on every egress leg.
+/// They match Chromium's usual numbers so answers rarely need remapping in the browser.
+pub(crate) const OPUS_PAYLOAD_TYPE: u8 = 111;
+pub(crate) const VP8_PAYLOAD_TYPE: u8 = 96;
+
+pub(crate) const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
+
+/// Which of the two codecs a track carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum MediaKind {
+    Audio,
+    Video,
+}
+
+impl MediaKind {
+    pub(crate) fn codec(self) -> RTCRtpCodec {
+        match self {
+            MediaKind::Audio => opus(),
+            MediaKind::Video => vp8(),
+        }
+    }
+
+    pub(crate) fn payload_type(self) -> u8 {
+        match self {
+            MediaKind::Audio => OPUS_PAYLOAD_TYPE,
+            MediaKind::Video => VP8_PAYLOAD_TYPE,
+        }
+    }
+
+    pub(crate) fn rtp_kind(self) -> RtpCodecKind {
+        match self {
+            MediaKind::Audio => RtpCodecKind::Audio,
+            MediaKind::Video => RtpCodecKind::Video,
+        }
+    }
+}
+
+fn feedback(typ: &str, parameter: &str) -> RTCPFeedback {
+    RTCPFeedback {
+        typ: typ.to_owned(),
+        parameter: parameter.to_owned(),
+    }
+}
+
+fn opus() -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: "audio/opus".to_owned(),
+        clock_rate: 48000,
+        channels: 2,
+        sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+        rtcp_feedback: vec![],
+    }
+}
+
+fn vp8() -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: "video/VP8".to_owned(),
+        clock_rate: 90000,
+        channels: 0,
+        sdp_fmtp_line: String::new(),
+        rtcp_feedback: vec![
+            feedback("ccm", "fir"),
+            feedback("nack", ""),
+            feedback("nack", "pli"),
+        ],
+    }
+}
+
+/// Opus and VP8 only, the same on both legs, so a forwarded packet never needs transcoding;
+/// the audio level extension only where the browser sends audio to us.
+fn media_engine(kind: PcKind) -> Result<MediaEngine, MediaError> {
+    let mut engine = MediaEngine::default();
+    for (codec, payload_type, rtp_kind) in [
+        (opus(), OPUS_PAYLOAD_TYPE, RtpCodecKind::Audio),
+        (vp8(), VP8_PAYLOAD_TYPE, RtpCodecKind::Video),
+    ] {
+        engine
+            .register_codec(
+                RTCRtpCodecParameters {
+                    rtp_codec: codec,
+                    payload_type,
+                },
+                rtp_kind,
+            )
+            .map_err(internal)?;
+    }
+    if kind == PcKind::Publish {
+        engine
+            .register_header_extension(
+                RTCRtpHeaderExtensionCapability {
+                    uri: AUDIO_LEVEL_URI.to_owned(),
+                },
+                RtpCodecKind::Audio,
+                None,
+            )
+            .map_err(internal)?;
+    }
+    Ok(engine)
+}
+
+pub(crate) fn internal(e: impl fmt::Display) -> MediaError {
+    MediaError::Internal(e.to_string())
+}
+
+/// Process-wide media state: the configuration, the runtime that sizes socket buffers, and the
+/// cursor over the configured UDP port range.
+pub(crate) struct Engine {
+    pub(crate) config: MediaConfig,
+    runtime: Arc<dyn Runtime>,
+    next_port: AtomicU32,
+}
+
+impl Engine {
+    pub(crate) fn new(config: MediaConfig) -> Result<Engine, MediaError> {
+        if let Some((lo, hi)) = config.udp_ports {
+            if lo == 0 || lo > hi {
+                return Err(MediaError::Config(format!(
+                    "invalid UDP port range {lo}-{hi}"
+                )));
+            }
+        }
+        if config.bind_ip.is_unspecified() {
+            // A wildcard makes the library bind one socket per interface, which is not what a
+            // deployment with one announced address wants.
+            return Err(MediaError::Config(
+                "bind_ip must be a concrete address, not a wildcard".to_owned(),
+            ));
+        }
+        let runtime: Arc<dyn Runtime> = Arc::new(BufferedRuntime {
+            inner: TokioRuntime,
+            buffer_bytes: config.socket_buffer_bytes,
+        });
+        Ok(Engine {
+            config,
+            runtime,
+            next_port: AtomicU32::new(0),
+        })
+    }
+
+    /// A candidate as the client must see it: with the announced address, if one is set.
+    pub(crate) fn announce_candidate(&self, candidate: String) -> String {
+        match self.config.announce_ip {
+            Some(public) => {
+                crate::media::sdp::announce_candidate(&candidate, self.config.bind_ip, public)
+            }
+            None => candidate,
+        }
+    }
+
+    /// A description as the client must see it: with the announced address, if one is set.
+    pub(crate) fn announce_sdp(&self, sdp: String) -> String {
+        match self.config.announce_ip {
+            Some(public) => crate::media::sdp::announce_sdp(&sdp, self.config.bind_ip, public),
+            None => sdp,
+        }
+    }
+
+    /// Builds one server-side peer connection bound to `bind_ip` only.
+    pub(crate) async fn build_peer(
+        &self,
+        kind: PcKind,
+        handler: Arc<dyn PeerConnectionEventHandler>,
+    ) -> Result<Arc<dyn PeerConnection>, MediaError> {
+        let attempts = match self.config.udp_ports {
+            Some((lo, hi)) => (u32::from(hi) - u32::from(lo) + 1).min(64),
+            None => 1,
+        };
+        let mut last_error = None;
+        for _ in 0..attempts {
+            let addr = match self.pick_addr() {
+                Ok(addr) => addr,
+                Err(e) => {
+                    last_error = Some(e);
+                    continue;
+                }
+            };
+            match self.build_at(kind, handler.clone(), addr).await {
+                Ok(pc) => return Ok(pc),
+                Err(e) => last_error = Some(e),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| internal("no UDP port available")))
+    }
+
+    /// An address to bind: port 0 (ephemeral) without a range, otherwise the next free port of
+    /// the range, probed by binding it, since the library offers no range of its own.
+    fn pick_addr(&self) -> Result<SocketAddr, MediaError> {
+        let ip = self.config.bind_ip;
+        let Some((lo, hi)) = self.config.udp_ports else {
+            return Ok(SocketAddr::new(ip, 0));
+        };
+        let span = u32::from(hi) - u32::from(lo) + 1;
+        for _ in 0..span {
+            let offset = self.next_port.fetch_add(1, Ordering::Relaxed) % span;
+            let port = u16::try_from(u32::from(lo) + offset).map_err(internal)?;
+            let addr = SocketAddr::new(ip, port);
+            if UdpSocket::bind(addr).is_ok() {
+                return Ok(addr);
+            }
+        }
+        Err(MediaError::Internal("UDP port range exhausted".to_owned()))
+    }
+
+    async fn build_at(
+        &self,
+        kind: PcKind,
+        handler: Arc<dyn PeerConnectionEventHandler>,
+        addr: SocketAddr,
+    ) -> Result<Arc<dyn PeerConnection>, MediaError> {
+        let mut media_engine = media_engine(kind)?;
+        let mut registry =
+            register_default_interceptors(Registry::new(), &mut media_engine).map_err(internal)?;
+        if kind == PcKind::Subscribe {
+            // Last in the chain, so the NACK responder and reports have seen everything first.
+            registry = registry.with(Slot::from(14_000), KeyframeRequestsToApp::default());
+        }
+
+        let network = match self.config.bind_ip {
+            IpAddr::V4(_) => NetworkType::Udp4,
+            IpAddr::V6(_) => NetworkType::Udp6,
+        };
+        let mut settings = SettingEngineBuilder::new()
+            .with_multicast_dns_mode(MulticastDnsMode::Disabled)
+            .with_network_types(vec![network]);
+        if let Some(public) = self.config.announce_ip {
+            settings =
+                settings.with_nat_1to1_ips(vec![public.to_string()], RTCIceCandidateType::Host);
+        }
+        // The server gathers no server-reflexive or relay candidates: it has a known address.
+        let configuration = RTCConfigurationBuilder::new().build();
+
+        let pc = PeerConnectionBuilder::new()
+            .with_configuration(configuration)
+            .with_media_engine(media_engine)
+            .with_setting_engine(settings.build())
+            .with_interceptor_registry(registry)
+            .with_handler(handler)
+            .with_runtime(self.runtime.clone())
+            .with_udp_addrs(vec![addr])
+            .build()
+            .await
+            .map_err(internal)?;
+        Ok(Arc::new(pc))
+    }
+}
+
+/// Inbound RTCP ends inside the interceptor chain unless an interceptor marks it for the
+/// application; this one marks keyframe requests (PLI, FIR) so the SFU can relay them upstream,
+/// and leaves everything else (reports, NACKs) to the interceptors that consume it.
+#[derive(Default)]
+struct KeyframeRequestsToApp {
+    read_queue: VecDeque<TaggedPacket>,
+    write_queue: VecDeque<TaggedPacket>,
+}
+
+pub(crate) fn is_keyframe_request(packet: &dyn rtc::rtcp::Packet) -> bool {
+    let any = packet.as_any();
+    any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()
+}
+
+impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequestsToApp {
+    type Rout = TaggedPacket;
+    type Wout = TaggedPacket;
+    type Eout = ();
+    type Error = rtc::shared::error::Error;
+    type Time = Instant;
+
+    fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
+        if let Packet::Rtcp(packets) = &msg.message.packet {
+            if packets.iter().any(|p| is_keyframe_request(p.as_ref())) {
+                msg.message.add(Attribute::DeliverToApplication);
+            }
+        }
+        self.read_queue.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_read(&mut self) -> Option<Self::Rout> {
+        self.read_queue.pop_front()
+    }
+
+    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        self.write_queue.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_write(&mut self) -> Option<Self::Wout> {
+        self.write_queue.pop_front()
+    }
+}
+
+impl Interceptor for KeyframeRequestsToApp {
+    fn bind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
+}
+
+/// The tokio runtime with larger UDP socket buffers: the kernel's default receive buffer
+/// (208 KiB) overflows in bursts of video, and the library has no setting for it, but every
+/// socket it binds passes through `wrap_udp_socket`.
+#[derive(Debug)]
+struct BufferedRuntime {
+    inner: TokioRuntime,
+    buffer_bytes: usize,
+}
+
+impl Runtime for BufferedRuntime {
+    fn spawn(&self, future: Pin<Box<dyn Future<Output = ()> + Send>>) -> Box<dyn JoinHandle> {
+        self.inner.spawn(future)
+    }
+
+    fn spawn_reactor(
+        &self,
+        reactor_pool_size: usize,
+        future: Pin<Box<dyn Future<Output = ()> + Send>>,
+    ) -> Box<dyn JoinHandle> {
+        self.inner.spawn_reactor(reactor_pool_size, future)
+    }
+
+    fn wrap_udp_socket(&self, socket: UdpSocket) -> io::Result<Arc<dyn AsyncUdpSocket>> {
+        if self.buffer_bytes > 0 {
+            let sock = socket2::SockRef::from(&socket);
+            // The kernel caps these at net.core.{r,w}mem_max; a smaller buffer than asked for
+            // is still better than failing the connection, so errors are only logged.
+            if let Err(e) = sock.set_recv_buffer_size(self.buffer_bytes) {
+                tracing::debug!(error = %e, "could not enlarge UDP receive buffer");
+            }
+            if let Err(e) = sock.set_send_buffer_size(self.buffer_bytes) {
+                tracing::debug!(error = %e, "could not enlarge UDP send buffer");
+            }
+        }
+        self.inner.wrap_udp_socket(socket)
+    }
+
+    fn wrap_tcp_listener(
+        &self,
+        listener: std::net::TcpListener,
+    ) -> io::Result<Arc<dyn AsyncTcpListener>> {
+        self.inner.wrap_tcp_listener(listener)
+    }
+
+    fn connect_tcp<'a>(
+        &'a self,
+        remote_addr: SocketAddr,
+    ) -> Pin<Box<dyn Future<Output = io::Result<Arc<dyn AsyncTcpStream>>> + Send + 'a>> {
+        self.inner.connect_tcp(remote_addr)
+    }
+
+    fn resolve_host<'a>(
+        &'a self,
+        host: &'a str,
+    ) -> Pin<Box<dyn Future<Output = io::Result<Vec<SocketAddr>>> + Send + 'a>> {
+        self.inner.resolve_host(host)
+    }
+
+    fn now(&self) -> Instant {
+        self.inner.now()
+    }
+
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
+        self.inner.sleep(duration)
+    }
+
+    fn interval(&self, period: Duration) -> Box<dyn AsyncInterval> {
+        self.inner.interval(period)
+    }
+
+    fn block_on(&self, future: Pin<Box<dyn Future<Output = ()> + '_>>) {
+        self.inner.block_on(future)
+    }
+
+    fn name(&self) -> &'static str {
+        "tokio-buffered"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn sockets_the_library_binds_get_the_configured_buffer_size() {
+        let runtime = BufferedRuntime {
+            inner: TokioRuntime,
+            buffer_bytes: 1024 * 1024,
+        };
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let probe = socket.try_clone().unwrap();
+        let default = socket2::SockRef::from(&probe).recv_buffer_size().unwrap();
+        runtime.wrap_udp_socket(socket).unwrap();
+        let now = socket2::SockRef::from(&probe).recv_buffer_size().unwrap();
+        // Linux reports double the requested size (bookkeeping overhead), capped by rmem_max.
+        assert!(now > default, "receive buffer stayed at {default}");
+    }
+
+    #[test]
+    fn ports_are_taken_from_the_configured_range() {
+        let engine = Engine::new(MediaConfig {
+            udp_ports: Some((47300, 47301)),
+            ..MediaConfig::default()
+        })
+        .unwrap();
+        for _ in 0..4 {
+            let port = engine.pick_addr().unwrap().port();
+            assert!((47300..=47301).contains(&port));
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! The media plane: a WebRTC SFU with one [`Router`] per room that relays audio and video between
+//! participants and enforces the floor gate. Knows nothing of signalling or floor rules.
+//!
+//! Layout: `engine` builds peer connections (the only place that configures webrtc), `peer` runs
+//! one task per server-side peer connection, `producer` reads one incoming track and fans it out,
+//! `consumer` writes one outgoing copy, `router` keeps the room's registry of who receives what,
+//! and `speaking` turns audio levels into the `speaking` set. Every webrtc type stays inside this
+//! module, behind these types, so the library can be swapped.
+
+mod consumer;
+mod engine;
+mod peer;
+mod producer;
+mod router;
+mod sdp;
+mod speaking;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+
+use circle_protocol::{IceCandidate, IceServer, ParticipantId, PcKind, SdpType};
+use tokio::sync::mpsc;
+
+pub use router::Router;
+
+/// Where and how the SFU listens.
+#[derive(Debug, Clone)]
+pub struct MediaConfig {
+    /// The one local address every peer connection binds to.
+    pub bind_ip: IpAddr,
+    /// The public address behind a 1:1 NAT, announced in candidates instead of `bind_ip`.
+    pub announce_ip: Option<IpAddr>,
+    /// Inclusive UDP port range for peer connections; ephemeral ports when `None`.
+    pub udp_ports: Option<(u16, u16)>,
+    /// STUN/TURN servers handed to clients in `welcome`; the server itself uses none.
+    pub ice_servers: Vec<IceServer>,
+    /// Requested UDP send and receive buffer size per socket (the kernel may cap it); 0 keeps
+    /// the kernel default.
+    pub socket_buffer_bytes: usize,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        MediaConfig {
+            bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            announce_ip: None,
+            udp_ports: None,
+            ice_servers: Vec::new(),
+            // The default 208 KiB overflows in bursts (design.md, measured facts).
+            socket_buffer_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+/// Process-wide media state; cheap to clone.
+#[derive(Clone)]
+pub struct Media {
+    engine: Arc<engine::Engine>,
+}
+
+impl std::fmt::Debug for Media {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Media(..)")
+    }
+}
+
+impl Media {
+    pub fn new(config: MediaConfig) -> Result<Media, MediaError> {
+        Ok(Media {
+            engine: Arc::new(engine::Engine::new(config)?),
+        })
+    }
+
+    /// One router per room; `events` is a bounded channel read by the room's task.
+    ///
+    /// Must be called inside a tokio runtime: the router spawns its task here.
+    pub fn router(&self, events: mpsc::Sender<RouterEvent>) -> Router {
+        Router::new(self.engine.clone(), events)
+    }
+
+    /// The STUN/TURN servers to hand to clients in `welcome`.
+    pub fn ice_servers(&self) -> &[IceServer] {
+        &self.engine.config.ice_servers
+    }
+}
+
+/// One WebRTC negotiation message, either way.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Signal {
+    Sdp {
+        pc: PcKind,
+        sdp_type: SdpType,
+        sdp: String,
+    },
+    /// `None` is the end of candidates.
+    Ice {
+        pc: PcKind,
+        candidate: Option<IceCandidate>,
+    },
+}
+
+/// What a router tells its room.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RouterEvent {
+    /// Sent when the server has negotiation to pass to a client: the answer on `publish`, an
+    /// offer on `subscribe`, or a trickled candidate.
+    Signal { to: ParticipantId, signal: Signal },
+    /// Sent when the set of participants whose audio level says they are speaking changes,
+    /// including those whose audio the gate holds back; at most 4 times a second. Sorted.
+    Speaking { participants: Vec<ParticipantId> },
+    /// Sent when one of a participant's peer connections connects (`true`) or disconnects,
+    /// fails or closes (`false`).
+    PeerState {
+        participant: ParticipantId,
+        pc: PcKind,
+        connected: bool,
+    },
+    /// Sent when asynchronous work for a client failed (e.g. its description was refused).
+    Error { to: ParticipantId, message: String },
+}
+
+/// Why a router request was refused. The room maps these to protocol error codes.
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    /// The participant is not in this router (`not_found`).
+    #[error("no such participant")]
+    NotFound,
+    /// The participant may not do this, e.g. an observer publishing (`forbidden`).
+    #[error("forbidden: {0}")]
+    Forbidden(&'static str),
+    /// The request does not fit the negotiation state, e.g. an answer with no offer
+    /// outstanding (`conflict`).
+    #[error("conflict: {0}")]
+    Conflict(&'static str),
+    /// The session description or candidate could not be used (`bad_request`).
+    #[error("bad session description: {0}")]
+    BadSdp(String),
+    /// The configuration given to [`Media::new`] is unusable.
+    #[error("media configuration: {0}")]
+    Config(String),
+    /// The router is closed or overloaded, or the library failed (`internal`).
+    #[error("internal media error: {0}")]
+    Internal(String),
+}

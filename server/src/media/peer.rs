@@ -1,0 +1,546 @@
+//! A peer: one server-side peer connection and the task that owns it. The publish peer answers
+//! the browser's offers and turns incoming tracks into producers; the subscribe peer offers one
+//! track per other participant's producer, one offer at a time, coalescing changes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use circle_protocol::{IceCandidate, ParticipantId, PcKind, SdpType};
+use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+use tokio::sync::mpsc;
+use webrtc::media_stream::track_remote::TrackRemote;
+use webrtc::peer_connection::{
+    PeerConnection, PeerConnectionEventHandler, RTCIceCandidate, RTCIceCandidateInit,
+    RTCIceGatheringState, RTCPeerConnectionIceEvent, RTCPeerConnectionState, RTCSessionDescription,
+};
+use webrtc::rtp_transceiver::RtpSender;
+
+use crate::media::consumer::Consumer;
+use crate::media::engine::{Engine, MediaKind};
+use crate::media::producer::{Producer, ProducerEnded, ProducerId};
+use crate::media::{RouterEvent, Signal};
+
+// Logging: library error texts can quote SDP lines and addresses, so they are logged at debug
+// only; the line at info or above names the failure without them.
+
+/// Commands queued per peer; a handful per producer change, so this is never the limit.
+const COMMAND_QUEUE: usize = 256;
+/// Candidates kept while waiting for the remote description; a browser trickles a handful,
+/// and a client sending more before its offer only loses the surplus.
+const PENDING_CANDIDATES: usize = 64;
+/// Library events per peer: candidates come in bursts of a few, tracks one or two.
+const EVENT_QUEUE: usize = 256;
+
+pub(crate) enum PeerCommand {
+    /// Publish: a browser offer, already parsed, with its audio level extension id.
+    Offer {
+        description: RTCSessionDescription,
+        audio_level_id: Option<u8>,
+    },
+    /// Subscribe: the browser's answer to our outstanding offer.
+    Answer(RTCSessionDescription),
+    Candidate(RTCIceCandidateInit),
+    /// Subscribe: include this producer in the next offer.
+    AddConsumer(Arc<Producer>),
+    /// Subscribe: drop this producer from the next offer.
+    RemoveConsumer(ProducerId),
+    Close,
+}
+
+/// The router's side of a peer task.
+pub(crate) struct PeerHandle {
+    pub(crate) commands: mpsc::Sender<PeerCommand>,
+    /// Subscribe only: an offer has been sent and its answer not yet applied. Read by the
+    /// router to refuse a stray answer synchronously.
+    pub(crate) offer_outstanding: Arc<AtomicBool>,
+}
+
+/// What every peer task of one participant shares.
+#[derive(Clone)]
+pub(crate) struct PeerContext {
+    pub(crate) participant: ParticipantId,
+    pub(crate) epoch: u64,
+    pub(crate) engine: Arc<Engine>,
+    pub(crate) events: mpsc::Sender<RouterEvent>,
+    pub(crate) producers_added: mpsc::Sender<Arc<Producer>>,
+    pub(crate) producers_ended: mpsc::Sender<ProducerEnded>,
+    pub(crate) gate: Arc<AtomicBool>,
+}
+
+/// Library callbacks, turned into messages for the peer's task; no logic runs in the library's
+/// driver, which awaits each callback.
+enum PeerEvent {
+    Candidate(RTCIceCandidate),
+    GatheringComplete,
+    State(RTCPeerConnectionState),
+    Track(Arc<dyn TrackRemote>),
+}
+
+struct Forwarder {
+    events: mpsc::Sender<PeerEvent>,
+}
+
+impl Forwarder {
+    fn forward(&self, event: PeerEvent) {
+        // Never awaited: a full queue here would stall the library's driver, which the peer
+        // task itself waits on.
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.events.try_send(event) {
+            tracing::warn!("peer event queue full; event dropped");
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Forwarder {
+    async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
+        self.forward(PeerEvent::Candidate(event.candidate));
+    }
+
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        if state == RTCIceGatheringState::Complete {
+            self.forward(PeerEvent::GatheringComplete);
+        }
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        self.forward(PeerEvent::State(state));
+    }
+
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        self.forward(PeerEvent::Track(track));
+    }
+}
+
+pub(crate) fn spawn(kind: PcKind, context: PeerContext) -> PeerHandle {
+    let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
+    let offer_outstanding = Arc::new(AtomicBool::new(false));
+    let task = PeerTask {
+        kind,
+        context,
+        pending_candidates: Vec::new(),
+        remote_set: false,
+        connected: None,
+        audio_level_id: None,
+        producers: HashMap::new(),
+        wanted: BTreeMap::new(),
+        consumers: BTreeMap::new(),
+        dirty: false,
+        negotiated: false,
+        offer_outstanding: offer_outstanding.clone(),
+    };
+    tokio::spawn(task.run(command_rx));
+    PeerHandle {
+        commands,
+        offer_outstanding,
+    }
+}
+
+/// A consumer on the subscribe connection, and whether an answer has accepted it.
+struct Subscribed {
+    sender: Arc<dyn RtpSender>,
+    consumer: Consumer,
+    negotiated: bool,
+}
+
+/// `add_track` would make a sendrecv transceiver; the subscribe leg only ever sends.
+async fn add_sendonly(
+    pc: &Arc<dyn PeerConnection>,
+    consumer: &Consumer,
+) -> webrtc::error::Result<Arc<dyn RtpSender>> {
+    let init = RTCRtpTransceiverInit {
+        direction: RTCRtpTransceiverDirection::Sendonly,
+        ..Default::default()
+    };
+    let transceiver = pc
+        .add_transceiver_from_track(consumer.track(), Some(init))
+        .await?;
+    transceiver
+        .sender()
+        .await?
+        .ok_or(webrtc::error::Error::ErrRTPSenderNotExisted)
+}
+
+struct PeerTask {
+    kind: PcKind,
+    context: PeerContext,
+    /// Candidates that arrived before the remote description they belong to.
+    pending_candidates: Vec<RTCIceCandidateInit>,
+    remote_set: bool,
+    connected: Option<bool>,
+
+    // Publish.
+    audio_level_id: Option<u8>,
+    producers: HashMap<MediaKind, Arc<Producer>>,
+
+    // Subscribe.
+    wanted: BTreeMap<ProducerId, Arc<Producer>>,
+    consumers: BTreeMap<ProducerId, Subscribed>,
+    dirty: bool,
+    /// An offer has been sent at least once, so an empty set must still be re-offered.
+    negotiated: bool,
+    offer_outstanding: Arc<AtomicBool>,
+}
+
+impl PeerTask {
+    async fn run(mut self, mut commands: mpsc::Receiver<PeerCommand>) {
+        let (event_tx, mut events) = mpsc::channel(EVENT_QUEUE);
+        let handler = Arc::new(Forwarder { events: event_tx });
+        let pc = match self.context.engine.build_peer(self.kind, handler).await {
+            Ok(pc) => pc,
+            Err(e) => {
+                tracing::error!(pc = ?self.kind, "could not create a peer connection");
+                tracing::debug!(error = %e, "could not create a peer connection");
+                self.error("the server could not create a peer connection")
+                    .await;
+                return;
+            }
+        };
+        loop {
+            tokio::select! {
+                command = commands.recv() => {
+                    let Some(command) = command else { break };
+                    if !self.handle_commands(&pc, command, &mut commands).await {
+                        break;
+                    }
+                }
+                Some(event) = events.recv() => self.handle_event(event).await,
+            }
+        }
+        for producer in self.producers.values() {
+            producer.close();
+        }
+        self.consumers.clear();
+        if let Err(e) = pc.close().await {
+            tracing::debug!(error = %e, "closing a peer connection failed");
+        }
+    }
+
+    /// Handles `first` and whatever else is already queued, then offers once, so changes that
+    /// arrive together (a leaver's microphone and camera) share one offer. False on close.
+    async fn handle_commands(
+        &mut self,
+        pc: &Arc<dyn PeerConnection>,
+        first: PeerCommand,
+        queue: &mut mpsc::Receiver<PeerCommand>,
+    ) -> bool {
+        let mut next = Some(first);
+        while let Some(command) = next.take() {
+            if matches!(command, PeerCommand::Close) {
+                return false;
+            }
+            self.handle_command(pc, command).await;
+            next = queue.try_recv().ok();
+        }
+        self.offer_if_due(pc).await;
+        true
+    }
+
+    async fn handle_command(&mut self, pc: &Arc<dyn PeerConnection>, command: PeerCommand) {
+        match command {
+            PeerCommand::Offer {
+                description,
+                audio_level_id,
+            } => self.answer_offer(pc, description, audio_level_id).await,
+            PeerCommand::Answer(description) => self.apply_answer(pc, description).await,
+            PeerCommand::Candidate(candidate) => {
+                if self.remote_set {
+                    self.add_candidate(pc, candidate).await;
+                } else if self.pending_candidates.len() < PENDING_CANDIDATES {
+                    self.pending_candidates.push(candidate);
+                }
+            }
+            PeerCommand::AddConsumer(producer) => {
+                self.wanted.insert(producer.id, producer);
+                self.dirty = true;
+            }
+            PeerCommand::RemoveConsumer(id) => {
+                if self.wanted.remove(&id).is_some() {
+                    self.dirty = true;
+                }
+            }
+            PeerCommand::Close => {}
+        }
+    }
+
+    async fn handle_event(&mut self, event: PeerEvent) {
+        match event {
+            PeerEvent::Candidate(candidate) => {
+                let Ok(init) = candidate.to_json() else {
+                    return;
+                };
+                if init.candidate.is_empty() {
+                    return;
+                }
+                let candidate = IceCandidate {
+                    candidate: self.context.engine.announce_candidate(init.candidate),
+                    // The library writes an empty mid, which a browser may not match to any
+                    // section; under BUNDLE the first section carries every candidate.
+                    sdp_mid: None,
+                    sdp_mline_index: Some(0),
+                    username_fragment: init.username_fragment,
+                };
+                self.signal(Signal::Ice {
+                    pc: self.kind,
+                    candidate: Some(candidate),
+                })
+                .await;
+            }
+            PeerEvent::GatheringComplete => {
+                self.signal(Signal::Ice {
+                    pc: self.kind,
+                    candidate: None,
+                })
+                .await;
+            }
+            PeerEvent::State(state) => {
+                let connected = match state {
+                    RTCPeerConnectionState::Connected => true,
+                    RTCPeerConnectionState::Disconnected
+                    | RTCPeerConnectionState::Failed
+                    | RTCPeerConnectionState::Closed => false,
+                    _ => return,
+                };
+                if self.connected == Some(connected) {
+                    return;
+                }
+                self.connected = Some(connected);
+                if connected {
+                    self.go_live();
+                }
+                let _ = self
+                    .context
+                    .events
+                    .send(RouterEvent::PeerState {
+                        participant: self.context.participant.clone(),
+                        pc: self.kind,
+                        connected,
+                    })
+                    .await;
+            }
+            PeerEvent::Track(track) => self.start_producer(track).await,
+        }
+    }
+
+    async fn answer_offer(
+        &mut self,
+        pc: &Arc<dyn PeerConnection>,
+        description: RTCSessionDescription,
+        audio_level_id: Option<u8>,
+    ) {
+        self.audio_level_id = audio_level_id;
+        if let Err(e) = pc.set_remote_description(description).await {
+            tracing::info!("publish offer refused");
+            tracing::debug!(error = %e, "publish offer refused");
+            self.error("the server could not apply the publish offer")
+                .await;
+            return;
+        }
+        self.remote_set = true;
+        self.flush_candidates(pc).await;
+        let answer = match pc.create_answer(None).await {
+            Ok(answer) => answer,
+            Err(e) => {
+                tracing::info!("could not answer a publish offer");
+                tracing::debug!(error = %e, "could not answer a publish offer");
+                self.error("the server could not answer the publish offer")
+                    .await;
+                return;
+            }
+        };
+        if let Err(e) = pc.set_local_description(answer).await {
+            tracing::warn!("could not apply our own publish answer");
+            tracing::debug!(error = %e, "could not apply our own publish answer");
+            self.error("the server could not answer the publish offer")
+                .await;
+            return;
+        }
+        let Some(local) = pc.local_description().await else {
+            return;
+        };
+        self.signal(Signal::Sdp {
+            pc: PcKind::Publish,
+            sdp_type: SdpType::Answer,
+            sdp: self.context.engine.announce_sdp(local.sdp),
+        })
+        .await;
+    }
+
+    async fn start_producer(&mut self, track: Arc<dyn TrackRemote>) {
+        let Some(producer) = Producer::start(
+            track,
+            self.context.participant.clone(),
+            self.context.epoch,
+            self.context.gate.clone(),
+            self.audio_level_id,
+            self.context.producers_ended.clone(),
+        )
+        .await
+        else {
+            return;
+        };
+        // At most one track of each kind: a renegotiated camera replaces the old one.
+        if let Some(old) = self.producers.insert(producer.kind, producer.clone()) {
+            old.close();
+        }
+        let _ = self.context.producers_added.send(producer).await;
+    }
+
+    async fn apply_answer(
+        &mut self,
+        pc: &Arc<dyn PeerConnection>,
+        description: RTCSessionDescription,
+    ) {
+        if !self.offer_outstanding.load(Ordering::Acquire) {
+            self.error("no subscribe offer is outstanding").await;
+            return;
+        }
+        if let Err(e) = pc.set_remote_description(description).await {
+            tracing::info!("subscribe answer refused");
+            tracing::debug!(error = %e, "subscribe answer refused");
+            // Offer again from scratch rather than leave the subscriber stuck.
+            self.offer_outstanding.store(false, Ordering::Release);
+            self.dirty = true;
+            self.error("the server could not apply the subscribe answer")
+                .await;
+            return;
+        }
+        self.remote_set = true;
+        self.offer_outstanding.store(false, Ordering::Release);
+        self.flush_candidates(pc).await;
+        // Every consumer present now was in the offer just answered: none are added while an
+        // offer is outstanding.
+        for subscribed in self.consumers.values_mut() {
+            subscribed.negotiated = true;
+        }
+        self.go_live();
+    }
+
+    /// Sends the next subscribe offer if the wanted producers changed and none is outstanding.
+    async fn offer_if_due(&mut self, pc: &Arc<dyn PeerConnection>) {
+        if !self.dirty || self.offer_outstanding.load(Ordering::Acquire) {
+            return;
+        }
+        self.dirty = false;
+
+        let gone: Vec<ProducerId> = self
+            .consumers
+            .keys()
+            .filter(|id| !self.wanted.contains_key(id))
+            .copied()
+            .collect();
+        for id in gone {
+            if let Some(subscribed) = self.consumers.remove(&id) {
+                if let Err(e) = pc.remove_track(&subscribed.sender).await {
+                    tracing::warn!("could not remove a subscribed track");
+                    tracing::debug!(error = %e, "could not remove a subscribed track");
+                }
+            }
+        }
+        let new: Vec<Arc<Producer>> = self
+            .wanted
+            .values()
+            .filter(|p| !self.consumers.contains_key(&p.id))
+            .cloned()
+            .collect();
+        for producer in new {
+            let consumer = Consumer::new(producer.clone());
+            match add_sendonly(pc, &consumer).await {
+                Ok(sender) => {
+                    consumer.relay_keyframe_requests();
+                    self.consumers.insert(
+                        producer.id,
+                        Subscribed {
+                            sender,
+                            consumer,
+                            negotiated: false,
+                        },
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!("could not add a subscribed track");
+                    tracing::debug!(error = %e, "could not add a subscribed track");
+                }
+            }
+        }
+
+        if self.consumers.is_empty() && !self.negotiated {
+            return;
+        }
+        let offer = match pc.create_offer(None).await {
+            Ok(offer) => offer,
+            Err(e) => {
+                tracing::warn!("could not create a subscribe offer");
+                tracing::debug!(error = %e, "could not create a subscribe offer");
+                return;
+            }
+        };
+        if let Err(e) = pc.set_local_description(offer).await {
+            tracing::warn!("could not apply our own subscribe offer");
+            tracing::debug!(error = %e, "could not apply our own subscribe offer");
+            return;
+        }
+        let Some(local) = pc.local_description().await else {
+            return;
+        };
+        self.negotiated = true;
+        self.offer_outstanding.store(true, Ordering::Release);
+        self.signal(Signal::Sdp {
+            pc: PcKind::Subscribe,
+            sdp_type: SdpType::Offer,
+            sdp: self.context.engine.announce_sdp(local.sdp),
+        })
+        .await;
+    }
+
+    /// Starts sending on negotiated tracks once DTLS is up: a packet written before the
+    /// connection has its SRTP keys is dropped by the library with a warning.
+    fn go_live(&self) {
+        if self.connected != Some(true) {
+            return;
+        }
+        for subscribed in self.consumers.values().filter(|s| s.negotiated) {
+            subscribed.consumer.go_live();
+        }
+    }
+
+    async fn flush_candidates(&mut self, pc: &Arc<dyn PeerConnection>) {
+        for candidate in std::mem::take(&mut self.pending_candidates) {
+            self.add_candidate(pc, candidate).await;
+        }
+    }
+
+    async fn add_candidate(
+        &mut self,
+        pc: &Arc<dyn PeerConnection>,
+        candidate: RTCIceCandidateInit,
+    ) {
+        if let Err(e) = pc.add_ice_candidate(candidate).await {
+            // Browsers trickle candidates the server cannot use (other families, mDNS names);
+            // one bad candidate is not a failed connection.
+            tracing::debug!(error = %e, "remote candidate refused");
+        }
+    }
+
+    async fn signal(&self, signal: Signal) {
+        let _ = self
+            .context
+            .events
+            .send(RouterEvent::Signal {
+                to: self.context.participant.clone(),
+                signal,
+            })
+            .await;
+    }
+
+    async fn error(&self, message: &str) {
+        let _ = self
+            .context
+            .events
+            .send(RouterEvent::Error {
+                to: self.context.participant.clone(),
+                message: message.to_owned(),
+            })
+            .await;
+    }
+}

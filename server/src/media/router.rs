@@ -1,0 +1,396 @@
+//! The router: a room's media fan-out. The synchronous [`Router`] handle, owned by the room's
+//! task, validates requests and passes them on; the router task keeps the registry of producers
+//! and subscribers, tells each subscribe peer what to offer, and reports who is speaking.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use circle_protocol::{ParticipantId, PcKind, SdpType};
+use tokio::sync::mpsc;
+use webrtc::peer_connection::{RTCIceCandidateInit, RTCSessionDescription};
+
+use crate::media::engine::{Engine, MediaKind};
+use crate::media::peer::{self, PeerCommand, PeerContext, PeerHandle};
+use crate::media::producer::{Producer, ProducerEnded, ProducerId};
+use crate::media::sdp::inspect_publish_offer;
+use crate::media::speaking::SpeakingDetector;
+use crate::media::{MediaError, RouterEvent, Signal};
+
+/// Membership changes queued to the router task; a room changes far slower than this drains.
+const COMMAND_QUEUE: usize = 1024;
+/// Producer births and deaths reported by peers; at most two per participant at a time.
+const PRODUCER_QUEUE: usize = 256;
+/// `speaking` is reported at most this often (protocol.md: at most 4 times a second).
+const SPEAKING_TICK: Duration = Duration::from_millis(250);
+
+static NEXT_EPOCH: AtomicU64 = AtomicU64::new(1);
+
+enum RouterCommand {
+    Add {
+        participant: ParticipantId,
+        epoch: u64,
+        subscribe: mpsc::Sender<PeerCommand>,
+    },
+    Remove {
+        participant: ParticipantId,
+    },
+}
+
+struct Participant {
+    publish: Option<PeerHandle>,
+    subscribe: PeerHandle,
+}
+
+/// A room's media router. Owned by the room's task; no method blocks or awaits.
+pub struct Router {
+    engine: Arc<Engine>,
+    events: mpsc::Sender<RouterEvent>,
+    commands: Option<mpsc::Sender<RouterCommand>>,
+    producers_added: mpsc::Sender<Arc<Producer>>,
+    producers_ended: mpsc::Sender<ProducerEnded>,
+    participants: HashMap<ParticipantId, Participant>,
+    /// Gates outlive producers (a republished microphone keeps its gate) and may be set
+    /// before the participant's media exists. Behind a mutex only because `set_audio_gate`
+    /// takes `&self`; the room's task is the only user.
+    gates: Mutex<HashMap<ParticipantId, Arc<AtomicBool>>>,
+}
+
+impl Router {
+    pub(crate) fn new(engine: Arc<Engine>, events: mpsc::Sender<RouterEvent>) -> Router {
+        let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
+        let (producers_added, added_rx) = mpsc::channel(PRODUCER_QUEUE);
+        let (producers_ended, ended_rx) = mpsc::channel(PRODUCER_QUEUE);
+        let task = RouterTask {
+            events: events.clone(),
+            subscribers: HashMap::new(),
+            producers: HashMap::new(),
+            speaking: SpeakingDetector::default(),
+        };
+        tokio::spawn(task.run(command_rx, added_rx, ended_rx));
+        Router {
+            engine,
+            events,
+            commands: Some(commands),
+            producers_added,
+            producers_ended,
+            participants: HashMap::new(),
+            gates: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Starts a participant's peers: `subscribe` always, `publish` if they may publish. The
+    /// audio gate starts closed unless it was already set: the room opens it.
+    pub fn add_participant(&mut self, id: ParticipantId, may_publish: bool) {
+        let Some(commands) = self.commands.clone() else {
+            return;
+        };
+        // A second add replaces the first (a rejoin); the gate the room set is kept.
+        self.remove_peers(&id);
+        let epoch = NEXT_EPOCH.fetch_add(1, Ordering::Relaxed);
+        let context = PeerContext {
+            participant: id.clone(),
+            epoch,
+            engine: self.engine.clone(),
+            events: self.events.clone(),
+            producers_added: self.producers_added.clone(),
+            producers_ended: self.producers_ended.clone(),
+            gate: self.gate(&id),
+        };
+        let publish = may_publish.then(|| peer::spawn(PcKind::Publish, context.clone()));
+        let subscribe = peer::spawn(PcKind::Subscribe, context);
+        let add = RouterCommand::Add {
+            participant: id.clone(),
+            epoch,
+            subscribe: subscribe.commands.clone(),
+        };
+        if commands.try_send(add).is_err() {
+            tracing::error!("router command queue full; a participant gets no media");
+        }
+        self.participants
+            .insert(id, Participant { publish, subscribe });
+    }
+
+    /// Closes both of a participant's peers and removes their producers from everyone's
+    /// subscribe connection (which re-offers).
+    pub fn remove_participant(&mut self, id: &ParticipantId) {
+        self.lock_gates().remove(id);
+        self.remove_peers(id);
+    }
+
+    fn remove_peers(&mut self, id: &ParticipantId) {
+        let Some(participant) = self.participants.remove(id) else {
+            return;
+        };
+        close_peers(participant);
+        if let Some(commands) = &self.commands {
+            let remove = RouterCommand::Remove {
+                participant: id.clone(),
+            };
+            if commands.try_send(remove).is_err() {
+                tracing::error!("router command queue full; a leaver's tracks stay offered");
+            }
+        }
+    }
+
+    /// Opens or closes a participant's audio: read by their audio producer on every packet.
+    pub fn set_audio_gate(&self, id: &ParticipantId, forward: bool) {
+        self.gate(id).store(forward, Ordering::Release);
+    }
+
+    /// Takes a client's `sdp` or `ice` message. Refuses what can be judged at once; the rest
+    /// happens in the peer's task, whose failures arrive as [`RouterEvent::Error`].
+    pub fn on_signal(&mut self, from: &ParticipantId, signal: Signal) -> Result<(), MediaError> {
+        if self.commands.is_none() {
+            return Err(MediaError::Internal("the router is closed".to_owned()));
+        }
+        let participant = self.participants.get(from).ok_or(MediaError::NotFound)?;
+        match signal {
+            Signal::Sdp {
+                pc: PcKind::Publish,
+                sdp_type,
+                sdp,
+            } => {
+                let publish = participant
+                    .publish
+                    .as_ref()
+                    .ok_or(MediaError::Forbidden("observers do not publish"))?;
+                if sdp_type != SdpType::Offer {
+                    return Err(MediaError::Conflict(
+                        "the client offers on publish and the server answers",
+                    ));
+                }
+                let offer = inspect_publish_offer(&sdp)?;
+                let description = RTCSessionDescription::offer(sdp)
+                    .map_err(|e| MediaError::BadSdp(e.to_string()))?;
+                send(
+                    publish,
+                    PeerCommand::Offer {
+                        description,
+                        audio_level_id: offer.audio_level_id,
+                    },
+                )
+            }
+            Signal::Sdp {
+                pc: PcKind::Subscribe,
+                sdp_type,
+                sdp,
+            } => {
+                if sdp_type != SdpType::Answer {
+                    return Err(MediaError::Conflict(
+                        "the server offers on subscribe and the client answers",
+                    ));
+                }
+                if !participant
+                    .subscribe
+                    .offer_outstanding
+                    .load(Ordering::Acquire)
+                {
+                    return Err(MediaError::Conflict("no subscribe offer is outstanding"));
+                }
+                let description = RTCSessionDescription::answer(sdp)
+                    .map_err(|e| MediaError::BadSdp(e.to_string()))?;
+                send(&participant.subscribe, PeerCommand::Answer(description))
+            }
+            Signal::Ice { pc, candidate } => {
+                let peer = match pc {
+                    PcKind::Publish => participant
+                        .publish
+                        .as_ref()
+                        .ok_or(MediaError::Forbidden("observers do not publish"))?,
+                    PcKind::Subscribe => &participant.subscribe,
+                };
+                // Null, or the browser's empty candidate, ends the trickle; the library needs
+                // neither to finish its checks.
+                let Some(candidate) = candidate.filter(|c| !c.candidate.is_empty()) else {
+                    return Ok(());
+                };
+                send(
+                    peer,
+                    PeerCommand::Candidate(RTCIceCandidateInit {
+                        candidate: candidate.candidate,
+                        sdp_mid: candidate.sdp_mid,
+                        sdp_mline_index: candidate.sdp_mline_index,
+                        username_fragment: candidate.username_fragment,
+                        url: None,
+                    }),
+                )
+            }
+        }
+    }
+
+    /// Closes every peer and stops the router task. Later calls do nothing.
+    pub fn close(&mut self) {
+        for (_, participant) in self.participants.drain() {
+            close_peers(participant);
+        }
+        self.lock_gates().clear();
+        // Dropping the command sender ends the router task, which closes the producers.
+        self.commands = None;
+    }
+
+    fn gate(&self, id: &ParticipantId) -> Arc<AtomicBool> {
+        self.lock_gates()
+            .entry(id.clone())
+            .or_insert_with(|| Arc::new(AtomicBool::new(false)))
+            .clone()
+    }
+
+    fn lock_gates(&self) -> std::sync::MutexGuard<'_, HashMap<ParticipantId, Arc<AtomicBool>>> {
+        self.gates.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Drop for Router {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn close_peers(participant: Participant) {
+    for peer in participant.publish.iter().chain([&participant.subscribe]) {
+        // If the queue is full the task still ends: dropping the handle closes its channel.
+        let _ = peer.commands.try_send(PeerCommand::Close);
+    }
+}
+
+fn send(peer: &PeerHandle, command: PeerCommand) -> Result<(), MediaError> {
+    peer.commands.try_send(command).map_err(|e| match e {
+        mpsc::error::TrySendError::Full(_) => {
+            MediaError::Internal("too many signalling messages in flight".to_owned())
+        }
+        mpsc::error::TrySendError::Closed(_) => {
+            MediaError::Internal("the peer connection is gone".to_owned())
+        }
+    })
+}
+
+struct Subscriber {
+    epoch: u64,
+    commands: mpsc::Sender<PeerCommand>,
+}
+
+impl Subscriber {
+    fn tell(&self, command: PeerCommand) {
+        // A subscriber whose queue is full is stuck; it would rather miss a track than stall
+        // the whole room's fan-out.
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.commands.try_send(command) {
+            tracing::warn!("subscribe peer queue full; a track change was dropped");
+        }
+    }
+}
+
+struct RouterTask {
+    events: mpsc::Sender<RouterEvent>,
+    subscribers: HashMap<ParticipantId, Subscriber>,
+    producers: HashMap<ProducerId, Arc<Producer>>,
+    speaking: SpeakingDetector,
+}
+
+impl RouterTask {
+    async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<RouterCommand>,
+        mut added: mpsc::Receiver<Arc<Producer>>,
+        mut ended: mpsc::Receiver<ProducerEnded>,
+    ) {
+        let mut tick = tokio::time::interval(SPEAKING_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(command) => self.handle_command(command),
+                    None => break,
+                },
+                Some(producer) = added.recv() => self.add_producer(producer),
+                Some(ProducerEnded { id }) = ended.recv() => self.remove_producer(id),
+                _ = tick.tick() => self.report_speaking().await,
+            }
+        }
+        for producer in self.producers.values() {
+            producer.close();
+        }
+    }
+
+    fn handle_command(&mut self, command: RouterCommand) {
+        match command {
+            RouterCommand::Add {
+                participant,
+                epoch,
+                subscribe,
+            } => {
+                let subscriber = Subscriber {
+                    epoch,
+                    commands: subscribe,
+                };
+                for producer in self.producers.values() {
+                    if producer.owner != participant {
+                        subscriber.tell(PeerCommand::AddConsumer(producer.clone()));
+                    }
+                }
+                self.subscribers.insert(participant, subscriber);
+            }
+            RouterCommand::Remove { participant } => {
+                self.subscribers.remove(&participant);
+                self.speaking.forget(&participant);
+                let theirs: Vec<ProducerId> = self
+                    .producers
+                    .values()
+                    .filter(|p| p.owner == participant)
+                    .map(|p| p.id)
+                    .collect();
+                for id in theirs {
+                    if let Some(producer) = self.producers.get(&id) {
+                        producer.close();
+                    }
+                    self.remove_producer(id);
+                }
+            }
+        }
+    }
+
+    fn add_producer(&mut self, producer: Arc<Producer>) {
+        let current = self
+            .subscribers
+            .get(&producer.owner)
+            .is_some_and(|s| s.epoch == producer.owner_epoch);
+        if !current {
+            // Its owner left (or left and came back) while the track was being set up.
+            producer.close();
+            return;
+        }
+        for (participant, subscriber) in &self.subscribers {
+            if *participant != producer.owner {
+                subscriber.tell(PeerCommand::AddConsumer(producer.clone()));
+            }
+        }
+        self.producers.insert(producer.id, producer);
+    }
+
+    fn remove_producer(&mut self, id: ProducerId) {
+        let Some(producer) = self.producers.remove(&id) else {
+            return;
+        };
+        for (participant, subscriber) in &self.subscribers {
+            if *participant != producer.owner {
+                subscriber.tell(PeerCommand::RemoveConsumer(id));
+            }
+        }
+    }
+
+    async fn report_speaking(&mut self) {
+        let counts: Vec<(ParticipantId, u32)> = self
+            .producers
+            .values()
+            .filter(|p| p.kind == MediaKind::Audio)
+            .map(|p| (p.owner.clone(), p.take_loud_packets()))
+            .collect();
+        if let Some(participants) = self.speaking.tick(counts) {
+            let _ = self
+                .events
+                .send(RouterEvent::Speaking { participants })
+                .await;
+        }
+    }
+}
