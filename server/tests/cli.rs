@@ -18,14 +18,23 @@ impl Drop for Server {
     }
 }
 
-/// Starts `circle` with these arguments and returns it with every stdout line up to the blank
+/// Starts `circle` with these arguments, its log (stderr) going to `log` when given and returns it with every stdout line up to the blank
 /// line that ends the banner (or just the first line when no links are printed).
 fn start(args: &[&str], env: &[(&str, &str)]) -> (Server, Vec<String>) {
+    start_logging(args, env, None)
+}
+
+fn start_logging(
+    args: &[&str],
+    env: &[(&str, &str)],
+    log: Option<std::fs::File>,
+) -> (Server, Vec<String>) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_circle"));
     cmd.args(args)
         .env_remove("CIRCLE_TOKEN_SECRET")
+        .env_remove("RUST_LOG")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+        .stderr(log.map(Stdio::from).unwrap_or_else(Stdio::null));
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -57,7 +66,10 @@ fn addr_of(lines: &[String]) -> String {
         .to_owned()
 }
 
-async fn hello(addr: &str, token: &str) -> serde_json::Value {
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect_and_hello(addr: &str, token: &str) -> (Ws, serde_json::Value) {
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
         .await
         .unwrap();
@@ -68,7 +80,12 @@ async fn hello(addr: &str, token: &str) -> serde_json::Value {
         .unwrap()
         .unwrap()
         .unwrap();
-    serde_json::from_str(reply.to_text().unwrap()).unwrap()
+    let reply = serde_json::from_str(reply.to_text().unwrap()).unwrap();
+    (ws, reply)
+}
+
+async fn hello(addr: &str, token: &str) -> serde_json::Value {
+    connect_and_hello(addr, token).await.1
 }
 
 #[tokio::test]
@@ -173,5 +190,82 @@ fn help_explains_every_option() {
         "--drain-timeout",
     ] {
         assert!(help.contains(flag), "--help does not mention {flag}");
+    }
+}
+
+#[tokio::test]
+async fn logs_at_info_name_nobody_and_carry_no_token() {
+    let path = std::env::temp_dir().join(format!("circle-log-{}.txt", std::process::id()));
+    let file = std::fs::File::create(&path).unwrap();
+    let (server, lines) = start_logging(
+        &["--listen", "127.0.0.1:0", "--waiting-room", "off"],
+        &[("CIRCLE_TOKEN_SECRET", "s3cret"), ("CIRCLE_LOG", "info")],
+        Some(file),
+    );
+    let addr = addr_of(&lines);
+    let keys = TokenKeys::new(b"s3cret");
+    let token = |sub: &str, name: &str, role| {
+        keys.mint(&circle_server::token::Claims {
+            sub: sub.into(),
+            room: "private-room".into(),
+            role,
+            name: name.into(),
+            exp: circle_server::token::unix_now() + 600,
+            nbf: None,
+            iat: None,
+        })
+    };
+    let f_token = token(
+        "sub-facilitator-4711",
+        "Dr Quinn Facilitator",
+        circle_protocol::Role::Facilitator,
+    );
+    let m_token = token(
+        "sub-member-4712",
+        "Zelda Privacy",
+        circle_protocol::Role::Member,
+    );
+    let (mut f, _) = connect_and_hello(&addr, &f_token).await;
+    let (mut m, _) = connect_and_hello(&addr, &m_token).await;
+    for text in [
+        r#"{"type":"raise_hand","note":"my secret note"}"#,
+        r#"{"type":"react","kind":"heart"}"#,
+        r#"{"type":"need_help","note":"I feel unsafe"}"#,
+        "not json at all",
+    ] {
+        m.send(Message::text(text)).await.unwrap();
+    }
+    f.send(Message::text(r#"{"type":"grant_next"}"#))
+        .await
+        .unwrap();
+    m.send(Message::text(r#"{"type":"leave"}"#)).await.unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while m.next().await.is_some() {}
+    })
+    .await;
+    drop(f);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(server);
+    let log = std::fs::read_to_string(&path).unwrap();
+    let _ = std::fs::remove_file(&path);
+    assert!(
+        log.contains("session joined"),
+        "the log was not captured: {log}"
+    );
+    for secret in [
+        "Zelda",
+        "Quinn",
+        "my secret note",
+        "I feel unsafe",
+        "sub-member-4712",
+        "sub-facilitator-4711",
+        &m_token,
+        &f_token,
+        "heart",
+    ] {
+        assert!(
+            !log.contains(secret),
+            "the log at info carries {secret:?}:\n{log}"
+        );
     }
 }
