@@ -58,7 +58,7 @@ impl Settings {
             replay: ReplayLimit::default(),
             ice_servers: Vec::new(),
             close_timeout: Duration::from_secs(2),
-            max_connections_per_ip: 64,
+            max_connections_per_ip: 256,
             max_handshakes: 64,
             media: MediaConfig::default(),
         }

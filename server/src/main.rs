@@ -83,7 +83,7 @@ struct ServeArgs {
     #[arg(long, env = "CIRCLE_MESSAGE_BURST", default_value_t = 60)]
     message_burst: u32,
     /// Open connections one IP address may hold (0: no cap; use 0 behind a reverse proxy).
-    #[arg(long, env = "CIRCLE_MAX_CONNECTIONS_PER_IP", default_value_t = 64)]
+    #[arg(long, env = "CIRCLE_MAX_CONNECTIONS_PER_IP", default_value_t = 256)]
     max_connections_per_ip: usize,
     /// Joins processed at once; the excess waits its turn rather than being refused.
     #[arg(long, env = "CIRCLE_MAX_HANDSHAKES", default_value_t = 64)]

@@ -4,10 +4,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   startServer, launchBrowser, openPerson, joinRoom, clickJoin, waitWaiting, rowOf, screenshot,
-  waitFor, inboundStats, inboundGrowth, LAPTOP, PHONE,
+  waitFor, inboundStats, inboundGrowth, mediaSkipped, LAPTOP, PHONE,
 } from './helpers.mjs';
 
-test('members wait, are admitted, and everyone sees and hears both others', { timeout: 150_000 }, async (t) => {
+test('members wait, are admitted, and everyone sees and hears both others', { timeout: 150_000, skip: mediaSkipped() }, async (t) => {
   const server = await startServer(t);
   const browser = await launchBrowser(t);
 
@@ -42,10 +42,10 @@ test('members wait, are admitted, and everyone sees and hears both others', { ti
 
   await rowOf(fac.page, 'Waiting room', 'River').getByRole('button', { name: 'Admit' }).click();
   await river.page.locator('#screen-room').waitFor();
+  // Admission is announced to the member (the live region clears itself after a few seconds).
+  await waitFor(async () => /let in/.test(await river.page.locator('#announcer').textContent()), { interval: 50, what: 'the admission announcement' });
   await rowOf(fac.page, 'Waiting room', 'Jo').getByRole('button', { name: 'Admit' }).click();
   await jo.page.locator('#screen-room').waitFor();
-  // Admission is announced to the member.
-  await waitFor(async () => /let in/.test(await river.page.locator('#announcer').innerText()), { what: 'the admission announcement' });
 
   // Everyone has three tiles.
   for (const p of [fac, river, jo]) {
@@ -73,6 +73,15 @@ test('members wait, are admitted, and everyone sees and hears both others', { ti
   await waitFor(() => river.page.evaluate(() => [...document.querySelectorAll('.tile.show-video video')].filter((v) => v.videoWidth > 0).length === 3),
     { timeout: 15_000, what: 'three playing videos on the phone' });
 
+  // Remote audio plays (the join click allowed it): no "Turn on sound" prompt, and every remote
+  // audio element is playing.
+  for (const p of people) {
+    assert.equal(await p.page.getByRole('button', { name: 'Turn on sound' }).count(), 0, `${p.name} sees no sound prompt`);
+    await waitFor(() => p.page.evaluate(() => {
+      const audios = [...document.querySelectorAll('.tile audio')].filter((a) => a.srcObject);
+      return audios.length === 2 && audios.every((a) => !a.paused);
+    }), { timeout: 10_000, what: `${p.name}'s two remote audio elements playing` });
+  }
   await screenshot(fac, 'admission-room-facilitator-laptop');
   await screenshot(river, 'admission-room-river-phone');
   await screenshot(jo, 'admission-room-jo-laptop');

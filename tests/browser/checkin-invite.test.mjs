@@ -13,10 +13,12 @@ test('check-in, invitation to speak and turn limit', { timeout: 150_000 }, async
   const members = [];
   for (const [sub, name, viewport] of [['m-1', 'River', PHONE], ['m-2', 'Jo', LAPTOP], ['m-3', 'Ash', PHONE]]) {
     const m = await openPerson(browser, server, { sub, role: 'member', name }, { viewport });
-    await joinRoom(m);
+    await joinRoom(m, { camera: false });
     members.push(m);
   }
   const [river, jo, ash] = members;
+  // Joining with the camera off shows as such to the others.
+  await fac.page.locator('.tile', { hasText: 'River' }).getByText('Camera off').waitFor();
 
   // Check-in: three anonymous answers, then the result on every screen.
   await fac.page.getByLabel('Question').fill('How are you arriving today?');

@@ -1,5 +1,6 @@
 // Raise hand: two members see their own place in line; the facilitator sees both, in order, with
-// notes; "Give the stick to the next" moves the line on.
+// notes; "Give the stick to the next" moves the line on; the holder passes the stick to the next;
+// the facilitator lowers a hand.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer, launchBrowser, openPerson, joinRoom, screenshot, waitFor, LAPTOP, PHONE } from './helpers.mjs';
@@ -53,9 +54,18 @@ test('raise hand shows each member their place and the facilitator the ordered q
   await jo.page.locator('.tile.holder', { hasText: 'River' }).waitFor();
   await screenshot(river, 'hand-queue-river-holds-stick-phone');
 
-  // The facilitator lowers Jo's hand from Jo's row.
-  await queue.getByRole('listitem').filter({ hasText: 'Jo' }).getByRole('button', { name: 'Lower hand' }).click();
-  await jo.page.getByRole('button', { name: 'Raise hand' }).waitFor();
+  // River passes the stick straight to Jo, from Jo's row in River's list of who is waiting.
+  await river.page.getByRole('listitem').filter({ hasText: 'Jo' }).getByRole('button', { name: 'Pass the stick' }).click();
+  await jo.page.getByText('You have the talking stick', { exact: true }).waitFor();
+  await river.page.getByRole('button', { name: 'Raise hand' }).waitFor();
+  await fac.page.locator('.tile.holder', { hasText: 'Jo' }).waitFor();
+
+  // River raises a hand again; the facilitator lowers it from River's row.
+  await river.page.getByRole('button', { name: 'Raise hand' }).click();
+  await river.page.getByText('You are 1st in line').waitFor();
+  await queue.getByRole('listitem').filter({ hasText: 'River' }).getByRole('button', { name: 'Lower hand' }).click();
+  await river.page.getByRole('button', { name: 'Raise hand' }).waitFor();
+  await waitFor(async () => (await queue.getByRole('listitem').count()) === 0, { what: 'an empty queue' });
 
   for (const p of [fac, river, jo]) p.checkConsole();
 });

@@ -73,6 +73,10 @@ test('expired link, denied, locked room, removed and session ended each say so p
   await rowOf(fac.page, 'People', 'Quinn').getByRole('button', { name: 'Remove' }).click();
   await obs.page.getByRole('heading', { name: 'You were removed from this session' }).waitFor();
   await river.page.locator('.tile', { hasText: 'Quinn' }).waitFor({ state: 'detached' });
+  // Opening the link again does not bring them back, and says why.
+  const again = await openPerson(browser, server, { sub: 'o-1', role: 'observer', name: 'Quinn' }, { viewport: LAPTOP });
+  await clickJoin(again);
+  await again.page.getByRole('heading', { name: 'You cannot rejoin this session' }).waitFor();
 
   // The session ends for everyone.
   await fac.page.getByRole('button', { name: 'End session' }).click();
@@ -80,5 +84,5 @@ test('expired link, denied, locked room, removed and session ended each say so p
   await fac.page.getByRole('heading', { name: 'The session has ended' }).waitFor();
   await screenshot(river, 'messages-ended-phone');
 
-  for (const p of [fac, ash, river, obs, late]) p.checkConsole();
+  for (const p of [fac, ash, river, obs, late, again]) p.checkConsole();
 });

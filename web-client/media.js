@@ -1,0 +1,286 @@
+// Camera, microphone and the two peer connections to the server's SFU.
+//
+// - `publish`: we offer our microphone and camera; the server answers.
+// - `subscribe`: the server offers the others' tracks; we answer. In each offer a track's
+//   MediaStream id is the publishing participant's id, so `onRemoteTrack(participantId, ...)`
+//   can put it in the right tile.
+// Media failures never throw into the app: they are reported through `onStatus` so the page can
+// say so plainly while everything else (the floor, reactions, check-ins) keeps working.
+
+/** Ask for camera and microphone. Returns {stream, problem}: stream may lack a kind. */
+export async function openLocalMedia({ audioDeviceId, videoDeviceId, audio = true, video = true } = {}) {
+  if (!navigator.mediaDevices?.getUserMedia) {
+    return { stream: new MediaStream(), problem: 'This browser cannot use a camera or microphone here (a secure https page is needed).' };
+  }
+  const audioC = audio ? (audioDeviceId ? { deviceId: { exact: audioDeviceId } } : true) : false;
+  const videoC = video
+    ? { width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ideal: 24 }, ...(videoDeviceId ? { deviceId: { exact: videoDeviceId } } : {}) }
+    : false;
+  try {
+    return { stream: await navigator.mediaDevices.getUserMedia({ audio: audioC, video: videoC }), problem: null };
+  } catch (e) {
+    // Try each kind alone so a missing camera does not also cost the microphone.
+    const stream = new MediaStream();
+    const problems = [];
+    for (const [kind, c] of [['audio', audioC], ['video', videoC]]) {
+      if (!c) continue;
+      try {
+        const s = await navigator.mediaDevices.getUserMedia({ [kind]: c });
+        s.getTracks().forEach((t) => stream.addTrack(t));
+      } catch (e2) {
+        problems.push(describeMediaError(kind, e2));
+      }
+    }
+    return { stream, problem: problems.join(' ') || null };
+  }
+}
+
+function describeMediaError(kind, e) {
+  const what = kind === 'audio' ? 'microphone' : 'camera';
+  switch (e?.name) {
+    case 'NotAllowedError': return `Your ${what} is blocked for this page. You can allow it in the browser's site settings.`;
+    case 'NotFoundError': return `No ${what} was found.`;
+    case 'NotReadableError': return `Your ${what} is in use by another app.`;
+    default: return `Your ${what} could not be started.`;
+  }
+}
+
+export async function listDevices() {
+  try {
+    const all = await navigator.mediaDevices.enumerateDevices();
+    return {
+      audio: all.filter((d) => d.kind === 'audioinput'),
+      video: all.filter((d) => d.kind === 'videoinput'),
+    };
+  } catch {
+    return { audio: [], video: [] };
+  }
+}
+
+/** A microphone level meter: calls onLevel(0..1) about 15 times a second until stopped. */
+export function startLevelMeter(stream, onLevel) {
+  const track = stream.getAudioTracks()[0];
+  if (!track || !window.AudioContext) return () => {};
+  const ctx = new AudioContext();
+  const source = ctx.createMediaStreamSource(new MediaStream([track]));
+  const analyser = ctx.createAnalyser();
+  analyser.fftSize = 512;
+  source.connect(analyser);
+  const buf = new Float32Array(analyser.fftSize);
+  let shown = 0;
+  const timer = setInterval(() => {
+    analyser.getFloatTimeDomainData(buf);
+    let sum = 0;
+    for (const v of buf) sum += v * v;
+    const level = Math.min(1, Math.sqrt(sum / buf.length) * 4);
+    shown = Math.max(level, shown * 0.8); // rise at once, fall gently: easier to read
+    onLevel(shown < 0.01 ? 0 : shown);
+  }, 66);
+  // Browsers may start an AudioContext suspended until the person interacts with the page.
+  const resume = () => ctx.resume().catch(() => {});
+  resume();
+  document.addEventListener('pointerdown', resume, { once: true });
+  document.addEventListener('keydown', resume, { once: true });
+  return () => {
+    clearInterval(timer);
+    document.removeEventListener('pointerdown', resume);
+    document.removeEventListener('keydown', resume);
+    ctx.close().catch(() => {});
+  };
+}
+
+export class Media {
+  /**
+   * @param {object} opts
+   * @param {(type: string, fields: object) => Promise} opts.request  send a request with an id
+   * @param {(type: string, fields: object) => boolean} opts.send     send without an id
+   * @param {(pid: string, stream: MediaStream) => void} opts.onRemoteStream
+   * @param {(state: string, detail?: string) => void} opts.onStatus
+   */
+  constructor({ request, send, onRemoteStream, onStatus }) {
+    this.request = request;
+    this.send = send;
+    this.onRemoteStream = onRemoteStream;
+    this.onStatus = onStatus;
+    this.iceServers = [];
+    this.local = new MediaStream();
+    this.publish = null;
+    this.subscribe = null;
+    this.remote = new Map(); // participant id -> MediaStream (our own collection of their tracks)
+    this.pendingIce = { publish: [], subscribe: [] };
+    this.subscribeChain = Promise.resolve();
+    this.answerTimer = null;
+  }
+
+  setLocalStream(stream) { this.local = stream; }
+
+  /** Open the publish connection and offer our tracks. */
+  async startPublishing() {
+    this.closePc('publish');
+    const tracks = this.local.getTracks();
+    if (tracks.length === 0) {
+      this.onStatus('no-local', 'You are joining without camera or microphone.');
+      return;
+    }
+    const pc = this.#newPc('publish');
+    this.publish = pc;
+    for (const t of tracks) pc.addTransceiver(t, { direction: 'sendonly', streams: [this.local] });
+    try {
+      const offer = await pc.createOffer();
+      await pc.setLocalDescription(offer);
+      this.onStatus('connecting');
+      // Without an answer in 15 s the server's media side is not there: say so, keep going.
+      clearTimeout(this.answerTimer);
+      this.answerTimer = setTimeout(() => {
+        if (this.publish === pc && !pc.currentRemoteDescription) {
+          this.onStatus('unavailable', 'The server did not answer our video and sound offer.');
+        }
+      }, 15_000);
+      await this.request('sdp', { pc: 'publish', sdp_type: 'offer', sdp: pc.localDescription.sdp });
+    } catch (e) {
+      if (this.publish !== pc) return;
+      clearTimeout(this.answerTimer);
+      // Stop trickling candidates the server has said it cannot use.
+      this.closePc('publish');
+      this.onStatus('unavailable', e?.code === 'offline' ? 'The connection dropped while starting video and sound.'
+        : e?.code ? 'The server could not take our video and sound.' : 'Video and sound could not start.');
+    }
+  }
+
+  /** Handle an `sdp` message from the server. */
+  async handleSdp(msg) {
+    if (msg.pc === 'publish' && msg.sdp_type === 'answer') {
+      const pc = this.publish;
+      if (!pc) return;
+      try {
+        await pc.setRemoteDescription({ type: 'answer', sdp: msg.sdp });
+        clearTimeout(this.answerTimer);
+        await this.#flushIce('publish');
+      } catch (e) {
+        this.onStatus('unavailable', 'The server’s answer for our video and sound was not usable.');
+      }
+    } else if (msg.pc === 'subscribe' && msg.sdp_type === 'offer') {
+      // Offers are answered strictly one after another.
+      this.subscribeChain = this.subscribeChain.then(() => this.#answerSubscribe(msg.sdp)).catch(() => {});
+    }
+  }
+
+  async #answerSubscribe(sdp) {
+    if (!this.subscribe) this.subscribe = this.#newPc('subscribe');
+    const pc = this.subscribe;
+    try {
+      await pc.setRemoteDescription({ type: 'offer', sdp });
+      await this.#flushIce('subscribe');
+      const answer = await pc.createAnswer();
+      await pc.setLocalDescription(answer);
+      this.send('sdp', { pc: 'subscribe', sdp_type: 'answer', sdp: pc.localDescription.sdp });
+      this.#pruneRemote();
+    } catch (e) {
+      this.onStatus('unavailable', 'Could not receive the others’ video and sound.');
+    }
+  }
+
+  /** Handle an `ice` message from the server. */
+  async handleIce(msg) {
+    const pc = msg.pc === 'publish' ? this.publish : this.subscribe;
+    if (!pc || !pc.remoteDescription) {
+      this.pendingIce[msg.pc === 'publish' ? 'publish' : 'subscribe'].push(msg.candidate);
+      return;
+    }
+    try {
+      await pc.addIceCandidate(msg.candidate ?? null);
+    } catch { /* a late or malformed candidate is not fatal */ }
+  }
+
+  async #flushIce(which) {
+    const pc = which === 'publish' ? this.publish : this.subscribe;
+    const list = this.pendingIce[which];
+    this.pendingIce[which] = [];
+    for (const c of list) {
+      try { await pc.addIceCandidate(c ?? null); } catch { /* ignore */ }
+    }
+  }
+
+  #newPc(which) {
+    const pc = new RTCPeerConnection({ iceServers: this.iceServers });
+    pc.onicecandidate = (ev) => {
+      this.send('ice', { pc: which, candidate: ev.candidate ? ev.candidate.toJSON() : null });
+    };
+    pc.onconnectionstatechange = () => {
+      if (which === 'publish' && pc === this.publish || which === 'subscribe' && pc === this.subscribe) {
+        this.#reportState();
+      }
+    };
+    if (which === 'subscribe') {
+      pc.ontrack = (ev) => {
+        const pid = ev.streams[0]?.id;
+        if (!pid) return;
+        // A recycled transceiver may carry a track that used to be someone else's.
+        for (const [other, s] of this.remote) if (other !== pid && s.getTracks().includes(ev.track)) s.removeTrack(ev.track);
+        let stream = this.remote.get(pid);
+        if (!stream) { stream = new MediaStream(); this.remote.set(pid, stream); }
+        for (const t of stream.getTracks()) if (t.kind === ev.track.kind && t !== ev.track) stream.removeTrack(t);
+        if (!stream.getTracks().includes(ev.track)) stream.addTrack(ev.track);
+        ev.streams[0].onremovetrack = () => this.#pruneRemote();
+        this.onRemoteStream(pid, stream);
+      };
+    }
+    return pc;
+  }
+
+  /** Drop tracks whose transceiver the server stopped (its producer went away). */
+  #pruneRemote() {
+    const pc = this.subscribe;
+    if (!pc) return;
+    const live = new Set(pc.getTransceivers()
+      .filter((t) => !t.stopped && t.currentDirection !== 'inactive' && t.receiver.track)
+      .map((t) => t.receiver.track));
+    for (const [pid, stream] of this.remote) {
+      for (const t of stream.getTracks()) if (!live.has(t)) stream.removeTrack(t);
+      if (stream.getTracks().length === 0) this.remote.delete(pid);
+      this.onRemoteStream(pid, this.remote.get(pid) ?? null);
+    }
+  }
+
+  #reportState() {
+    const states = [this.publish?.connectionState, this.subscribe?.connectionState].filter(Boolean);
+    if (states.includes('failed')) this.onStatus('failed', 'Video and sound lost their connection.');
+    else if (states.includes('connected')) this.onStatus('connected');
+    else if (states.includes('disconnected')) this.onStatus('connecting', 'Video and sound are reconnecting…');
+  }
+
+  /** Replace our camera or microphone (device change in the room). */
+  async replaceTrack(kind, track) {
+    const old = this.local.getTracks().find((t) => t.kind === kind);
+    if (old) { this.local.removeTrack(old); old.stop(); }
+    if (track) this.local.addTrack(track);
+    const sender = this.publish?.getSenders().find((s) => s.track?.kind === kind || (!s.track && old));
+    if (sender) await sender.replaceTrack(track);
+  }
+
+  setEnabled(kind, on) {
+    for (const t of this.local.getTracks()) if (t.kind === kind) t.enabled = on;
+  }
+
+  closePc(which) {
+    const pc = this[which];
+    if (pc) {
+      pc.onicecandidate = null; pc.ontrack = null; pc.onconnectionstatechange = null;
+      pc.close();
+    }
+    this[which] = null;
+    this.pendingIce[which] = [];
+    if (which === 'subscribe') {
+      for (const pid of [...this.remote.keys()]) { this.remote.delete(pid); this.onRemoteStream(pid, null); }
+      this.subscribeChain = Promise.resolve();
+    }
+  }
+
+  /** Tear everything down, including our camera and microphone. */
+  stopAll() {
+    clearTimeout(this.answerTimer);
+    this.closePc('publish');
+    this.closePc('subscribe');
+    for (const t of this.local.getTracks()) t.stop();
+  }
+}

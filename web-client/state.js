@@ -1,0 +1,176 @@
+// The room as this client knows it, updated from server messages. Pure data: no DOM, no socket.
+//
+// `applyMessage(state, msg)` changes `state` in place and returns a list of notable events for
+// the UI to announce (admission, the stick arriving, being next, ...).
+
+export function emptyState() {
+  return {
+    phase: 'prejoin', // prejoin | joining | waiting | room | gone
+    me: null,          // our Participant
+    roomId: null,
+    participants: new Map(), // id -> Participant (admitted people, us included)
+    floor: { mode: 'open', holder: null, queue_length: 0, position: null, queue: null, turn_ends_at: null, pass_to: null },
+    locked: false,
+    turnLimit: null,
+    checkIn: null,         // {check_in, question, options} while one is open
+    checkInResult: null,   // last result
+    myCheckInAnswer: null, // index we sent for the open check-in
+    waiting: [],           // facilitators: [Participant] in the waiting room
+    speaking: new Set(),
+    invited: false,
+    helpRequests: [],      // facilitators: [{participant, name, note, at}]
+    inviteAnswers: [],     // facilitators: [{participant, name, accepted, at}]
+    leftNames: new Map(),  // id -> name, to name people in private messages after they left
+    iceServers: [],
+    resumeToken: null,
+  };
+}
+
+export const isFacilitator = (s) => s.me?.role === 'facilitator';
+export const isObserver = (s) => s.me?.role === 'observer';
+export const iHoldStick = (s) => !!s.me && s.floor.holder === s.me.id;
+export const nameOf = (s, id) => s.participants.get(id)?.name ?? s.waiting.find((p) => p.id === id)?.name ?? s.leftNames.get(id) ?? 'Someone who left';
+
+/** 1 -> "1st", 2 -> "2nd", 3 -> "3rd", 11 -> "11th" ... */
+export function ordinal(n) {
+  const mod100 = n % 100;
+  if (mod100 >= 11 && mod100 <= 13) return `${n}th`;
+  return n + ({ 1: 'st', 2: 'nd', 3: 'rd' }[n % 10] ?? 'th');
+}
+
+function setFloor(state, floor, events) {
+  const before = state.floor;
+  const me = state.me?.id;
+  state.floor = { pass_to: null, ...floor };
+  if (me && floor.holder === me && before.holder !== me) events.push({ kind: 'stick-arrived' });
+  if (me && before.holder === me && floor.holder !== me) events.push({ kind: 'stick-left' });
+  if (floor.position === 1 && before.position !== 1) events.push({ kind: 'you-are-next' });
+  if (floor.holder === me) state.invited = false;
+  if (floor.mode !== before.mode) events.push({ kind: 'mode', mode: floor.mode });
+}
+
+function loadWelcome(state, msg) {
+  state.phase = 'room';
+  state.me = msg.you;
+  state.resumeToken = msg.resume_token;
+  state.iceServers = msg.ice_servers ?? [];
+  const room = msg.room ?? {};
+  state.roomId = room.id ?? null;
+  state.participants = new Map((room.participants ?? []).map((p) => [p.id, p]));
+  if (!state.participants.has(msg.you.id)) state.participants.set(msg.you.id, msg.you);
+  state.floor = { pass_to: null, ...(room.floor ?? state.floor) };
+  state.locked = !!room.locked;
+  state.turnLimit = room.turn_limit ?? null;
+  if (room.check_in?.check_in !== state.checkIn?.check_in) state.myCheckInAnswer = null;
+  state.checkIn = room.check_in ?? null;
+  state.speaking = new Set();
+  if (msg.you.role !== 'facilitator') state.waiting = [];
+}
+
+export function applyMessage(state, msg) {
+  const events = [];
+  switch (msg.type) {
+    case 'welcome': {
+      const wasWaiting = state.phase === 'waiting';
+      const wasIn = state.phase === 'room';
+      loadWelcome(state, msg);
+      events.push({ kind: wasIn ? 'rewelcomed' : 'admitted', fromWaiting: wasWaiting });
+      if (state.floor.holder === state.me.id) events.push({ kind: 'stick-arrived' });
+      break;
+    }
+    case 'waiting':
+      state.phase = 'waiting';
+      events.push({ kind: 'waiting' });
+      break;
+    case 'waiting_room':
+      state.waiting = msg.waiting ?? [];
+      events.push({ kind: 'waiting-room' });
+      break;
+    case 'participant_joined':
+    case 'participant_updated': {
+      const p = msg.participant;
+      state.participants.set(p.id, p);
+      if (state.me && p.id === state.me.id) state.me = p;
+      break;
+    }
+    case 'participant_left': {
+      const id = msg.participant;
+      const p = state.participants.get(id);
+      if (p) state.leftNames.set(id, p.name);
+      state.participants.delete(id);
+      state.speaking.delete(id);
+      break;
+    }
+    case 'floor':
+      setFloor(state, msg, events);
+      break;
+    case 'room_updated': // an extension of this server: the lock or the turn limit changed
+      if (typeof msg.locked === 'boolean' && msg.locked !== state.locked) events.push({ kind: 'locked', locked: msg.locked });
+      if (typeof msg.locked === 'boolean') state.locked = msg.locked;
+      if ('turn_limit' in msg) state.turnLimit = msg.turn_limit ?? null;
+      break;
+    case 'hand':
+      events.push({ kind: 'hand', status: msg.status, position: msg.position ?? null });
+      if (msg.status === 'queued' && msg.position != null) state.floor = { ...state.floor, position: msg.position };
+      if (['cancelled', 'denied', 'granted'].includes(msg.status)) state.floor = { ...state.floor, position: null };
+      break;
+    case 'invited_to_speak':
+      state.invited = true;
+      events.push({ kind: 'invited' });
+      break;
+    case 'invite_answered':
+      state.inviteAnswers.unshift({ participant: msg.participant, name: nameOf(state, msg.participant), accepted: msg.accepted, at: Date.now() });
+      state.inviteAnswers.length = Math.min(state.inviteAnswers.length, 10);
+      events.push({ kind: 'invite-answered', accepted: msg.accepted, participant: msg.participant });
+      break;
+    case 'turn_warning':
+      events.push({ kind: 'turn-warning', seconds: msg.seconds_left });
+      break;
+    case 'reactions':
+      events.push({ kind: 'reactions', counts: msg.counts ?? {} });
+      break;
+    case 'help_requested':
+      state.helpRequests.unshift({ participant: msg.participant, name: nameOf(state, msg.participant), note: msg.note ?? '', at: Date.now() });
+      state.helpRequests.length = Math.min(state.helpRequests.length, 20);
+      events.push({ kind: 'help', participant: msg.participant });
+      break;
+    case 'check_in':
+      if (state.checkIn?.check_in !== msg.check_in) state.myCheckInAnswer = null;
+      state.checkIn = { check_in: msg.check_in, question: msg.question, options: msg.options };
+      state.checkInResult = null;
+      events.push({ kind: 'check-in' });
+      break;
+    case 'check_in_result': {
+      const open = state.checkIn && state.checkIn.check_in === msg.check_in ? state.checkIn : null;
+      state.checkInResult = {
+        check_in: msg.check_in,
+        question: open?.question ?? state.checkInResult?.question ?? '',
+        options: open?.options ?? [],
+        counts: msg.counts ?? null,
+        responses: msg.responses ?? 0,
+      };
+      if (open) state.checkIn = null;
+      state.myCheckInAnswer = null;
+      events.push({ kind: 'check-in-result' });
+      break;
+    }
+    case 'speaking':
+      state.speaking = new Set(msg.participants ?? []);
+      break;
+    case 'session_ended':
+      state.phase = 'gone';
+      events.push({ kind: 'ended', reason: msg.reason });
+      break;
+    case 'removed':
+      state.phase = 'gone';
+      events.push({ kind: 'removed' });
+      break;
+    case 'denied':
+      state.phase = 'gone';
+      events.push({ kind: 'denied' });
+      break;
+    default:
+      break;
+  }
+  return events;
+}
