@@ -103,6 +103,7 @@ fn route(
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/ws") => upgrade(req, registry, slot),
         (&Method::GET, "/healthz") => plain(StatusCode::OK, "ok\n"),
+        (&Method::GET, "/stats") => stats(&registry),
         (&Method::GET | &Method::HEAD, path) => static_file(path),
         _ => plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
     }
@@ -228,6 +229,31 @@ fn plain(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
+    response
+}
+
+/// Counts only, for watching a running server for leaks (the soak tool reads it): rooms open,
+/// sessions joined or joining, server-side peer connections, and tokio tasks alive. Nothing
+/// here names a room, a person or an address.
+fn stats(registry: &Registry) -> Response<Full<Bytes>> {
+    let tasks = tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks();
+    let body = format!(
+        "{{\"rooms\":{},\"sessions\":{},\"peers\":{},\"tasks\":{}}}\n",
+        registry.room_count(),
+        registry.session_count(),
+        crate::media::live_peers(),
+        tasks
+    );
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 

@@ -2,7 +2,7 @@
 //! no invariant lives here, and no guard is held across an `.await`.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use circle_protocol::{ParticipantId, RoomId};
@@ -30,6 +30,8 @@ pub struct Registry {
     keys: TokenKeys,
     generation: AtomicU64,
     next_session: AtomicU64,
+    /// Sessions whose task is running, for `/stats`.
+    live_sessions: AtomicUsize,
     tracker: TaskTracker,
     shutdown: CancellationToken,
     /// Open connections per client address, for the per-IP cap.
@@ -54,6 +56,18 @@ impl Drop for ConnectionSlot {
     }
 }
 
+/// One running session, counted in `/stats` until dropped.
+#[derive(Debug)]
+pub struct SessionCount {
+    registry: Arc<Registry>,
+}
+
+impl Drop for SessionCount {
+    fn drop(&mut self) {
+        self.registry.live_sessions.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 impl Registry {
     pub fn new(
         settings: Settings,
@@ -72,6 +86,7 @@ impl Registry {
             keys,
             generation: AtomicU64::new(1),
             next_session: AtomicU64::new(1),
+            live_sessions: AtomicUsize::new(0),
             tracker,
             shutdown,
             connections: DashMap::new(),
@@ -126,6 +141,18 @@ impl Registry {
 
     pub fn next_session_id(&self) -> u64 {
         self.next_session.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Counts a running session until the guard drops.
+    pub fn session_started(self: &Arc<Self>) -> SessionCount {
+        self.live_sessions.fetch_add(1, Ordering::Relaxed);
+        SessionCount {
+            registry: self.clone(),
+        }
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.live_sessions.load(Ordering::Relaxed)
     }
 
     pub fn room_count(&self) -> usize {

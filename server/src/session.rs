@@ -69,6 +69,7 @@ pub async fn run<S>(ws: WebSocketStream<S>, registry: Arc<Registry>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let _counted = registry.session_started();
     let settings = registry.settings().clone();
     let (sink, mut stream) = ws.split();
     let (tx, rx) = mpsc::channel(settings.outbound_queue);

@@ -104,6 +104,10 @@ enum RoomCommand {
     Signal(ParticipantId, Signal),
     /// Over the real server only: any protocol message, sent on that participant's session.
     Send(ParticipantId, serde_json::Value),
+    /// Over the real server only: drop the participant's socket without a close frame.
+    DropSession(ParticipantId),
+    /// Over the real server only: reconnect with `resume`.
+    Resume(ParticipantId),
 }
 
 /// A stand-in for the room's task: owns the Router, never awaits it, routes its events.
@@ -142,7 +146,7 @@ impl Room {
                             inboxes.remove(&id);
                         }
                         Some(RoomCommand::Gate(id, open)) => router.set_audio_gate(&id, open),
-                        Some(RoomCommand::Send(..)) => {
+                        Some(RoomCommand::Send(..) | RoomCommand::DropSession(_) | RoomCommand::Resume(_)) => {
                             panic!("the stand-in room has no protocol session")
                         }
                         Some(RoomCommand::Signal(id, signal)) => {
@@ -182,38 +186,42 @@ impl Room {
         room: &str,
         roles: &[(&str, crate::Role)],
     ) -> Room {
-        init_tracing();
-        let roles: BTreeMap<String, crate::Role> =
-            roles.iter().map(|(id, r)| (id.to_string(), *r)).collect();
-        let tokens: BTreeMap<String, String> = roles
+        let tokens = roles
             .iter()
-            .map(|(id, r)| (id.clone(), server.token(room, id, *r)))
+            .map(|(id, r)| (id.to_string(), (server.token(room, id, *r), *r)))
             .collect();
-        let url = server.url();
+        Room::over_url(server.url(), tokens)
+    }
+
+    /// A room on a server reached at `url` (`ws://…/ws`), with each participant's join token
+    /// and role given: for a server running as its own process.
+    pub fn over_url(url: String, tokens: BTreeMap<String, (String, crate::Role)>) -> Room {
+        init_tracing();
         let (commands, mut command_rx) = mpsc::channel::<RoomCommand>(1024);
         let (speaking_tx, speaking_rx) = mpsc::channel(64);
         let messages: Arc<Mutex<BTreeMap<String, Vec<serde_json::Value>>>> = Arc::default();
         let log = messages.clone();
         tokio::spawn(async move {
-            let mut sessions: BTreeMap<ParticipantId, mpsc::Sender<String>> = BTreeMap::new();
+            let mut sessions: BTreeMap<ParticipantId, Session> = BTreeMap::new();
             while let Some(command) = command_rx.recv().await {
                 match command {
                     RoomCommand::Add(id, _, inbox) => {
-                        let token = tokens
+                        let (token, role) = tokens
                             .get(id.as_str())
                             .unwrap_or_else(|| panic!("no role given for {id}"))
                             .clone();
-                        let facilitator = roles.get(id.as_str()) == Some(&crate::Role::Facilitator);
-                        let writer = open_session(
+                        let facilitator = role == crate::Role::Facilitator;
+                        let hello = serde_json::json!({"type":"hello","protocol":1,"token": token});
+                        let session = open_session(
                             &url,
-                            &token,
+                            hello,
                             id.clone(),
                             inbox,
                             facilitator.then(|| speaking_tx.clone()),
                             log.clone(),
                         )
                         .await;
-                        sessions.insert(id, writer);
+                        sessions.insert(id, session);
                     }
                     RoomCommand::Signal(id, signal) => {
                         let message = match signal {
@@ -224,19 +232,53 @@ impl Room {
                                 serde_json::json!({"type":"ice","pc": pc,"candidate": candidate})
                             }
                         };
-                        if let Some(w) = sessions.get(&id) {
-                            let _ = w.send(message.to_string()).await;
+                        if let Some(s) = sessions.get(&id) {
+                            let _ = s.writer.send(message.to_string()).await;
                         }
                     }
                     RoomCommand::Send(id, message) => {
-                        let w = sessions
+                        let s = sessions
                             .get(&id)
                             .unwrap_or_else(|| panic!("{id} has no session"));
-                        w.send(message.to_string()).await.expect("session open");
+                        s.writer
+                            .send(message.to_string())
+                            .await
+                            .expect("session open");
+                    }
+                    RoomCommand::DropSession(id) => {
+                        if let Some(s) = sessions.get(&id) {
+                            s.kill.cancel();
+                        }
+                    }
+                    RoomCommand::Resume(id) => {
+                        let old = sessions
+                            .remove(&id)
+                            .unwrap_or_else(|| panic!("{id} has no session to resume"));
+                        old.kill.cancel();
+                        let last_seq = log
+                            .lock()
+                            .unwrap()
+                            .get(id.as_str())
+                            .and_then(|ms| ms.iter().filter_map(|m| m["seq"].as_u64()).max())
+                            .unwrap_or(0);
+                        let resume = serde_json::json!({
+                            "type":"resume","protocol":1,
+                            "resume_token": old.resume_token,"last_seq": last_seq
+                        });
+                        let session = open_session(
+                            &url,
+                            resume,
+                            id.clone(),
+                            old.inbox,
+                            old.speaking,
+                            log.clone(),
+                        )
+                        .await;
+                        sessions.insert(id, session);
                     }
                     RoomCommand::Remove(id) => {
-                        if let Some(w) = sessions.remove(&id) {
-                            let _ = w.send(r#"{"type":"leave"}"#.to_owned()).await;
+                        if let Some(s) = sessions.remove(&id) {
+                            let _ = s.writer.send(r#"{"type":"leave"}"#.to_owned()).await;
                         }
                     }
                     RoomCommand::Gate(..) => {
@@ -250,6 +292,18 @@ impl Room {
             speaking: Arc::new(tokio::sync::Mutex::new(speaking_rx)),
             messages,
         }
+    }
+
+    /// Over the real server: drops `id`'s WebSocket without a close frame, as a lost network
+    /// would. Their peer connections stay up.
+    pub async fn drop_session(&self, id: &str) {
+        self.command(RoomCommand::DropSession(id.into())).await;
+    }
+
+    /// Over the real server: opens a new WebSocket for `id` and sends `resume` with their token
+    /// and the last `seq` they saw (dropping the old socket first if it is still open).
+    pub async fn resume_session(&self, id: &str) {
+        self.command(RoomCommand::Resume(id.into())).await;
     }
 
     /// Over the real server: sends a protocol message on `id`'s session.
@@ -478,6 +532,8 @@ async fn client_pc(kind: PcKind, events: mpsc::Sender<ClientEvent>) -> Arc<dyn P
 #[derive(Clone, Default)]
 struct Answering {
     offers: Arc<Mutex<Vec<String>>>,
+    /// Every publish answer the server sent, in order.
+    publish_answers: Arc<Mutex<Vec<String>>>,
     /// While set, answers are prepared but held back, as from a slow browser.
     hold: Arc<std::sync::atomic::AtomicBool>,
     held: Arc<Mutex<Option<String>>>,
@@ -732,6 +788,39 @@ impl Browser {
         }
     }
 
+    /// Offers again on `publish` with new ICE credentials, as a browser's `restartIce()`
+    /// followed by negotiation does.
+    pub async fn restart_publish_ice(&self) {
+        let pc = self.publish_pc.as_ref().expect("a browser that publishes");
+        let options = rtc::peer_connection::configuration::RTCOfferOptions { ice_restart: true };
+        let offer = pc.create_offer(Some(options)).await.unwrap();
+        pc.set_local_description(offer).await.unwrap();
+        let sdp = pc.local_description().await.unwrap().sdp;
+        self.room
+            .command(RoomCommand::Signal(
+                self.id.as_str().into(),
+                Signal::Sdp {
+                    pc: PcKind::Publish,
+                    sdp_type: SdpType::Offer,
+                    sdp,
+                },
+            ))
+            .await;
+    }
+
+    /// Every publish answer the server sent this browser, in order.
+    pub fn publish_answers(&self) -> Vec<String> {
+        self.answering.publish_answers.lock().unwrap().clone()
+    }
+
+    /// Waits until the subscribe connection is connected.
+    pub async fn wait_subscribe_connected(&self) {
+        let mut rx = self.subscribe_connected.clone();
+        within("the subscribe connection", rx.wait_for(|c| *c))
+            .await
+            .unwrap();
+    }
+
     pub fn offer_count(&self) -> usize {
         self.offers.lock().unwrap().len()
     }
@@ -779,6 +868,7 @@ async fn handle_signal(
             sdp,
         } => {
             let pc = publish_pc.expect("an answer for a browser that did not publish");
+            answering.publish_answers.lock().unwrap().push(sdp.clone());
             pc.set_remote_description(RTCSessionDescription::answer(sdp).unwrap())
                 .await
                 .expect("publish answer applies");
@@ -992,95 +1082,162 @@ async fn count(
     }
 }
 
+/// The `a=ice-ufrag` of a session description: a new one means an ICE restart.
+pub fn ice_ufrag(sdp: &str) -> Option<String> {
+    sdp.lines()
+        .find_map(|l| l.trim().strip_prefix("a=ice-ufrag:"))
+        .map(str::to_owned)
+}
+
 /// True when every step between consecutive sequence numbers is exactly one.
 pub fn contiguous(seqs: &[u16]) -> bool {
     seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1))
 }
 
-/// Opens one participant's WebSocket session, waits for `welcome`, and bridges it: the server's
-/// `sdp`/`ice` (and errors) become router events in the browser's inbox, `speaking` goes to the
-/// room's speaking channel when given, and every message is logged. Returns the writer.
+/// One participant's WebSocket session to the real server.
+struct Session {
+    writer: mpsc::Sender<String>,
+    /// Cancelled to drop the socket at once, without a close frame.
+    kill: tokio_util::sync::CancellationToken,
+    resume_token: String,
+    inbox: mpsc::Sender<RouterEvent>,
+    speaking: Option<mpsc::Sender<Vec<ParticipantId>>>,
+}
+
+/// Opens one participant's WebSocket session with `first` (`hello` or `resume`) and bridges
+/// it: the server's `sdp`/`ice` (and errors) become router events in the browser's inbox,
+/// `speaking` goes to the room's speaking channel when given, and every message is logged.
+/// After `hello` it waits for `welcome`.
 async fn open_session(
     url: &str,
-    token: &str,
+    first: serde_json::Value,
     id: ParticipantId,
     inbox: mpsc::Sender<RouterEvent>,
     speaking: Option<mpsc::Sender<Vec<ParticipantId>>>,
     log: Arc<Mutex<BTreeMap<String, Vec<serde_json::Value>>>>,
-) -> mpsc::Sender<String> {
+) -> Session {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
-    let (ws, _) = tokio_tungstenite::connect_async(url)
-        .await
-        .expect("connect");
+    let (ws, _) = within(
+        "a WebSocket connection",
+        tokio_tungstenite::connect_async(url),
+    )
+    .await
+    .expect("connect");
     let (mut sink, mut stream) = ws.split();
-    let hello = serde_json::json!({"type":"hello","protocol":1,"token": token});
-    sink.send(Message::text(hello.to_string())).await.unwrap();
-    let welcome = within("welcome", stream.next()).await.unwrap().unwrap();
-    let welcome: serde_json::Value = serde_json::from_str(welcome.to_text().unwrap()).unwrap();
-    assert_eq!(
-        welcome["type"], "welcome",
-        "{id} was not admitted: {welcome}"
-    );
-    log.lock()
-        .unwrap()
-        .entry(id.to_string())
-        .or_default()
-        .push(welcome);
+    let is_hello = first["type"] == "hello";
+    sink.send(Message::text(first.to_string())).await.unwrap();
+    let resume_token;
+    if is_hello {
+        let welcome = within("welcome", stream.next()).await.unwrap().unwrap();
+        let welcome: serde_json::Value = serde_json::from_str(welcome.to_text().unwrap()).unwrap();
+        assert_eq!(
+            welcome["type"], "welcome",
+            "{id} was not admitted: {welcome}"
+        );
+        resume_token = welcome["resume_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        log.lock()
+            .unwrap()
+            .entry(id.to_string())
+            .or_default()
+            .push(welcome);
+    } else {
+        resume_token = first["resume_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+    }
+    let kill = tokio_util::sync::CancellationToken::new();
     let (tx, mut rx) = mpsc::channel::<String>(1024);
-    tokio::spawn(async move {
-        while let Some(text) = rx.recv().await {
-            if sink.send(Message::text(text)).await.is_err() {
-                break;
-            }
-        }
-    });
-    tokio::spawn(async move {
-        while let Some(Ok(frame)) = stream.next().await {
-            let Ok(text) = frame.to_text() else { continue };
-            let Ok(m) = serde_json::from_str::<serde_json::Value>(text) else {
-                continue;
-            };
-            log.lock()
-                .unwrap()
-                .entry(id.to_string())
-                .or_default()
-                .push(m.clone());
-            let event = match m["type"].as_str() {
-                Some("sdp") => Some(RouterEvent::Signal {
-                    to: id.clone(),
-                    signal: Signal::Sdp {
-                        pc: serde_json::from_value(m["pc"].clone()).unwrap(),
-                        sdp_type: serde_json::from_value(m["sdp_type"].clone()).unwrap(),
-                        sdp: m["sdp"].as_str().unwrap().to_owned(),
-                    },
-                }),
-                Some("ice") => Some(RouterEvent::Signal {
-                    to: id.clone(),
-                    signal: Signal::Ice {
-                        pc: serde_json::from_value(m["pc"].clone()).unwrap(),
-                        candidate: serde_json::from_value(m["candidate"].clone()).unwrap(),
-                    },
-                }),
-                Some("error") => Some(RouterEvent::Error {
-                    to: id.clone(),
-                    message: m.to_string(),
-                }),
-                Some("speaking") => {
-                    if let Some(speaking) = &speaking {
-                        let set = serde_json::from_value(m["participants"].clone()).unwrap();
-                        let _ = speaking.try_send(set);
+    let (sink_done_tx, sink_done) = tokio::sync::oneshot::channel::<()>();
+    {
+        let kill = kill.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = kill.cancelled() => break,
+                    text = rx.recv() => {
+                        let Some(text) = text else { break };
+                        if sink.send(Message::text(text)).await.is_err() {
+                            break;
+                        }
                     }
-                    None
-                }
-                _ => None,
-            };
-            if let Some(event) = event {
-                if inbox.send(event).await.is_err() {
-                    break;
                 }
             }
-        }
-    });
-    tx
+            // Dropped, not closed: the reader's half goes with it, and the socket with both.
+            let _ = sink_done_tx.send(());
+            drop(sink);
+        });
+    }
+    {
+        let kill = kill.clone();
+        let inbox = inbox.clone();
+        let speaking = speaking.clone();
+        tokio::spawn(async move {
+            loop {
+                let frame = tokio::select! {
+                    () = kill.cancelled() => break,
+                    frame = stream.next() => frame,
+                };
+                let Some(Ok(frame)) = frame else { break };
+                let Ok(text) = frame.to_text() else { continue };
+                let Ok(m) = serde_json::from_str::<serde_json::Value>(text) else {
+                    continue;
+                };
+                log.lock()
+                    .unwrap()
+                    .entry(id.to_string())
+                    .or_default()
+                    .push(m.clone());
+                let event = match m["type"].as_str() {
+                    Some("sdp") => Some(RouterEvent::Signal {
+                        to: id.clone(),
+                        signal: Signal::Sdp {
+                            pc: serde_json::from_value(m["pc"].clone()).unwrap(),
+                            sdp_type: serde_json::from_value(m["sdp_type"].clone()).unwrap(),
+                            sdp: m["sdp"].as_str().unwrap().to_owned(),
+                        },
+                    }),
+                    Some("ice") => Some(RouterEvent::Signal {
+                        to: id.clone(),
+                        signal: Signal::Ice {
+                            pc: serde_json::from_value(m["pc"].clone()).unwrap(),
+                            candidate: serde_json::from_value(m["candidate"].clone()).unwrap(),
+                        },
+                    }),
+                    Some("error") => Some(RouterEvent::Error {
+                        to: id.clone(),
+                        message: m.to_string(),
+                    }),
+                    Some("speaking") => {
+                        if let Some(speaking) = &speaking {
+                            let set = serde_json::from_value(m["participants"].clone()).unwrap();
+                            let _ = speaking.try_send(set);
+                        }
+                        None
+                    }
+                    _ => None,
+                };
+                if let Some(event) = event {
+                    if inbox.send(event).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            kill.cancel();
+            // Both halves must be gone for the socket to close.
+            let _ = sink_done.await;
+            drop(stream);
+        });
+    }
+    Session {
+        writer: tx,
+        kill,
+        resume_token,
+        inbox,
+        speaking,
+    }
 }

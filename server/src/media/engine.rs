@@ -257,6 +257,10 @@ impl Engine {
         let mut settings = SettingEngineBuilder::new()
             .with_multicast_dns_mode(MulticastDnsMode::Disabled)
             .with_network_types(vec![network]);
+        if let Some((disconnected, failed, keepalive)) = self.config.ice_timeouts {
+            settings =
+                settings.with_ice_timeouts(Some(disconnected), Some(failed), Some(keepalive));
+        }
         if let Some(public) = self.config.announce_ip {
             settings =
                 settings.with_nat_1to1_ips(vec![public.to_string()], RTCIceCandidateType::Host);

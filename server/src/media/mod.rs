@@ -17,11 +17,17 @@ mod speaking;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use circle_protocol::{IceCandidate, IceServer, ParticipantId, PcKind, SdpType};
 use tokio::sync::mpsc;
 
 pub use router::Router;
+
+/// Server-side peer connections whose task is running, process-wide: a count for `/stats`.
+pub fn live_peers() -> usize {
+    peer::LIVE.load(std::sync::atomic::Ordering::Relaxed)
+}
 
 /// Where and how the SFU listens.
 #[derive(Debug, Clone)]
@@ -37,6 +43,10 @@ pub struct MediaConfig {
     /// Requested UDP send and receive buffer size per socket (the kernel may cap it); 0 keeps
     /// the kernel default.
     pub socket_buffer_bytes: usize,
+    /// ICE liveness: (silence before `disconnected`, further silence before `failed`,
+    /// keepalive interval). `None` keeps the library's 5 s / 25 s / 2 s. Tests shorten it so
+    /// that a failure shows within seconds.
+    pub ice_timeouts: Option<(Duration, Duration, Duration)>,
 }
 
 impl Default for MediaConfig {
@@ -48,6 +58,7 @@ impl Default for MediaConfig {
             ice_servers: Vec::new(),
             // The default 208 KiB overflows in bursts (design.md, measured facts).
             socket_buffer_bytes: 4 * 1024 * 1024,
+            ice_timeouts: None,
         }
     }
 }
@@ -108,12 +119,16 @@ pub enum RouterEvent {
     /// Sent when the set of participants whose audio level says they are speaking changes,
     /// including those whose audio the gate holds back; at most 4 times a second. Sorted.
     Speaking { participants: Vec<ParticipantId> },
-    /// Sent when one of a participant's peer connections connects (`true`) or disconnects,
-    /// fails or closes (`false`).
+    /// Sent when one of a participant's peer connections connects (`connected`), disconnects
+    /// (neither), or fails or is closed by the library (`failed`: only an ICE restart or new
+    /// peers bring it back). `epoch` tells the participant's current peers from ones already
+    /// replaced: see [`Router::is_current`].
     PeerState {
         participant: ParticipantId,
+        epoch: u64,
         pc: PcKind,
         connected: bool,
+        failed: bool,
     },
     /// Sent when asynchronous work for a client failed (e.g. its description was refused).
     Error { to: ParticipantId, message: String },

@@ -3,10 +3,11 @@
 //! track per other participant's producer, one offer at a time, coalescing changes.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use circle_protocol::{IceCandidate, ParticipantId, PcKind, SdpType};
+use rtc::peer_connection::configuration::RTCOfferOptions;
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use tokio::sync::mpsc;
 use webrtc::media_stream::track_remote::TrackRemote;
@@ -32,6 +33,25 @@ const PENDING_CANDIDATES: usize = 64;
 /// Library events per peer: candidates come in bursts of a few, tracks one or two.
 const EVENT_QUEUE: usize = 256;
 
+/// Peer tasks running now, for `/stats`.
+pub(crate) static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts one running peer task until dropped, however the task ends.
+struct Live;
+
+impl Live {
+    fn start() -> Live {
+        LIVE.fetch_add(1, Ordering::Relaxed);
+        Live
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        LIVE.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 pub(crate) enum PeerCommand {
     /// Publish: a browser offer, already parsed, with its audio level extension id.
     Offer {
@@ -45,6 +65,9 @@ pub(crate) enum PeerCommand {
     AddConsumer(Arc<Producer>),
     /// Subscribe: drop this producer from the next offer.
     RemoveConsumer(ProducerId),
+    /// Subscribe: make the next offer an ICE restart (new credentials), and send it as soon as
+    /// no other offer is outstanding.
+    RestartIce,
     Close,
 }
 
@@ -120,7 +143,8 @@ pub(crate) fn spawn(kind: PcKind, context: PeerContext) -> PeerHandle {
         context,
         pending_candidates: Vec::new(),
         remote_set: false,
-        connected: None,
+        reported: None,
+        restart_ice: false,
         audio_level_id: None,
         producers: HashMap::new(),
         wanted: BTreeMap::new(),
@@ -167,7 +191,10 @@ struct PeerTask {
     /// Candidates that arrived before the remote description they belong to.
     pending_candidates: Vec<RTCIceCandidateInit>,
     remote_set: bool,
-    connected: Option<bool>,
+    /// The last state told to the room: (connected, failed).
+    reported: Option<(bool, bool)>,
+    /// Subscribe: the next offer restarts ICE.
+    restart_ice: bool,
 
     // Publish.
     audio_level_id: Option<u8>,
@@ -184,6 +211,7 @@ struct PeerTask {
 
 impl PeerTask {
     async fn run(mut self, mut commands: mpsc::Receiver<PeerCommand>) {
+        let _live = Live::start();
         let (event_tx, mut events) = mpsc::channel(EVENT_QUEUE);
         let handler = Arc::new(Forwarder { events: event_tx });
         let pc = match self.context.engine.build_peer(self.kind, handler).await {
@@ -259,6 +287,12 @@ impl PeerTask {
                     self.dirty = true;
                 }
             }
+            PeerCommand::RestartIce => {
+                if self.kind == PcKind::Subscribe {
+                    self.restart_ice = true;
+                    self.dirty = true;
+                }
+            }
             PeerCommand::Close => {}
         }
     }
@@ -294,17 +328,21 @@ impl PeerTask {
                 .await;
             }
             PeerEvent::State(state) => {
-                let connected = match state {
-                    RTCPeerConnectionState::Connected => true,
-                    RTCPeerConnectionState::Disconnected
-                    | RTCPeerConnectionState::Failed
-                    | RTCPeerConnectionState::Closed => false,
+                // `Disconnected` may heal by itself; `Failed` needs an ICE restart. `Closed`
+                // reaches this task only when the library closed on its own: our own close
+                // ends the task first.
+                let (connected, failed) = match state {
+                    RTCPeerConnectionState::Connected => (true, false),
+                    RTCPeerConnectionState::Disconnected => (false, false),
+                    RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => {
+                        (false, true)
+                    }
                     _ => return,
                 };
-                if self.connected == Some(connected) {
+                if self.reported == Some((connected, failed)) {
                     return;
                 }
-                self.connected = Some(connected);
+                self.reported = Some((connected, failed));
                 if connected {
                     self.go_live();
                 }
@@ -313,8 +351,10 @@ impl PeerTask {
                     .events
                     .send(RouterEvent::PeerState {
                         participant: self.context.participant.clone(),
+                        epoch: self.context.epoch,
                         pc: self.kind,
                         connected,
+                        failed,
                     })
                     .await;
             }
@@ -465,9 +505,14 @@ impl PeerTask {
         }
 
         if self.consumers.is_empty() && !self.negotiated {
+            // Nothing negotiated yet: the first offer brings fresh credentials anyway.
+            self.restart_ice = false;
             return;
         }
-        let offer = match pc.create_offer(None).await {
+        let options = self
+            .restart_ice
+            .then_some(RTCOfferOptions { ice_restart: true });
+        let offer = match pc.create_offer(options).await {
             Ok(offer) => offer,
             Err(e) => {
                 tracing::warn!("could not create a subscribe offer");
@@ -483,6 +528,7 @@ impl PeerTask {
         let Some(local) = pc.local_description().await else {
             return;
         };
+        self.restart_ice = false;
         self.negotiated = true;
         self.offer_outstanding.store(true, Ordering::Release);
         self.signal(Signal::Sdp {
@@ -496,7 +542,7 @@ impl PeerTask {
     /// Starts sending on negotiated tracks once DTLS is up: a packet written before the
     /// connection has its SRTP keys is dropped by the library with a warning.
     fn go_live(&self) {
-        if self.connected != Some(true) {
+        if !self.reported.is_some_and(|(connected, _)| connected) {
             return;
         }
         for subscribed in self.consumers.values().filter(|s| s.negotiated) {

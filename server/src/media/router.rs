@@ -39,6 +39,7 @@ enum RouterCommand {
 }
 
 struct Participant {
+    epoch: u64,
     publish: Option<PeerHandle>,
     subscribe: PeerHandle,
 }
@@ -108,8 +109,33 @@ impl Router {
         if commands.try_send(add).is_err() {
             tracing::error!("router command queue full; a participant gets no media");
         }
-        self.participants
-            .insert(id, Participant { publish, subscribe });
+        self.participants.insert(
+            id,
+            Participant {
+                epoch,
+                publish,
+                subscribe,
+            },
+        );
+    }
+
+    /// Whether `epoch` names the participant's current peers (an event from peers a rejoin
+    /// replaced is stale).
+    pub fn is_current(&self, id: &ParticipantId, epoch: u64) -> bool {
+        self.participants.get(id).is_some_and(|p| p.epoch == epoch)
+    }
+
+    /// Restarts ICE on the participant's `subscribe` peer: its next offer carries new
+    /// credentials, sent as soon as no other offer is outstanding. The browser restarts
+    /// `publish` itself, by offering again with new credentials, which the publish peer
+    /// answers like any offer.
+    pub fn restart_ice(&self, id: &ParticipantId) {
+        let Some(participant) = self.participants.get(id) else {
+            return;
+        };
+        if send(&participant.subscribe, PeerCommand::RestartIce).is_err() {
+            tracing::warn!("could not ask a subscribe peer for an ICE restart");
+        }
     }
 
     /// Closes both of a participant's peers and removes their producers from everyone's

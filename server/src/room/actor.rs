@@ -295,10 +295,17 @@ impl RoomActor {
             RouterEvent::Speaking { participants } => self.room.speaking(participants),
             RouterEvent::PeerState {
                 participant,
+                epoch,
                 pc,
                 connected,
+                failed,
             } => {
-                tracing::debug!(%participant, ?pc, connected, "peer connection state");
+                tracing::debug!(%participant, ?pc, connected, failed, "peer connection state");
+                // A disconnected peer may heal on its own; only up and failed count.
+                if self.router.is_current(&participant, epoch) && (connected || failed) {
+                    let now = self.clock.now();
+                    self.room.peer_state(now, &participant, pc, connected);
+                }
             }
             RouterEvent::Error { to, message } => {
                 // The library's words can quote the client's description: debug only.
@@ -360,6 +367,7 @@ impl RoomActor {
                 participant,
                 forward,
             } => self.router.set_audio_gate(&participant, forward),
+            Effect::RestartIce { participant } => self.router.restart_ice(&participant),
             Effect::Media { from, id, message } => {
                 let signal = match message {
                     ClientMessage::Sdp { pc, sdp_type, sdp } => Signal::Sdp { pc, sdp_type, sdp },

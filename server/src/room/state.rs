@@ -9,9 +9,9 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 use circle_protocol::{
     close, CheckIn, CheckInId, ClientMessage, Connection, EndReason, FloorMode, FloorState,
-    HandStatus, LeaveReason, Participant, ParticipantId, QueueEntry, ReactionKind, RequestId, Role,
-    RoomId, RoomState, ServerMessage, MAX_CHECK_IN_OPTION_CHARS, MAX_CHECK_IN_QUESTION_CHARS,
-    MAX_HAND_NOTE_CHARS, MAX_HELP_NOTE_CHARS,
+    HandStatus, LeaveReason, Participant, ParticipantId, PcKind, QueueEntry, ReactionKind,
+    RequestId, Role, RoomId, RoomState, ServerMessage, MAX_CHECK_IN_OPTION_CHARS,
+    MAX_CHECK_IN_QUESTION_CHARS, MAX_HAND_NOTE_CHARS, MAX_HELP_NOTE_CHARS,
 };
 
 use super::RoomError;
@@ -79,6 +79,11 @@ pub enum Effect {
         participant: ParticipantId,
         forward: bool,
     },
+    /// Restart ICE on the participant's peers: the server re-offers `subscribe` with new ICE
+    /// credentials (the browser restarts `publish` itself by offering again). Emitted on a
+    /// resume, whose network has likely changed, and when a peer's ICE fails while the session
+    /// is up.
+    RestartIce { participant: ParticipantId },
     /// A WebRTC message (`sdp` or `ice`) from an admitted participant, for the media router,
     /// which answers the request.
     Media {
@@ -114,6 +119,9 @@ struct Member {
     muted: bool,
     /// When the resume grace runs out, while the socket is gone.
     reconnecting_until: Option<Millis>,
+    /// The peers whose ICE failed and has not recovered, and when the grace for them runs
+    /// out: media down counts as reconnecting, even with the socket up.
+    media_down: MediaDown,
     /// Timestamps of recent reactions, for the rate limit; never which kind.
     recent_reactions: VecDeque<Millis>,
 }
@@ -127,7 +135,7 @@ impl Member {
             audio: self.audio,
             video: self.video,
             muted: self.muted,
-            connection: if self.reconnecting_until.is_some() {
+            connection: if self.is_reconnecting() {
                 Connection::Reconnecting
             } else {
                 Connection::Connected
@@ -137,6 +145,31 @@ impl Member {
 
     fn is_admitted(&self) -> bool {
         self.presence == Presence::Admitted
+    }
+
+    fn is_reconnecting(&self) -> bool {
+        self.reconnecting_until.is_some() || self.media_down.until.is_some()
+    }
+}
+
+/// A participant's failed peer connections; `until` is set exactly while one is down.
+#[derive(Debug, Clone, Default)]
+struct MediaDown {
+    publish: bool,
+    subscribe: bool,
+    until: Option<Millis>,
+}
+
+impl MediaDown {
+    fn set(&mut self, pc: PcKind, down: bool) {
+        match pc {
+            PcKind::Publish => self.publish = down,
+            PcKind::Subscribe => self.subscribe = down,
+        }
+    }
+
+    fn any(&self) -> bool {
+        self.publish || self.subscribe
     }
 }
 
@@ -237,7 +270,10 @@ impl Room {
         if let Some(i) = self.index_of(&joiner.id) {
             // The same person from a second tab or device: the newer session wins.
             let member = &mut self.members[i];
-            let was_reconnecting = member.reconnecting_until.take().is_some();
+            let was_reconnecting = member.is_reconnecting();
+            member.reconnecting_until = None;
+            // The new session gets new peers, so the old ones' failures no longer count.
+            member.media_down = MediaDown::default();
             match member.presence {
                 Presence::Waiting => self.send(&joiner.id, ServerMessage::Waiting),
                 Presence::Admitted => {
@@ -273,6 +309,7 @@ impl Room {
             video: false,
             muted: false,
             reconnecting_until: None,
+            media_down: MediaDown::default(),
             recent_reactions: VecDeque::new(),
         });
         if waits {
@@ -294,11 +331,52 @@ impl Room {
         if !member.is_admitted() {
             return Err(RoomError::Unauthorized("unknown resume token".into()));
         }
-        if member.reconnecting_until.take().is_some() {
+        let was_reconnecting = member.is_reconnecting();
+        member.reconnecting_until = None;
+        if was_reconnecting != member.is_reconnecting() {
+            self.announce_update(id);
+        }
+        // A socket that dropped usually means a network that changed: the peers' ICE is
+        // restarted at once rather than left to fail on its own tens of seconds later.
+        self.effects.push(Effect::RestartIce {
+            participant: id.clone(),
+        });
+        self.finish();
+        Ok(())
+    }
+
+    /// One of the participant's peer connections came up (`up`) or its ICE failed. A failure
+    /// shows the participant as reconnecting and starts the resume grace; they leave with
+    /// `timeout` when it runs out, unless every failed peer recovers first. With the socket up,
+    /// a failed `subscribe` is restarted at once (the server offers on it); a failed `publish`
+    /// waits for the browser's re-offer.
+    pub fn peer_state(&mut self, now: Millis, id: &ParticipantId, pc: PcKind, up: bool) {
+        let grace = self.config.resume_grace_ms;
+        let Some(member) = self.member_mut(id).filter(|m| m.is_admitted()) else {
+            return;
+        };
+        let was_reconnecting = member.is_reconnecting();
+        let was_down = match pc {
+            PcKind::Publish => member.media_down.publish,
+            PcKind::Subscribe => member.media_down.subscribe,
+        };
+        member.media_down.set(pc, !up);
+        if member.media_down.any() {
+            member.media_down.until.get_or_insert(now + grace);
+        } else {
+            member.media_down.until = None;
+        }
+        let socket_up = member.reconnecting_until.is_none();
+        let changed = was_reconnecting != member.is_reconnecting();
+        if !up && !was_down && pc == PcKind::Subscribe && socket_up {
+            self.effects.push(Effect::RestartIce {
+                participant: id.clone(),
+            });
+        }
+        if changed {
             self.announce_update(id);
         }
         self.finish();
-        Ok(())
     }
 
     /// The participant's socket went away without `leave`.
@@ -314,9 +392,13 @@ impl Room {
                 self.announce_waiting_room();
             }
             Presence::Admitted => {
-                if self.members[i].reconnecting_until.is_none() {
-                    self.members[i].reconnecting_until = Some(now + self.config.resume_grace_ms);
-                    self.announce_update(id);
+                let member = &mut self.members[i];
+                if member.reconnecting_until.is_none() {
+                    let was_reconnecting = member.is_reconnecting();
+                    member.reconnecting_until = Some(now + self.config.resume_grace_ms);
+                    if !was_reconnecting {
+                        self.announce_update(id);
+                    }
                 }
             }
         }
@@ -366,7 +448,11 @@ impl Room {
             .as_ref()
             .map(|t| [t.warn_at, t.ends_at])
             .unwrap_or_default();
-        let graces = self.members.iter().filter_map(|m| m.reconnecting_until);
+        let graces = self
+            .members
+            .iter()
+            .flat_map(|m| [m.reconnecting_until, m.media_down.until])
+            .flatten();
         turn.into_iter()
             .flatten()
             .chain(self.reactions_flush_at)
@@ -403,7 +489,12 @@ impl Room {
         let expired: Vec<ParticipantId> = self
             .members
             .iter()
-            .filter(|m| m.reconnecting_until.is_some_and(|t| t <= now))
+            .filter(|m| {
+                [m.reconnecting_until, m.media_down.until]
+                    .into_iter()
+                    .flatten()
+                    .any(|t| t <= now)
+            })
             .map(|m| m.id.clone())
             .collect();
         for id in expired {
@@ -473,6 +564,11 @@ impl Room {
             let m = self.member(&e.participant).ok_or("a queued id is absent")?;
             if !m.is_admitted() || m.role != Role::Member {
                 return Err(format!("{} is queued but not an admitted member", m.id));
+            }
+        }
+        for m in &self.members {
+            if m.media_down.any() != m.media_down.until.is_some() {
+                return Err(format!("{}'s media grace is out of step", m.id));
             }
         }
         for (p, open) in &self.gates {
