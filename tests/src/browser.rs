@@ -564,6 +564,8 @@ pub struct Browser {
     answering: Answering,
     publish_pc: Option<Arc<dyn PeerConnection>>,
     subscribe_pc: Arc<dyn PeerConnection>,
+    /// Cancelled by `close`: stops the browser's own tasks (senders, event loop).
+    stop: tokio_util::sync::CancellationToken,
 }
 
 impl Browser {
@@ -625,8 +627,10 @@ impl Browser {
         let server_candidates = Arc::new(Mutex::new(Vec::new()));
         let changes = Changes::new();
 
+        let stop = tokio_util::sync::CancellationToken::new();
         // The browser's own event loop: negotiation in, candidates out, tracks counted.
         {
+            let stop = stop.clone();
             let room = room.clone();
             let id = id.to_owned();
             let publish_pc = publish_pc.clone();
@@ -641,6 +645,7 @@ impl Browser {
                 let mut removed = false;
                 loop {
                     tokio::select! {
+                        () = stop.cancelled() => break,
                         // A removed participant's inbox closes; the browser itself lives on.
                         event = inbox.recv(), if !removed => {
                             let Some(event) = event else {
@@ -713,12 +718,20 @@ impl Browser {
             answering,
             publish_pc,
             subscribe_pc,
+            stop,
         };
         if let Some((audio, video)) = local_tracks {
             browser.wait_publish_connected().await;
-            tokio::spawn(send_audio(audio, id.to_owned(), audio_level));
-            tokio::spawn(send_video(video.clone(), id.to_owned()));
-            tokio::spawn(count_plis(video, plis_received, changes));
+            let stop = browser.stop.clone();
+            tokio::spawn(stop.run_until_cancelled_owned(send_audio(
+                audio,
+                id.to_owned(),
+                audio_level,
+            )));
+            let stop = browser.stop.clone();
+            tokio::spawn(stop.run_until_cancelled_owned(send_video(video.clone(), id.to_owned())));
+            let stop = browser.stop.clone();
+            tokio::spawn(stop.run_until_cancelled_owned(count_plis(video, plis_received, changes)));
         }
         browser
     }
@@ -846,6 +859,7 @@ impl Browser {
     }
 
     pub async fn close(&self) {
+        self.stop.cancel();
         if let Some(pc) = &self.publish_pc {
             let _ = pc.close().await;
         }
