@@ -1,10 +1,11 @@
-//! The room's rules driven by arbitrary sequences of joins, requests, drops, resumes and time
-//! passing: no input panics, and every invariant holds after every step.
+//! The room's rules driven by arbitrary sequences of joins, requests, drops, resumes, peer
+//! connections failing and recovering, and time passing: no input panics, and every invariant
+//! holds after every step.
 #![no_main]
 
 use arbitrary::Unstructured;
 use circle_protocol::{
-    CheckInId, ClientMessage as M, FloorMode, ParticipantId, ReactionKind, Role, RoomId,
+    CheckInId, ClientMessage as M, FloorMode, ParticipantId, PcKind, ReactionKind, Role, RoomId,
 };
 use circle_server::room::{Effect, Joiner, Room, RoomConfig};
 use libfuzzer_sys::fuzz_target;
@@ -115,7 +116,7 @@ fuzz_target!(|data: &[u8]| {
     let mut room = Room::new(RoomId::from("fuzz"), config);
     let mut now: u64 = 1_700_000_000_000;
     while !u.is_empty() {
-        let step = match u.int_in_range(0..=9u8) {
+        let step = match u.int_in_range(0..=10u8) {
             Ok(s) => s,
             Err(_) => break,
         };
@@ -145,6 +146,15 @@ fuzz_target!(|data: &[u8]| {
                         }
                         room.handle_timeout(t);
                     }
+                }
+                5 => {
+                    let pc = if u.arbitrary()? {
+                        PcKind::Publish
+                    } else {
+                        PcKind::Subscribe
+                    };
+                    let up = u.arbitrary()?;
+                    room.peer_state(now, &pid(&mut u)?, pc, up);
                 }
                 _ => {
                     let from = pid(&mut u)?;
