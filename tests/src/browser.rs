@@ -41,9 +41,9 @@ pub const WAIT: Duration = Duration::from_secs(30);
 
 /// Browsers number their payload types differently from the server (111/96), so forwarding
 /// must rewrite them.
-const CLIENT_OPUS_PT: u8 = 109;
-const CLIENT_VP8_PT: u8 = 98;
-const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
+pub const CLIENT_OPUS_PT: u8 = 109;
+pub const CLIENT_VP8_PT: u8 = 98;
+pub const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
 
 pub const QUIET: u8 = 127;
 pub const LOUD: u8 = 20;
@@ -390,7 +390,7 @@ impl Stream {
 
 /// Marks inbound PLI/FIR for the application, as a browser's encoder would see them.
 #[derive(Default)]
-struct KeyframeRequestsToApp {
+pub struct KeyframeRequestsToApp {
     read: VecDeque<TaggedPacket>,
     write: VecDeque<TaggedPacket>,
 }
@@ -433,7 +433,7 @@ impl Interceptor for KeyframeRequestsToApp {
     fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
 }
 
-fn client_opus() -> RTCRtpCodec {
+pub fn client_opus() -> RTCRtpCodec {
     RTCRtpCodec {
         mime_type: "audio/opus".to_owned(),
         clock_rate: 48000,
@@ -443,7 +443,7 @@ fn client_opus() -> RTCRtpCodec {
     }
 }
 
-fn client_vp8() -> RTCRtpCodec {
+pub fn client_vp8() -> RTCRtpCodec {
     RTCRtpCodec {
         mime_type: "video/VP8".to_owned(),
         clock_rate: 90000,
@@ -453,7 +453,7 @@ fn client_vp8() -> RTCRtpCodec {
     }
 }
 
-enum ClientEvent {
+pub enum ClientEvent {
     Candidate(PcKind, RTCIceCandidateInit),
     State(PcKind, RTCPeerConnectionState),
     Track(Arc<dyn TrackRemote>),
@@ -481,7 +481,16 @@ impl PeerConnectionEventHandler for ClientHandler {
     }
 }
 
-async fn client_pc(kind: PcKind, events: mpsc::Sender<ClientEvent>) -> Arc<dyn PeerConnection> {
+pub async fn client_pc(kind: PcKind, events: mpsc::Sender<ClientEvent>) -> Arc<dyn PeerConnection> {
+    client_pc_at(kind, events, "127.0.0.1:0").await
+}
+
+/// A client peer connection whose one UDP socket is bound to `addr`.
+pub async fn client_pc_at(
+    kind: PcKind,
+    events: mpsc::Sender<ClientEvent>,
+    addr: &str,
+) -> Arc<dyn PeerConnection> {
     let mut engine = MediaEngine::default();
     engine
         .register_codec(
@@ -521,7 +530,7 @@ async fn client_pc(kind: PcKind, events: mpsc::Sender<ClientEvent>) -> Arc<dyn P
         .with_setting_engine(settings)
         .with_interceptor_registry(registry)
         .with_handler(Arc::new(ClientHandler { kind, events }))
-        .with_udp_addrs(vec!["127.0.0.1:0".to_owned()])
+        .with_udp_addrs(vec![addr.to_owned()])
         .build()
         .await
         .expect("client peer connection");
@@ -950,7 +959,7 @@ fn rand_u32(id: &str, salt: u32) -> u32 {
     }) & 0x0fff_ffff
 }
 
-fn local_track(
+pub fn local_track(
     id: &str,
     kind: RtpCodecKind,
     codec: RTCRtpCodec,

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The whole benchmark from a clean checkout: builds what it measures, runs the load tool
+# (signalling, media side by side with the bare UDP relay, capacity), then the criterion
+# benches, and leaves every table in tests/bench/results/. Usage, from the repository root:
+#   bash tests/bench/run.sh            # full run (about 15-20 minutes on 2 cores)
+#   QUICK=1 bash tests/bench/run.sh    # a smaller, faster pass
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+out_dir=tests/bench/results
+mkdir -p "$out_dir"
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+report="$out_dir/report-$stamp.md"
+
+# Janus is what the comparison would also run against; installing it is harmless if absent.
+# (See tests/BENCHMARKS.md for why it is not yet measured.)
+if [ "${SKIP_APT:-0}" != 1 ] && ! command -v janus >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends janus >/dev/null || \
+      echo "note: janus could not be installed; the comparison runs without it" >&2
+  fi
+fi
+
+# The server's sockets ask for 4 MiB buffers; a stock kernel caps them at 208 KiB.
+if [ "$(id -u)" = 0 ]; then
+  sysctl -qw net.core.rmem_max=4194304 net.core.wmem_max=4194304 || true
+fi
+# Ten thousand sessions need twenty thousand descriptors between the two processes.
+ulimit -n "$(ulimit -Hn)" || true
+
+nice cargo build --release -p circle-server --bin circle
+nice cargo build --release -p circle-tests --bin circle-load
+
+load=target/release/circle-load
+if [ "${QUICK:-0}" = 1 ]; then
+  "$load" all --out "$report" --sessions 2000 --rounds 3 --rooms 2 --window 6 \
+    --steps 3 --max-rooms 4 --time-limit 900
+else
+  "$load" all --out "$report" --time-limit 1800
+fi
+
+# The existing criterion benches (and the forwarder's per-packet work), short runs.
+{
+  echo
+  echo "### cargo bench"
+  echo
+  echo '```'
+  nice cargo bench -p circle-server -p circle-protocol -- --warm-up-time 1 --measurement-time 3 2>/dev/null \
+    | grep -E '^[a-z_/0-9 -]+ +time:|^[^ ].*time:' || true
+  echo '```'
+} | tee -a "$report"
+
+echo
+echo "report: $report"
