@@ -2,7 +2,7 @@
 # The whole benchmark from a clean checkout: builds what it measures, runs the load tool
 # (signalling, media side by side with the bare UDP relay, capacity), then the criterion
 # benches, and leaves every table in tests/bench/results/. Usage, from the repository root:
-#   bash tests/bench/run.sh            # full run (about 15-20 minutes on 2 cores)
+#   bash tests/bench/run.sh            # full run (about 10 minutes on 2 cores, plus builds)
 #   QUICK=1 bash tests/bench/run.sh    # a smaller, faster pass
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -12,8 +12,7 @@ mkdir -p "$out_dir"
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 report="$out_dir/report-$stamp.md"
 
-# Janus is what the comparison would also run against; installing it is harmless if absent.
-# (See tests/BENCHMARKS.md for why it is not yet measured.)
+# Janus (VideoRoom) is measured side by side; it needs root for its network namespaces.
 if [ "${SKIP_APT:-0}" != 1 ] && ! command -v janus >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends janus >/dev/null || \
@@ -25,7 +24,7 @@ fi
 if [ "$(id -u)" = 0 ]; then
   sysctl -qw net.core.rmem_max=4194304 net.core.wmem_max=4194304 || true
 fi
-# Ten thousand sessions need twenty thousand descriptors between the two processes.
+# Every session costs the server descriptors (see tests/BENCHMARKS.md): take the hard limit.
 ulimit -n "$(ulimit -Hn)" || true
 
 nice cargo build --release -p circle-server --bin circle
@@ -39,14 +38,15 @@ else
   "$load" all --out "$report" --time-limit 1800
 fi
 
-# The existing criterion benches (and the forwarder's per-packet work), short runs.
+# The existing criterion benches, short runs.
 {
   echo
   echo "### cargo bench"
   echo
   echo '```'
-  nice cargo bench -p circle-server -p circle-protocol -- --warm-up-time 1 --measurement-time 3 2>/dev/null \
-    | grep -E '^[a-z_/0-9 -]+ +time:|^[^ ].*time:' || true
+  nice cargo bench -p circle-server -p circle-protocol --bench room --bench codec -- \
+    --warm-up-time 1 --measurement-time 3 2>/dev/null | grep -B1 -E '^ +time:|^[^ ].* time:' \
+    | grep -v '^--$' || true
   echo '```'
 } | tee -a "$report"
 

@@ -365,17 +365,26 @@ async fn attach(api: &Api, s: u64) -> Result<u64, String> {
         .ok_or_else(|| "no handle id".into())
 }
 
-/// Forwards one peer connection's candidates to its Janus handle, its tracks to the counters.
-fn drive_pc(
+/// Where one peer connection's events go.
+struct PcDriver {
     api: Api,
-    s: u64,
-    h: u64,
-    mut events: mpsc::Receiver<ClientEvent>,
-    connected: watch::Sender<bool>,
+    session: u64,
+    handle: u64,
     subscriber: u32,
     metrics: Arc<Metrics>,
     stop: CancellationToken,
-) {
+}
+
+/// Forwards one peer connection's candidates to its Janus handle, its tracks to the counters.
+fn drive_pc(d: PcDriver, mut events: mpsc::Receiver<ClientEvent>, connected: watch::Sender<bool>) {
+    let PcDriver {
+        api,
+        session: s,
+        handle: h,
+        subscriber,
+        metrics,
+        stop,
+    } = d;
     tokio::spawn(async move {
         while let Some(event) = events.recv().await {
             match event {
@@ -426,14 +435,16 @@ async fn publish(
         .map_err(|e| e.to_string())?;
     let (connected_tx, connected) = watch::channel(false);
     drive_pc(
-        api.clone(),
-        s,
-        h,
+        PcDriver {
+            api: api.clone(),
+            session: s,
+            handle: h,
+            subscriber: index,
+            metrics: metrics.clone(),
+            stop: stop.clone(),
+        },
         events,
         connected_tx,
-        index,
-        metrics.clone(),
-        stop.clone(),
     );
     let offer = pc.create_offer(None).await.map_err(|e| e.to_string())?;
     pc.set_local_description(offer)
@@ -498,14 +509,16 @@ async fn subscribe(
     let pc = client_pc_at(PcKind::Subscribe, events_tx, &format!("{CLIENT_IP}:0")).await;
     let (connected_tx, _connected) = watch::channel(false);
     drive_pc(
-        p.api.clone(),
-        p.session,
-        h,
+        PcDriver {
+            api: p.api.clone(),
+            session: p.session,
+            handle: h,
+            subscriber: index,
+            metrics,
+            stop,
+        },
         events,
         connected_tx,
-        index,
-        metrics,
-        stop,
     );
     let streams: Vec<Value> = feeds.iter().map(|f| json!({"feed": f})).collect();
     let r = p

@@ -112,6 +112,9 @@ pub fn video_packets(publisher: u32, keyframe: bool) -> Vec<Bytes> {
         .collect()
 }
 
+/// (subscriber, publisher) → first video packet, first keyframe.
+pub type FirstVideo = HashMap<(u32, u32), (Instant, Option<Instant>)>;
+
 /// Counters and timings shared by every fake participant of a run.
 #[derive(Default)]
 pub struct Metrics {
@@ -124,7 +127,7 @@ pub struct Metrics {
     pub received: [AtomicU64; 2],
     pub latency: Histogram,
     /// (subscriber, publisher) → when the first video packet and the first keyframe arrived.
-    pub first_video: Mutex<HashMap<(u32, u32), (Instant, Option<Instant>)>>,
+    pub first_video: Mutex<FirstVideo>,
     /// (subscriber, publisher, arrival) of audio after a silence.
     pub onsets: Mutex<Vec<(u32, u32, Instant)>>,
     pub plis: AtomicU64,
@@ -528,8 +531,8 @@ pub(crate) async fn send_video(
             _ = stop.cancelled() => break,
             _ = ticker.tick() => {}
         }
-        let keyframe =
-            frame % KEYFRAME_EVERY == 0 || keyframe_wanted.swap(false, Ordering::Relaxed);
+        // `frame` counts 0..KEYFRAME_EVERY and wraps: 0 is the periodic keyframe.
+        let keyframe = frame == 0 || keyframe_wanted.swap(false, Ordering::Relaxed);
         if keyframe {
             // A periodic keyframe also answers any pending request.
             keyframe_wanted.store(false, Ordering::Relaxed);
@@ -560,7 +563,7 @@ pub(crate) async fn send_video(
             seq = seq.wrapping_add(1);
         }
         metrics.on_sent(VIDEO, sent, written, subscribers.load(Ordering::Relaxed));
-        frame += 1;
+        frame = (frame + 1) % KEYFRAME_EVERY;
         timestamp = timestamp.wrapping_add(3000);
     }
 }

@@ -94,7 +94,7 @@ pub fn rss_bytes(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// A lock-free latency histogram: 10 µs buckets up to 100 ms, so that every receiving task can
+/// A lock-free latency histogram: 10 µs buckets up to 1 s, so that every receiving task can
 /// record every packet without contending on a lock.
 pub struct Histogram {
     buckets: Vec<AtomicU64>,
@@ -102,7 +102,7 @@ pub struct Histogram {
 }
 
 const BUCKET_US: u64 = 10;
-const BUCKETS: usize = 10_000;
+const BUCKETS: usize = 100_000;
 
 impl Default for Histogram {
     fn default() -> Self {

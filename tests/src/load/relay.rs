@@ -172,26 +172,29 @@ pub async fn participant(
     let mut ticker = tokio::time::interval(Duration::from_micros(33_333));
     let mut seq = 0u16;
     let mut frame = 0u32;
+    let mut ts = 0u32;
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
             _ = ticker.tick() => {}
         }
-        let packets = video_packets(index, frame % 90 == 0);
+        let packets = video_packets(index, frame == 0);
         let sent = read_stamp(&packets[0], VIDEO)
             .map(|s| s.2)
             .unwrap_or_default();
         let last = packets.len() - 1;
         let mut written = 0;
         for (i, p) in packets.iter().enumerate() {
-            let d = rtp_like(VP8_PT, seq, frame * 3000, index, i == last, p);
+            let d = rtp_like(VP8_PT, seq, ts, index, i == last, p);
             if socket.send_to(&d, relay).await.is_ok() {
                 written += 1;
             }
             seq = seq.wrapping_add(1);
         }
         metrics.on_sent(VIDEO, sent, written, subscribers);
-        frame += 1;
+        // Wraps every 90 frames (3 s): frame 0 is a keyframe, as in the WebRTC participants.
+        frame = (frame + 1) % 90;
+        ts = ts.wrapping_add(3000);
     }
     let _ = audio.await;
     Ok(())

@@ -15,6 +15,10 @@ use tokio_tungstenite::tungstenite::Message;
 use super::server::Circle;
 use super::{percentiles, Table};
 
+/// A session not welcomed within this counts as not held (a server out of descriptors never
+/// answers); short, so that a failing run still ends soon.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
+
 pub struct Options {
     pub sessions: usize,
     pub room_size: usize,
@@ -51,17 +55,14 @@ async fn open(
     facilitator: bool,
     seen: Arc<Seen>,
 ) -> Option<Session> {
-    let (ws, _) = tokio::time::timeout(
-        Duration::from_secs(30),
-        tokio_tungstenite::connect_async(&url),
-    )
-    .await
-    .ok()?
-    .ok()?;
+    let (ws, _) = tokio::time::timeout(OPEN_TIMEOUT, tokio_tungstenite::connect_async(&url))
+        .await
+        .ok()?
+        .ok()?;
     let (mut sink, mut stream) = ws.split();
     let hello = json!({"type":"hello","protocol":1,"token": token});
     sink.send(Message::text(hello.to_string())).await.ok()?;
-    let first = tokio::time::timeout(Duration::from_secs(30), stream.next())
+    let first = tokio::time::timeout(OPEN_TIMEOUT, stream.next())
         .await
         .ok()??
         .ok()?;
