@@ -45,8 +45,8 @@ fi
   echo
   echo '```'
   nice cargo bench -p circle-server -p circle-protocol --bench room --bench codec -- \
-    --warm-up-time 1 --measurement-time 3 2>/dev/null | grep -B1 -E '^ +time:|^[^ ].* time:' \
-    | grep -v '^--$' || true
+    --warm-up-time 1 --measurement-time 3 2>/dev/null | tr '\r' '\n' | grep -B1 -E 'time:' \
+    | grep -v -E '^(--|Benchmarking)' || true
   echo '```'
 } | tee -a "$report"
 

@@ -382,11 +382,14 @@ fn media_rows(t: &mut Table, who: &str, r: &MediaResult) {
 async fn run_capacity(common: &Common, args: &CapacityArgs) {
     for &size in &args.sizes {
         let mut t = Table::new(format!(
-            "Capacity: {size}-person audio+video rooms (pass: delivery ≥ {:.1}%, p99 < {} ms)",
+            "Capacity: {size}-person audio+video rooms (pass: delivery ≥ {:.1}%, end-to-end p99 < {} ms)",
             args.delivery * 100.0,
             args.p99_ms
         ));
         let mut best = 0usize;
+        // The search follows delivery alone, so that the table also shows where forwarding
+        // itself gives out; the latency bound is judged on every step it visits.
+        let mut best_both = 0usize;
         let mut worst_fail = args.max_rooms + 1;
         let mut rooms = 1usize;
         for _ in 0..args.steps {
@@ -404,7 +407,8 @@ async fn run_capacity(common: &Common, args: &CapacityArgs) {
             let circle = start_circle(common, &[]);
             let r = circle_media(&circle, &opts).await;
             circle.stop();
-            let pass = r.connected && r.delivery() >= args.delivery && r.p99_ms < args.p99_ms;
+            let delivered = r.connected && r.delivery() >= args.delivery;
+            let pass = delivered && r.p99_ms < args.p99_ms;
             // The relay with the same rooms, right after: on a shared machine its p99 is the
             // floor that co-tenants' load puts under any latency measured here.
             let relay = match relay_media(&opts).await {
@@ -419,7 +423,13 @@ async fn run_capacity(common: &Common, args: &CapacityArgs) {
                 format!("{rooms} rooms ({} participants)", rooms * size),
                 format!(
                     "{}: delivery {:.3}%, p99 {}, server CPU {:.0}%, load tool CPU {:.0}% of one core, subscriptions up: {}; {relay}",
-                    if pass { "pass" } else { "FAIL" },
+                    if pass {
+                        "pass"
+                    } else if delivered {
+                        "FAIL (latency)"
+                    } else {
+                        "FAIL (delivery)"
+                    },
                     r.delivery() * 100.0,
                     ms(r.p99_ms),
                     r.server_cpu / r.window_seconds.max(1e-9) * 100.0,
@@ -428,6 +438,9 @@ async fn run_capacity(common: &Common, args: &CapacityArgs) {
                 ),
             );
             if pass {
+                best_both = best_both.max(rooms);
+            }
+            if delivered {
                 best = rooms;
             } else {
                 worst_fail = rooms;
@@ -441,7 +454,14 @@ async fn run_capacity(common: &Common, args: &CapacityArgs) {
             // Let the sockets of the last run close before the next one starts.
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
-        t.row("**largest passing**", format!("{best} rooms of {size}"));
+        t.row(
+            "**largest passing (delivery and p99)**",
+            format!("{best_both} rooms of {size}"),
+        )
+        .row(
+            "largest with delivery alone",
+            format!("{best} rooms of {size} (the search stops at --max-rooms)"),
+        );
         t.emit(&common.out);
     }
 }
