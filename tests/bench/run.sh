@@ -35,7 +35,7 @@ if [ "${QUICK:-0}" = 1 ]; then
   "$load" all --out "$report" --sessions 2000 --rounds 3 --rooms 2 --window 6 \
     --steps 3 --max-rooms 4 --time-limit 900
 else
-  "$load" all --out "$report" --time-limit 1800
+  "$load" all --out "$report" --steps 4 --max-rooms 8 --time-limit 1800
 fi
 
 # The existing criterion benches, short runs.

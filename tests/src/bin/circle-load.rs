@@ -460,7 +460,7 @@ async fn run_capacity(common: &Common, args: &CapacityArgs) {
         )
         .row(
             "largest with delivery alone",
-            format!("{best} rooms of {size} (the search stops at --max-rooms)"),
+            format!("{best} rooms of {size} (of the steps tried)"),
         );
         t.emit(&common.out);
     }
