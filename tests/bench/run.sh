@@ -46,7 +46,7 @@ fi
   echo '```'
   nice cargo bench -p circle-server -p circle-protocol --bench room --bench codec -- \
     --warm-up-time 1 --measurement-time 3 2>/dev/null | tr '\r' '\n' | grep -B1 -E 'time:' \
-    | grep -v -E '^(--|Benchmarking)' || true
+    | grep -v -E '^(--|Benchmarking|  [0-9]+ \()' || true
   echo '```'
 } | tee -a "$report"
 
