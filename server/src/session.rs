@@ -210,6 +210,7 @@ async fn join_with(
                 let (reply, answer) = oneshot::channel();
                 let command = RoomCommand::Join {
                     joiner: joiner.clone(),
+                    id: frame.id,
                     link: link.clone(),
                     reply,
                 };
@@ -243,6 +244,7 @@ async fn join_with(
             let (reply, answer) = oneshot::channel();
             let command = RoomCommand::Resume {
                 participant: participant.clone(),
+                id: frame.id,
                 last_seq,
                 link: link.clone(),
                 reply,

@@ -25,6 +25,8 @@ async fn hello_welcomes_a_facilitator_with_the_full_state() {
     let wr = f.recv().await;
     assert_eq!(wr["type"], "waiting_room");
     assert_eq!(wr["seq"], 2);
+    // The hello carried an id: its one reply follows what it caused.
+    assert_eq!(f.recv().await, json!({"type":"ok","id":1,"seq":3}));
     s.stop().await;
 }
 

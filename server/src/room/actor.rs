@@ -48,11 +48,15 @@ impl SessionLink {
 pub enum RoomCommand {
     Join {
         joiner: Joiner,
+        /// The `hello`'s request id, answered with `ok` after `welcome` or `waiting`.
+        id: Option<u32>,
         link: SessionLink,
         reply: oneshot::Sender<Result<(), RoomError>>,
     },
     Resume {
         participant: ParticipantId,
+        /// The `resume`'s request id, answered with `ok` after what is replayed.
+        id: Option<u32>,
         last_seq: u64,
         link: SessionLink,
         reply: oneshot::Sender<Result<(), RoomError>>,
@@ -198,6 +202,7 @@ impl RoomActor {
         match command {
             RoomCommand::Join {
                 joiner,
+                id: request,
                 link,
                 reply,
             } => {
@@ -209,9 +214,10 @@ impl RoomActor {
                 }
                 match self.room.join(joiner) {
                     Ok(_) => {
-                        if let Some(old) = self.links.insert(id, link) {
+                        if let Some(old) = self.links.insert(id.clone(), link) {
                             old.close(circle_protocol::close::REPLACED);
                         }
+                        self.acknowledge(&id, request);
                         let _ = reply.send(Ok(()));
                     }
                     Err(e) => {
@@ -224,6 +230,7 @@ impl RoomActor {
             }
             RoomCommand::Resume {
                 participant,
+                id: request,
                 last_seq,
                 link,
                 reply,
@@ -244,6 +251,7 @@ impl RoomActor {
                         }
                         None => self.send_welcome(&participant),
                     }
+                    self.acknowledge(&participant, request);
                     let _ = reply.send(Ok(()));
                 }
                 Err(e) => {
@@ -317,6 +325,15 @@ impl RoomActor {
                 );
                 self.deliver(&to, &refusal);
             }
+        }
+    }
+
+    /// Answers a `hello` or `resume` that carried an id, after everything it caused, so that
+    /// its `ok` follows the `welcome` (or the replay) like every request's `ok` follows its events.
+    fn acknowledge(&mut self, participant: &ParticipantId, request: Option<u32>) {
+        if let Some(id) = request {
+            self.apply_effects();
+            self.deliver(participant, &ServerMessage::Ok { id });
         }
     }
 
