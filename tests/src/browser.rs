@@ -1218,6 +1218,7 @@ async fn open_session(
                 let event = match m["type"].as_str() {
                     Some("sdp") => Some(RouterEvent::Signal {
                         to: id.clone(),
+                        epoch: 0,
                         signal: Signal::Sdp {
                             pc: serde_json::from_value(m["pc"].clone()).unwrap(),
                             sdp_type: serde_json::from_value(m["sdp_type"].clone()).unwrap(),
@@ -1226,6 +1227,7 @@ async fn open_session(
                     }),
                     Some("ice") => Some(RouterEvent::Signal {
                         to: id.clone(),
+                        epoch: 0,
                         signal: Signal::Ice {
                             pc: serde_json::from_value(m["pc"].clone()).unwrap(),
                             candidate: serde_json::from_value(m["candidate"].clone()).unwrap(),

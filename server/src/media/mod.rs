@@ -115,7 +115,13 @@ pub enum Signal {
 pub enum RouterEvent {
     /// Sent when the server has negotiation to pass to a client: the answer on `publish`, an
     /// offer on `subscribe`, or a trickled candidate.
-    Signal { to: ParticipantId, signal: Signal },
+    /// `epoch` names the peers that produced it (see [`Router::is_current`]): a rejoin under
+    /// the same id must not receive its replaced peers' late answers.
+    Signal {
+        to: ParticipantId,
+        epoch: u64,
+        signal: Signal,
+    },
     /// Sent when the set of participants whose audio level says they are speaking changes,
     /// including those whose audio the gate holds back; at most 4 times a second. Sorted.
     Speaking { participants: Vec<ParticipantId> },

@@ -574,6 +574,7 @@ impl PeerTask {
             .events
             .send(RouterEvent::Signal {
                 to: self.context.participant.clone(),
+                epoch: self.context.epoch,
                 signal,
             })
             .await;

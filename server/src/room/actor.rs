@@ -293,7 +293,11 @@ impl RoomActor {
 
     fn on_media_event(&mut self, event: RouterEvent) {
         match event {
-            RouterEvent::Signal { to, signal } => {
+            RouterEvent::Signal { to, epoch, signal } => {
+                // Late words of peers a rejoin replaced would confuse the new ones' negotiation.
+                if !self.router.is_current(&to, epoch) {
+                    return;
+                }
                 let message = match signal {
                     Signal::Sdp { pc, sdp_type, sdp } => ServerMessage::Sdp { pc, sdp_type, sdp },
                     Signal::Ice { pc, candidate } => ServerMessage::Ice { pc, candidate },
