@@ -244,6 +244,7 @@ function onStatus(status, detail = {}) {
     case 'resumed':
       setReconnecting(false);
       announce('Reconnected.');
+      media?.restartPublishIce();
       break;
     case 'closed':
       onClosed(detail);

@@ -147,6 +147,24 @@ export class Media {
     }
   }
 
+  /**
+   * Renegotiate the publish connection with new ICE credentials: after a resume (the network
+   * under us may have changed) and when its ICE fails. The server answers a publish re-offer and
+   * restarts the subscribe side itself (protocol/README.md, "Media recovery").
+   */
+  async restartPublishIce() {
+    const pc = this.publish;
+    if (!pc || !pc.currentRemoteDescription || pc.signalingState !== 'stable') return;
+    try {
+      const offer = await pc.createOffer({ iceRestart: true });
+      if (this.publish !== pc) return;
+      await pc.setLocalDescription(offer);
+      await this.request('sdp', { pc: 'publish', sdp_type: 'offer', sdp: pc.localDescription.sdp });
+    } catch (e) {
+      // A refused restart leaves the old connection as it was; the next resume tries again.
+    }
+  }
+
   /** Handle an `sdp` message from the server. */
   async handleSdp(msg) {
     if (msg.pc === 'publish' && msg.sdp_type === 'answer') {
@@ -211,6 +229,11 @@ export class Media {
         this.#reportState();
       }
     };
+    if (which === 'publish') {
+      pc.oniceconnectionstatechange = () => {
+        if (pc === this.publish && pc.iceConnectionState === 'failed') this.restartPublishIce();
+      };
+    }
     if (which === 'subscribe') {
       pc.ontrack = (ev) => {
         const pid = ev.streams[0]?.id;
