@@ -127,6 +127,16 @@ pub struct Client {
 
 pub struct Reply(pub Value);
 
+/// The participant ids of a facilitator's `floor.queue`, in order.
+pub fn queue_ids(floor: &Value) -> Vec<Value> {
+    floor["queue"]
+        .as_array()
+        .expect("a facilitator's floor carries the queue")
+        .iter()
+        .map(|e| e["participant"].clone())
+        .collect()
+}
+
 impl Reply {
     pub fn ok(self) -> Value {
         assert_eq!(self.0["type"], "ok", "expected ok, got {}", self.0);
@@ -279,6 +289,16 @@ impl Client {
         let mut got: Vec<Value> = self.log[start..].to_vec();
         got.retain(|m| !(m["type"] == "pong" || (m["type"] == "ok" && m["id"] == 999_999)));
         got
+    }
+
+    /// The latest `floor` among what [`Client::drain`] brings; a panic when it brings none.
+    pub async fn latest_floor(&mut self) -> Value {
+        let id = self.id.clone();
+        self.drain()
+            .await
+            .into_iter()
+            .rfind(|m| m["type"] == "floor")
+            .unwrap_or_else(|| panic!("{id} got no new floor"))
     }
 
     /// Waits for the socket to end and says how.

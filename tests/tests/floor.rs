@@ -18,18 +18,8 @@ async fn queue_positions_follow_hands_going_up_and_down() {
     );
     ms[0].request(json!({"type":"raise_hand"})).await.ok();
     ms[2].request(json!({"type":"raise_hand"})).await.ok();
-    let fl = f
-        .drain()
-        .await
-        .into_iter()
-        .rfind(|m| m["type"] == "floor")
-        .unwrap();
-    let queue: Vec<_> = fl["queue"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["participant"].clone())
-        .collect();
+    let fl = f.latest_floor().await;
+    let queue = circle_tests::queue_ids(&fl);
     assert_eq!(queue, vec![json!("b"), json!("a"), json!("c")]);
     assert_eq!(fl["queue"][0]["note"], "about my week");
     let last_floor = |c: &mut circle_tests::Client| {
@@ -69,12 +59,7 @@ async fn grant_next_and_pass_floor_move_the_stick_along_the_queue() {
     ms[1].request(json!({"type":"raise_hand"})).await.ok();
     f.request(json!({"type":"grant_next"})).await.ok();
     ms[0].recv_with("hand", "status", json!("granted")).await;
-    let fl = ms[0]
-        .drain()
-        .await
-        .into_iter()
-        .rfind(|m| m["type"] == "floor")
-        .unwrap();
+    let fl = ms[0].latest_floor().await;
     assert_eq!(fl["holder"], "a");
     assert_eq!(fl["pass_to"], json!(["b"]));
     ms[0]
@@ -83,12 +68,7 @@ async fn grant_next_and_pass_floor_move_the_stick_along_the_queue() {
         .ok();
     ms[0].recv_with("hand", "status", json!("released")).await;
     ms[1].recv_with("hand", "status", json!("granted")).await;
-    let fl = ms[2]
-        .drain()
-        .await
-        .into_iter()
-        .rfind(|m| m["type"] == "floor")
-        .unwrap();
+    let fl = ms[2].latest_floor().await;
     assert_eq!(fl["holder"], "b");
     assert_eq!(fl["queue_length"], 0);
     assert_eq!(
@@ -130,12 +110,7 @@ async fn a_holder_who_leaves_gives_the_stick_back_and_leaves_the_queue() {
     assert!(fl["holder"].is_null());
     assert_eq!(fl["position"], 1);
     ms[1].request(json!({"type":"leave"})).await.ok();
-    let fl = f
-        .drain()
-        .await
-        .into_iter()
-        .rfind(|m| m["type"] == "floor")
-        .unwrap();
+    let fl = f.latest_floor().await;
     assert_eq!(fl["queue"], json!([]));
     s.stop().await;
 }
@@ -201,12 +176,7 @@ async fn an_invitation_accepted_gives_the_stick_and_one_passed_does_not() {
         .ok();
     assert_eq!(f.recv_type("invite_answered").await["accepted"], true);
     assert_eq!(ms[1].recv_type("hand").await["status"], "granted");
-    let fl = ms[0]
-        .drain()
-        .await
-        .into_iter()
-        .rfind(|m| m["type"] == "floor")
-        .unwrap();
+    let fl = ms[0].latest_floor().await;
     assert_eq!(fl["holder"], "b");
     assert_eq!(
         ms[0]

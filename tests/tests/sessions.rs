@@ -144,18 +144,8 @@ async fn members_who_drop_resume_with_what_they_missed_and_keep_the_stick_and_th
         .recv_with("participant_left", "participant", json!("gone"))
         .await;
     assert_eq!(l["reason"], "timeout");
-    let fl = f
-        .drain()
-        .await
-        .into_iter()
-        .rfind(|m| m["type"] == "floor")
-        .unwrap();
-    let queue: Vec<_> = fl["queue"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["participant"].clone())
-        .collect();
+    let fl = f.latest_floor().await;
+    let queue = circle_tests::queue_ids(&fl);
     assert_eq!(queue, vec![json!("first"), json!("second")]);
     s.stop().await;
 }
