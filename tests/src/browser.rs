@@ -996,31 +996,41 @@ async fn send_audio(track: Arc<TrackLocalStaticRTP>, id: String, level: Arc<Atom
     loop {
         ticker.tick().await;
         let level = level.load(Ordering::Relaxed);
-        let packet = rtp::Packet {
-            header: rtp::header::Header {
-                version: 2,
-                payload_type: CLIENT_OPUS_PT,
-                sequence_number: seq,
-                timestamp,
-                ssrc,
-                ..Default::default()
-            },
-            payload: Bytes::from(format!("A{id}")),
-        };
-        let ext = HeaderExtension::AudioLevel(AudioLevelExtension {
-            level,
-            voice: level < QUIET,
-        });
-        if track
-            .write_rtp_with_extensions(packet, &[ext])
-            .await
-            .is_err()
-        {
-            // Not bound yet or closed; a closed connection ends the loop below.
-        }
+        let payload = Bytes::from(format!("A{id}"));
+        // Not bound yet or closed: the packet is lost, as a browser's would be.
+        let _ = write_opus(&track, ssrc, seq, timestamp, payload, level, level < QUIET).await;
         seq = seq.wrapping_add(1);
         timestamp = timestamp.wrapping_add(960);
     }
+}
+
+/// Writes one Opus packet as a browser sends it: the client's payload type and the RFC 6464
+/// audio level extension. Whether the track took it.
+pub async fn write_opus(
+    track: &TrackLocalStaticRTP,
+    ssrc: u32,
+    sequence_number: u16,
+    timestamp: u32,
+    payload: Bytes,
+    level: u8,
+    voice: bool,
+) -> bool {
+    let packet = rtp::Packet {
+        header: rtp::header::Header {
+            version: 2,
+            payload_type: CLIENT_OPUS_PT,
+            sequence_number,
+            timestamp,
+            ssrc,
+            ..Default::default()
+        },
+        payload,
+    };
+    let ext = HeaderExtension::AudioLevel(AudioLevelExtension { level, voice });
+    track
+        .write_rtp_with_extensions(packet, &[ext])
+        .await
+        .is_ok()
 }
 
 /// VP8-like: a frame every 33 ms in one packet.

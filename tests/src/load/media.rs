@@ -4,7 +4,7 @@
 //! reactions) and the capacity search built on it.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -13,8 +13,6 @@ use circle_protocol::{IceCandidate, PcKind, Role};
 use futures_util::{SinkExt, StreamExt};
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp;
-use rtc::rtp::extension::audio_level_extension::AudioLevelExtension;
-use rtc::rtp::extension::HeaderExtension;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch};
@@ -30,8 +28,11 @@ use webrtc::peer_connection::{
 
 use super::{now_ns, Histogram};
 use crate::browser::{
-    client_opus, client_pc, client_vp8, local_track, ClientEvent, CLIENT_OPUS_PT, CLIENT_VP8_PT,
+    client_opus, client_pc, client_vp8, local_track, write_opus, ClientEvent, CLIENT_VP8_PT,
 };
+
+/// The audio level every fake participant sends (RFC 6464 −dBov): loud enough to count as speech.
+const SPEECH_LEVEL: u8 = 30;
 
 /// Marks our payloads, so that anything else on a track is not mistaken for a stamp.
 const MAGIC: [u8; 2] = *b"CL";
@@ -474,7 +475,6 @@ pub(crate) async fn send_audio(
     subscribers: Arc<AtomicU64>,
 ) {
     let ssrc = track.ssrcs().await.first().copied().unwrap_or(1);
-    let level = AtomicU8::new(30);
     let mut ticker = tokio::time::interval(Duration::from_millis(20));
     let mut seq: u16 = 1000;
     let mut timestamp: u32 = 5000;
@@ -485,27 +485,7 @@ pub(crate) async fn send_audio(
         }
         let payload = audio_payload(index);
         let sent = read_stamp(&payload, AUDIO).map(|s| s.2).unwrap_or_default();
-        let packet = rtp::Packet {
-            header: rtp::header::Header {
-                version: 2,
-                payload_type: CLIENT_OPUS_PT,
-                sequence_number: seq,
-                timestamp,
-                ssrc,
-                ..Default::default()
-            },
-            payload,
-        };
-        let l = level.load(Ordering::Relaxed);
-        let ext = HeaderExtension::AudioLevel(AudioLevelExtension {
-            level: l,
-            voice: true,
-        });
-        if track
-            .write_rtp_with_extensions(packet, &[ext])
-            .await
-            .is_ok()
-        {
+        if write_opus(&track, ssrc, seq, timestamp, payload, SPEECH_LEVEL, true).await {
             metrics.on_sent(AUDIO, sent, 1, subscribers.load(Ordering::Relaxed));
         }
         seq = seq.wrapping_add(1);
