@@ -65,6 +65,35 @@ impl TestServer {
         Client::connect(&self.url()).await
     }
 
+    /// `GET /stats`, parsed.
+    pub async fn stats(&self) -> Value {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut tcp = TcpStream::connect(self.server.addr).await.unwrap();
+        tcp.write_all(b"GET /stats HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut response = String::new();
+        tcp.read_to_string(&mut response).await.unwrap();
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        let body = response.split("\r\n\r\n").nth(1).unwrap();
+        serde_json::from_str(body.trim()).unwrap()
+    }
+
+    /// Polls `/stats` until `check` passes, within [`WAIT`].
+    pub async fn stats_until(&self, check: impl Fn(&Value) -> bool) -> Value {
+        tokio::time::timeout(WAIT, async {
+            loop {
+                let v = self.stats().await;
+                if check(&v) {
+                    return v;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("stats reached the expected counts")
+    }
+
     /// Joins and, for a facilitator or an auto-admitted room, waits for `welcome`.
     pub async fn join(&self, room: &str, sub: &str, role: Role) -> Client {
         let mut c = self.connect().await;

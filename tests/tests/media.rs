@@ -53,6 +53,22 @@ async fn three_participants_publish_and_each_receives_the_other_two() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn peer_connections_are_built_only_for_media_that_flows() {
+    let s = server().await;
+    let room = Room::over_server(&s, "r", &roles());
+    // The facilitator publishes; nobody else does, so she has nothing to receive.
+    let fac = Browser::join(&room, "fac", true).await;
+    s.stats_until(|v| v["peers"] == 1).await;
+    // Ann only watches: her subscribe leg, and no publish leg.
+    let ann = Browser::join(&room, "ann", false).await;
+    ann.wait_packets("fac", "video", 15).await;
+    let stats = s.stats_until(|v| v["peers"] == 2).await;
+    assert_eq!(stats["sessions"], 2);
+    drop((fac, ann));
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn in_stick_mode_a_members_audio_reaches_nobody_until_granted_and_stops_when_revoked() {
     let s = server().await;
     let room = Room::over_server(&s, "r", &roles());

@@ -1,6 +1,8 @@
 //! A peer: one server-side peer connection and the task that owns it. The publish peer answers
 //! the browser's offers and turns incoming tracks into producers; the subscribe peer offers one
-//! track per other participant's producer, one offer at a time, coalescing changes.
+//! track per other participant's producer, one offer at a time, coalescing changes. The
+//! connection itself is built only when first needed (the first publish offer, the first track
+//! to offer), so a participant who sends and receives no media costs no socket.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -33,10 +35,10 @@ const PENDING_CANDIDATES: usize = 64;
 /// Library events per peer: candidates come in bursts of a few, tracks one or two.
 const EVENT_QUEUE: usize = 256;
 
-/// Peer tasks running now, for `/stats`.
+/// Peer connections open now, for `/stats`.
 pub(crate) static LIVE: AtomicUsize = AtomicUsize::new(0);
 
-/// Counts one running peer task until dropped, however the task ends.
+/// Counts one open peer connection until dropped, however its task ends.
 struct Live;
 
 impl Live {
@@ -141,6 +143,7 @@ pub(crate) fn spawn(kind: PcKind, context: PeerContext) -> PeerHandle {
     let task = PeerTask {
         kind,
         context,
+        pc: None,
         pending_candidates: Vec::new(),
         remote_set: false,
         reported: None,
@@ -188,6 +191,8 @@ async fn add_sendonly(
 struct PeerTask {
     kind: PcKind,
     context: PeerContext,
+    /// Built on first need; with it, the guard that counts it.
+    pc: Option<(Arc<dyn PeerConnection>, Live)>,
     /// Candidates that arrived before the remote description they belong to.
     pending_candidates: Vec<RTCIceCandidateInit>,
     remote_set: bool,
@@ -211,24 +216,13 @@ struct PeerTask {
 
 impl PeerTask {
     async fn run(mut self, mut commands: mpsc::Receiver<PeerCommand>) {
-        let _live = Live::start();
         let (event_tx, mut events) = mpsc::channel(EVENT_QUEUE);
         let handler = Arc::new(Forwarder { events: event_tx });
-        let pc = match self.context.engine.build_peer(self.kind, handler).await {
-            Ok(pc) => pc,
-            Err(e) => {
-                tracing::error!(pc = ?self.kind, "could not create a peer connection");
-                tracing::debug!(error = %e, "could not create a peer connection");
-                self.error("the server could not create a peer connection")
-                    .await;
-                return;
-            }
-        };
         loop {
             tokio::select! {
                 command = commands.recv() => {
                     let Some(command) = command else { break };
-                    if !self.handle_commands(&pc, command, &mut commands).await {
+                    if !self.handle_commands(&handler, command, &mut commands).await {
                         break;
                     }
                 }
@@ -239,8 +233,36 @@ impl PeerTask {
             producer.close();
         }
         self.consumers.clear();
-        if let Err(e) = pc.close().await {
-            tracing::debug!(error = %e, "closing a peer connection failed");
+        if let Some((pc, _live)) = self.pc.take() {
+            if let Err(e) = pc.close().await {
+                tracing::debug!(error = %e, "closing a peer connection failed");
+            }
+        }
+    }
+
+    /// The peer connection, built now if this is its first use. `None` (the client told) if
+    /// it cannot be built; the next command that needs it tries again.
+    async fn connection(&mut self, handler: &Arc<Forwarder>) -> Option<Arc<dyn PeerConnection>> {
+        if let Some((pc, _)) = &self.pc {
+            return Some(pc.clone());
+        }
+        match self
+            .context
+            .engine
+            .build_peer(self.kind, handler.clone())
+            .await
+        {
+            Ok(pc) => {
+                self.pc = Some((pc.clone(), Live::start()));
+                Some(pc)
+            }
+            Err(e) => {
+                tracing::error!(pc = ?self.kind, "could not create a peer connection");
+                tracing::debug!(error = %e, "could not create a peer connection");
+                self.error("the server could not create a peer connection")
+                    .await;
+                None
+            }
         }
     }
 
@@ -248,7 +270,7 @@ impl PeerTask {
     /// arrive together (a leaver's microphone and camera) share one offer. False on close.
     async fn handle_commands(
         &mut self,
-        pc: &Arc<dyn PeerConnection>,
+        handler: &Arc<Forwarder>,
         first: PeerCommand,
         queue: &mut mpsc::Receiver<PeerCommand>,
     ) -> bool {
@@ -257,27 +279,40 @@ impl PeerTask {
             if matches!(command, PeerCommand::Close) {
                 return false;
             }
-            self.handle_command(pc, command).await;
+            self.handle_command(handler, command).await;
             next = queue.try_recv().ok();
         }
-        self.offer_if_due(pc).await;
+        self.offer_if_due(handler).await;
         true
     }
 
-    async fn handle_command(&mut self, pc: &Arc<dyn PeerConnection>, command: PeerCommand) {
+    async fn handle_command(&mut self, handler: &Arc<Forwarder>, command: PeerCommand) {
         match command {
             PeerCommand::Offer {
                 description,
                 audio_level_id,
-            } => self.answer_offer(pc, description, audio_level_id).await,
-            PeerCommand::Answer(description) => self.apply_answer(pc, description).await,
-            PeerCommand::Candidate(candidate) => {
-                if self.remote_set {
-                    self.add_candidate(pc, candidate).await;
-                } else if self.pending_candidates.len() < PENDING_CANDIDATES {
-                    self.pending_candidates.push(candidate);
+            } => {
+                if let Some(pc) = self.connection(handler).await {
+                    self.answer_offer(&pc, description, audio_level_id).await;
                 }
             }
+            PeerCommand::Answer(description) => match self.pc.as_ref().map(|(pc, _)| pc.clone()) {
+                Some(pc) => self.apply_answer(&pc, description).await,
+                // No connection means no offer was ever sent.
+                None => self.error("no subscribe offer is outstanding").await,
+            },
+            PeerCommand::Candidate(candidate) => match &self.pc {
+                // `remote_set` implies a connection.
+                Some((pc, _)) if self.remote_set => {
+                    let pc = pc.clone();
+                    self.add_candidate(&pc, candidate).await;
+                }
+                _ => {
+                    if self.pending_candidates.len() < PENDING_CANDIDATES {
+                        self.pending_candidates.push(candidate);
+                    }
+                }
+            },
             PeerCommand::AddConsumer(producer) => {
                 self.wanted.insert(producer.id, producer);
                 self.dirty = true;
@@ -457,11 +492,22 @@ impl PeerTask {
     }
 
     /// Sends the next subscribe offer if the wanted producers changed and none is outstanding.
-    async fn offer_if_due(&mut self, pc: &Arc<dyn PeerConnection>) {
+    async fn offer_if_due(&mut self, handler: &Arc<Forwarder>) {
         if !self.dirty || self.offer_outstanding.load(Ordering::Acquire) {
             return;
         }
         self.dirty = false;
+        if self.wanted.is_empty() && !self.negotiated {
+            // Nothing to offer yet, and nothing offered before: no connection is needed.
+            self.restart_ice = false;
+            return;
+        }
+        let Some(pc) = self.connection(handler).await else {
+            // The client was told; the next change tries again.
+            self.dirty = true;
+            return;
+        };
+        let pc = &pc;
 
         let gone: Vec<ProducerId> = self
             .consumers
