@@ -14,7 +14,10 @@ use std::time::{Duration, Instant};
 use circle_protocol::PcKind;
 use rtc::ice::mdns::MulticastDnsMode;
 use rtc::ice::network_type::NetworkType;
-use rtc::interceptor::{Attribute, Interceptor, Packet, Slot, StreamInfo, TaggedPacket};
+use rtc::interceptor::{
+    Attribute, Interceptor, NackResponderBuilder, Packet, SenderReportBuilder, Slot, StreamInfo,
+    TaggedPacket,
+};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::{
@@ -243,12 +246,19 @@ impl Engine {
         addr: SocketAddr,
     ) -> Result<Arc<dyn PeerConnection>, MediaError> {
         let mut media_engine = media_engine(kind)?;
-        let mut registry =
-            register_default_interceptors(Registry::new(), &mut media_engine).map_err(internal)?;
-        if kind == PcKind::Subscribe {
-            // Last in the chain, so the NACK responder and reports have seen everything first.
-            registry = registry.with(Slot::from(14_000), KeyframeRequestsToApp::default());
-        }
+        let registry = match kind {
+            PcKind::Publish => register_default_interceptors(Registry::new(), &mut media_engine)
+                .map_err(internal)?,
+            // A subscribe leg only sends, and every outgoing packet passes through each
+            // interceptor as a pipeline stage, so it gets only what a sender needs: answers to
+            // NACKs, sender reports, and keyframe requests passed up to the SFU (last in the
+            // chain, so the others have seen everything first). The receive-side interceptors
+            // (NACK generator, receiver reports, TWCC receiver) would have nothing to report on.
+            PcKind::Subscribe => Registry::new()
+                .with(Slot::NackResponder, NackResponderBuilder::new().build())
+                .with(Slot::SenderReport, SenderReportBuilder::new().build())
+                .with(Slot::from(14_000), KeyframeRequestsToApp::default()),
+        };
 
         let network = match self.config.bind_ip {
             IpAddr::V4(_) => NetworkType::Udp4,
