@@ -1,33 +1,24 @@
 //! A consumer: one outgoing copy of a producer on one subscriber's connection. Owns that copy's
-//! bounded queue, its egress SSRC and payload type, and relays the subscriber's keyframe
-//! requests upstream.
+//! egress track, SSRC and payload type (the producer writes into it), and relays the
+//! subscriber's keyframe requests upstream.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use rtc::rtp;
 use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodingParameters, RTCRtpEncodingParameters};
-use tokio::sync::mpsc;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::media_stream::MediaStreamTrack;
 
 use crate::media::engine::{is_keyframe_request, MediaKind};
-use crate::media::producer::Producer;
-
-/// Packets a consumer may fall behind its producer before it loses some: about a second of
-/// video, several of audio.
-const QUEUE_PACKETS: usize = 256;
+use crate::media::producer::{Egress, Producer};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 pub(crate) struct Consumer {
     id: u64,
     pub(crate) producer: Arc<Producer>,
-    track: Arc<TrackLocalStaticRTP>,
-    /// Set once the subscriber answered the offer that carries this track; packets written
-    /// before that would only be refused by the library.
-    live: Arc<AtomicBool>,
+    egress: Arc<Egress>,
 }
 
 impl Consumer {
@@ -55,37 +46,29 @@ impl Consumer {
                 ..Default::default()
             }],
         );
+        let egress = Arc::new(Egress {
+            track: Arc::new(TrackLocalStaticRTP::new(track)),
+            ssrc,
+            payload_type: kind.payload_type(),
+            live: AtomicBool::new(false),
+        });
+        producer.attach(id, egress.clone());
         Consumer {
             id,
             producer,
-            track: Arc::new(TrackLocalStaticRTP::new(track)),
-            live: Arc::new(AtomicBool::new(false)),
+            egress,
         }
-        .started(ssrc)
-    }
-
-    fn started(self, ssrc: u32) -> Consumer {
-        let (queue, rx) = mpsc::channel(QUEUE_PACKETS);
-        tokio::spawn(write(
-            self.track.clone(),
-            rx,
-            ssrc,
-            self.producer.kind.payload_type(),
-            self.live.clone(),
-        ));
-        self.producer.attach(self.id, queue);
-        self
     }
 
     pub(crate) fn track(&self) -> Arc<dyn TrackLocal> {
-        self.track.clone()
+        self.egress.track.clone()
     }
 
     /// The library binds a track when it is added to the connection; from then on it can read
     /// the subscriber's RTCP about it.
     pub(crate) fn relay_keyframe_requests(&self) {
         tokio::spawn(relay_keyframe_requests(
-            self.track.clone(),
+            self.egress.track.clone(),
             Arc::downgrade(&self.producer),
         ));
     }
@@ -93,7 +76,8 @@ impl Consumer {
     /// The subscriber accepted the track: start sending, beginning with a fresh keyframe so
     /// the new viewer does not wait for the next periodic one.
     pub(crate) fn go_live(&self) {
-        if !self.live.swap(true, Ordering::AcqRel) && self.producer.kind == MediaKind::Video {
+        if !self.egress.live.swap(true, Ordering::AcqRel) && self.producer.kind == MediaKind::Video
+        {
             self.producer.request_keyframe();
         }
     }
@@ -101,7 +85,6 @@ impl Consumer {
 
 impl Drop for Consumer {
     fn drop(&mut self) {
-        // Dropping the producer's end of the queue ends the writer task.
         self.producer.detach(self.id);
     }
 }
@@ -115,26 +98,6 @@ fn rand_ssrc(id: u64) -> u32 {
         .unwrap_or(0);
     let mixed = (id.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ u64::from(nanos)) as u32;
     mixed.max(1)
-}
-
-async fn write(
-    track: Arc<TrackLocalStaticRTP>,
-    mut queue: mpsc::Receiver<rtp::Packet>,
-    ssrc: u32,
-    payload_type: u8,
-    live: Arc<AtomicBool>,
-) {
-    while let Some(mut packet) = queue.recv().await {
-        if !live.load(Ordering::Acquire) {
-            continue;
-        }
-        packet.header.ssrc = ssrc;
-        packet.header.payload_type = payload_type;
-        // Waits only on this subscriber's own connection; errors mean it is closing.
-        if let Err(e) = track.write_rtp(packet).await {
-            tracing::trace!(error = %e, "consumer write failed");
-        }
-    }
 }
 
 async fn relay_keyframe_requests(

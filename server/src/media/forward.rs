@@ -1,0 +1,250 @@
+//! The forwarder's per-packet work, free of tasks and sockets: the floor gate, the audio level,
+//! sequence rewriting on ingress, and the per-subscriber SSRC and payload type on egress. The
+//! producer runs it on every packet; `cargo bench --bench forward` measures it.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use rtc::rtp;
+
+use crate::media::speaking::is_loud;
+
+/// What became of one incoming packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verdict {
+    /// Forward it (rewritten in place).
+    pub forward: bool,
+    /// It carried speech loud enough to count, whether or not the gate let it through.
+    pub loud: bool,
+}
+
+/// One incoming track's ingress state.
+#[derive(Debug)]
+pub struct Ingress {
+    /// Audio only: the floor gate, written by the room's rules.
+    gate: Option<Arc<AtomicBool>>,
+    /// Audio only: the RFC 6464 extension id the publisher negotiated.
+    audio_level_id: Option<u8>,
+    sequence: SequenceRewriter,
+}
+
+impl Ingress {
+    /// Ingress for a video track: never gated.
+    pub fn video() -> Ingress {
+        Ingress {
+            gate: None,
+            audio_level_id: None,
+            sequence: SequenceRewriter::default(),
+        }
+    }
+
+    /// Ingress for an audio track behind `gate`.
+    pub fn audio(gate: Arc<AtomicBool>, audio_level_id: Option<u8>) -> Ingress {
+        Ingress {
+            gate: Some(gate),
+            audio_level_id,
+            sequence: SequenceRewriter::default(),
+        }
+    }
+
+    /// Applies the gate and rewrites `packet` for forwarding.
+    pub fn process(&mut self, packet: &mut rtp::Packet) -> Verdict {
+        let mut loud = false;
+        if let Some(gate) = &self.gate {
+            if let Some(level) = self
+                .audio_level_id
+                .and_then(|id| audio_level(&packet.header, id))
+            {
+                // Counted before the gate: the facilitator sees who talks without the stick.
+                loud = is_loud(level);
+            }
+            if !gate.load(Ordering::Acquire) {
+                self.sequence.skip();
+                return Verdict {
+                    forward: false,
+                    loud,
+                };
+            }
+        }
+        let (seq, after_gap) = self.sequence.forward(packet.header.sequence_number);
+        packet.header.sequence_number = seq;
+        if after_gap && self.gate.is_some() {
+            // RFC 3551: the marker bit starts a talkspurt, telling the jitter buffer that the
+            // timestamp jump is silence, not loss.
+            packet.header.marker = true;
+        }
+        strip_extensions(&mut packet.header);
+        Verdict {
+            forward: true,
+            loud,
+        }
+    }
+}
+
+/// One subscriber's copy of a forwarded packet: its own SSRC and the payload type the server
+/// offered on that leg. The payload is shared, not copied.
+pub fn egress_copy(packet: &rtp::Packet, ssrc: u32, payload_type: u8) -> rtp::Packet {
+    let mut copy = packet.clone();
+    copy.header.ssrc = ssrc;
+    copy.header.payload_type = payload_type;
+    copy
+}
+
+/// The ingress extension ids mean nothing on an egress leg (and the library drops a packet
+/// whose extension id is not negotiated there, logging only at trace), so none are forwarded.
+fn strip_extensions(header: &mut rtp::header::Header) {
+    header.extension = false;
+    header.extension_profile = 0;
+    header.extensions.clear();
+    header.extensions_padding = 0;
+}
+
+/// RFC 6464: one byte, the voice-activity bit and the level in −dBov.
+fn audio_level(header: &rtp::header::Header, id: u8) -> Option<u8> {
+    header
+        .get_extension(id)
+        .and_then(|payload| payload.first().map(|b| b & 0x7f))
+}
+
+/// Keeps a forwarded stream's sequence numbers contiguous across packets the gate dropped, so
+/// subscribers see neither loss nor a reason to send NACKs. Timestamps are left alone: after a
+/// gated stretch they jump by its length, exactly as after Opus DTX silence, which keeps audio
+/// in step with video.
+#[derive(Debug, Default)]
+struct SequenceRewriter {
+    offset: u16,
+    last_out: Option<u16>,
+    in_gap: bool,
+}
+
+impl SequenceRewriter {
+    /// A packet was dropped by the gate.
+    fn skip(&mut self) {
+        self.in_gap = true;
+    }
+
+    /// The outgoing sequence number for a forwarded packet, and whether it is the first after
+    /// a dropped stretch.
+    fn forward(&mut self, seq: u16) -> (u16, bool) {
+        let after_gap = std::mem::take(&mut self.in_gap);
+        if after_gap {
+            if let Some(last) = self.last_out {
+                // Whatever was dropped (including any ingress loss meanwhile) disappears.
+                self.offset = seq.wrapping_sub(last.wrapping_add(1));
+            }
+        }
+        let out = seq.wrapping_sub(self.offset);
+        let newer = match self.last_out {
+            None => true,
+            Some(last) => out.wrapping_sub(last) < 0x8000,
+        };
+        if newer {
+            self.last_out = Some(out);
+        }
+        (out, after_gap)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn packet(seq: u16, level: Option<u8>) -> rtp::Packet {
+        let mut p = rtp::Packet::default();
+        p.header.sequence_number = seq;
+        p.header.ssrc = 1234;
+        p.header.payload_type = 109;
+        if let Some(level) = level {
+            p.header
+                .set_extension(3, bytes::Bytes::copy_from_slice(&[0x80 | level]))
+                .unwrap();
+        }
+        p
+    }
+
+    #[test]
+    fn forwarded_sequence_numbers_stay_contiguous_across_a_gated_stretch() {
+        let mut r = SequenceRewriter::default();
+        assert_eq!(r.forward(100), (100, false));
+        assert_eq!(r.forward(101), (101, false));
+        for _ in 102..150 {
+            r.skip();
+        }
+        assert_eq!(r.forward(150), (102, true));
+        assert_eq!(r.forward(151), (103, false));
+    }
+
+    #[test]
+    fn a_stream_gated_from_the_start_begins_where_it_is() {
+        let mut r = SequenceRewriter::default();
+        r.skip();
+        assert_eq!(r.forward(7), (7, true));
+        assert_eq!(r.forward(8), (8, false));
+    }
+
+    #[test]
+    fn rewriting_wraps_around_the_sequence_space() {
+        let mut r = SequenceRewriter::default();
+        assert_eq!(r.forward(65534).0, 65534);
+        r.skip();
+        assert_eq!(r.forward(10).0, 65535);
+        assert_eq!(r.forward(11).0, 0);
+    }
+
+    #[test]
+    fn the_audio_level_is_read_from_the_negotiated_extension() {
+        let mut header = packet(1, Some(30)).header;
+        assert_eq!(audio_level(&header, 3), Some(30));
+        assert_eq!(audio_level(&header, 4), None);
+        strip_extensions(&mut header);
+        assert_eq!(audio_level(&header, 3), None);
+    }
+
+    #[test]
+    fn closed_gate_drops_audio_but_still_counts_who_is_loud() {
+        let gate = Arc::new(AtomicBool::new(false));
+        let mut ingress = Ingress::audio(gate.clone(), Some(3));
+        let mut p = packet(10, Some(20));
+        assert_eq!(
+            ingress.process(&mut p),
+            Verdict {
+                forward: false,
+                loud: true
+            }
+        );
+        gate.store(true, Ordering::Release);
+        let mut p = packet(11, Some(20));
+        let verdict = ingress.process(&mut p);
+        assert!(verdict.forward && verdict.loud);
+        assert!(
+            p.header.marker,
+            "the first packet after a gated stretch starts a talkspurt"
+        );
+        assert!(p.header.extensions.is_empty() && !p.header.extension);
+    }
+
+    #[test]
+    fn video_is_never_gated_and_keeps_its_marker_bits() {
+        let mut ingress = Ingress::video();
+        let mut p = packet(5, None);
+        assert_eq!(
+            ingress.process(&mut p),
+            Verdict {
+                forward: true,
+                loud: false
+            }
+        );
+        assert_eq!(p.header.sequence_number, 5);
+        assert!(!p.header.marker);
+    }
+
+    #[test]
+    fn each_copy_carries_its_legs_ssrc_and_payload_type_and_shares_the_payload() {
+        let mut p = packet(1, None);
+        p.payload = bytes::Bytes::from_static(b"opus");
+        let copy = egress_copy(&p, 99, 111);
+        assert_eq!((copy.header.ssrc, copy.header.payload_type), (99, 111));
+        assert_eq!((p.header.ssrc, p.header.payload_type), (1234, 109));
+        assert_eq!(copy.payload.as_ptr(), p.payload.as_ptr());
+    }
+}
