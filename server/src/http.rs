@@ -109,9 +109,13 @@ fn route(
     }
 }
 
-/// The WebSocket settings every session gets: protocol.md's 256 KiB cap on a message.
+/// The WebSocket settings every session gets: protocol.md's 256 KiB cap on a message, and a
+/// small read buffer. tungstenite zero-fills its whole read buffer before each read, so the
+/// default 128 KiB was resident for every idle session; nearly every message fits in 4 KiB,
+/// and a larger frame (an SDP is 3–6 KiB) grows the buffer to its own length.
 pub fn websocket_config() -> WebSocketConfig {
     WebSocketConfig::default()
+        .read_buffer_size(4 * 1024)
         .max_message_size(Some(circle_protocol::MAX_MESSAGE_BYTES))
         .max_frame_size(Some(circle_protocol::MAX_MESSAGE_BYTES))
 }

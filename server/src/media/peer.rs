@@ -54,15 +54,17 @@ impl Drop for Live {
     }
 }
 
+/// Large payloads are boxed: a channel allocates its first block of slots when it is created,
+/// and every idle participant has two of these channels.
 pub(crate) enum PeerCommand {
     /// Publish: a browser offer, already parsed, with its audio level extension id.
     Offer {
-        description: RTCSessionDescription,
+        description: Box<RTCSessionDescription>,
         audio_level_id: Option<u8>,
     },
     /// Subscribe: the browser's answer to our outstanding offer.
-    Answer(RTCSessionDescription),
-    Candidate(RTCIceCandidateInit),
+    Answer(Box<RTCSessionDescription>),
+    Candidate(Box<RTCIceCandidateInit>),
     /// Subscribe: include this producer in the next offer.
     AddConsumer(Arc<Producer>),
     /// Subscribe: drop this producer from the next offer.
@@ -94,9 +96,10 @@ pub(crate) struct PeerContext {
 }
 
 /// Library callbacks, turned into messages for the peer's task; no logic runs in the library's
-/// driver, which awaits each callback.
+/// driver, which awaits each callback. The candidate is boxed for the same reason as in
+/// [`PeerCommand`].
 enum PeerEvent {
-    Candidate(RTCIceCandidate),
+    Candidate(Box<RTCIceCandidate>),
     GatheringComplete,
     State(RTCPeerConnectionState),
     Track(Arc<dyn TrackRemote>),
@@ -119,7 +122,7 @@ impl Forwarder {
 #[async_trait::async_trait]
 impl PeerConnectionEventHandler for Forwarder {
     async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
-        self.forward(PeerEvent::Candidate(event.candidate));
+        self.forward(PeerEvent::Candidate(Box::new(event.candidate)));
     }
 
     async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
@@ -144,6 +147,7 @@ pub(crate) fn spawn(kind: PcKind, context: PeerContext) -> PeerHandle {
         kind,
         context,
         pc: None,
+        events: None,
         pending_candidates: Vec::new(),
         remote_set: false,
         reported: None,
@@ -160,6 +164,14 @@ pub(crate) fn spawn(kind: PcKind, context: PeerContext) -> PeerHandle {
     PeerHandle {
         commands,
         offer_outstanding,
+    }
+}
+
+/// The next library event, once there is a connection to have events.
+async fn next_event(events: &mut Option<mpsc::Receiver<PeerEvent>>) -> Option<PeerEvent> {
+    match events {
+        Some(events) => events.recv().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -191,8 +203,9 @@ async fn add_sendonly(
 struct PeerTask {
     kind: PcKind,
     context: PeerContext,
-    /// Built on first need; with it, the guard that counts it.
+    /// Built on first need; with it, the guard that counts it, and its events.
     pc: Option<(Arc<dyn PeerConnection>, Live)>,
+    events: Option<mpsc::Receiver<PeerEvent>>,
     /// Candidates that arrived before the remote description they belong to.
     pending_candidates: Vec<RTCIceCandidateInit>,
     remote_set: bool,
@@ -216,17 +229,19 @@ struct PeerTask {
 
 impl PeerTask {
     async fn run(mut self, mut commands: mpsc::Receiver<PeerCommand>) {
-        let (event_tx, mut events) = mpsc::channel(EVENT_QUEUE);
-        let handler = Arc::new(Forwarder { events: event_tx });
         loop {
             tokio::select! {
                 command = commands.recv() => {
                     let Some(command) = command else { break };
-                    if !self.handle_commands(&handler, command, &mut commands).await {
+                    // Boxed: the handling futures hold the library's large futures, and a task
+                    // is as big as its largest await; an idle peer should cost little.
+                    if !Box::pin(self.handle_commands(command, &mut commands)).await {
                         break;
                     }
                 }
-                Some(event) = events.recv() => self.handle_event(event).await,
+                Some(event) = next_event(&mut self.events) => {
+                    Box::pin(self.handle_event(event)).await;
+                }
             }
         }
         for producer in self.producers.values() {
@@ -234,26 +249,25 @@ impl PeerTask {
         }
         self.consumers.clear();
         if let Some((pc, _live)) = self.pc.take() {
-            if let Err(e) = pc.close().await {
+            if let Err(e) = Box::pin(pc.close()).await {
                 tracing::debug!(error = %e, "closing a peer connection failed");
             }
         }
     }
 
-    /// The peer connection, built now if this is its first use. `None` (the client told) if
-    /// it cannot be built; the next command that needs it tries again.
-    async fn connection(&mut self, handler: &Arc<Forwarder>) -> Option<Arc<dyn PeerConnection>> {
+    /// The peer connection, built now if this is its first use, with the channel its events
+    /// arrive on. `None` (the client told) if it cannot be built; the next command that needs
+    /// it tries again.
+    async fn connection(&mut self) -> Option<Arc<dyn PeerConnection>> {
         if let Some((pc, _)) = &self.pc {
             return Some(pc.clone());
         }
-        match self
-            .context
-            .engine
-            .build_peer(self.kind, handler.clone())
-            .await
-        {
+        let (event_tx, events) = mpsc::channel(EVENT_QUEUE);
+        let handler = Arc::new(Forwarder { events: event_tx });
+        match self.context.engine.build_peer(self.kind, handler).await {
             Ok(pc) => {
                 self.pc = Some((pc.clone(), Live::start()));
+                self.events = Some(events);
                 Some(pc)
             }
             Err(e) => {
@@ -270,7 +284,6 @@ impl PeerTask {
     /// arrive together (a leaver's microphone and camera) share one offer. False on close.
     async fn handle_commands(
         &mut self,
-        handler: &Arc<Forwarder>,
         first: PeerCommand,
         queue: &mut mpsc::Receiver<PeerCommand>,
     ) -> bool {
@@ -279,25 +292,25 @@ impl PeerTask {
             if matches!(command, PeerCommand::Close) {
                 return false;
             }
-            self.handle_command(handler, command).await;
+            self.handle_command(command).await;
             next = queue.try_recv().ok();
         }
-        self.offer_if_due(handler).await;
+        self.offer_if_due().await;
         true
     }
 
-    async fn handle_command(&mut self, handler: &Arc<Forwarder>, command: PeerCommand) {
+    async fn handle_command(&mut self, command: PeerCommand) {
         match command {
             PeerCommand::Offer {
                 description,
                 audio_level_id,
             } => {
-                if let Some(pc) = self.connection(handler).await {
-                    self.answer_offer(&pc, description, audio_level_id).await;
+                if let Some(pc) = self.connection().await {
+                    self.answer_offer(&pc, *description, audio_level_id).await;
                 }
             }
             PeerCommand::Answer(description) => match self.pc.as_ref().map(|(pc, _)| pc.clone()) {
-                Some(pc) => self.apply_answer(&pc, description).await,
+                Some(pc) => self.apply_answer(&pc, *description).await,
                 // No connection means no offer was ever sent.
                 None => self.error("no subscribe offer is outstanding").await,
             },
@@ -305,11 +318,11 @@ impl PeerTask {
                 // `remote_set` implies a connection.
                 Some((pc, _)) if self.remote_set => {
                     let pc = pc.clone();
-                    self.add_candidate(&pc, candidate).await;
+                    self.add_candidate(&pc, *candidate).await;
                 }
                 _ => {
                     if self.pending_candidates.len() < PENDING_CANDIDATES {
-                        self.pending_candidates.push(candidate);
+                        self.pending_candidates.push(*candidate);
                     }
                 }
             },
@@ -492,7 +505,7 @@ impl PeerTask {
     }
 
     /// Sends the next subscribe offer if the wanted producers changed and none is outstanding.
-    async fn offer_if_due(&mut self, handler: &Arc<Forwarder>) {
+    async fn offer_if_due(&mut self) {
         if !self.dirty || self.offer_outstanding.load(Ordering::Acquire) {
             return;
         }
@@ -502,7 +515,7 @@ impl PeerTask {
             self.restart_ice = false;
             return;
         }
-        let Some(pc) = self.connection(handler).await else {
+        let Some(pc) = self.connection().await else {
             // The client was told; the next change tries again.
             self.dirty = true;
             return;

@@ -193,7 +193,7 @@ impl Router {
                 send(
                     publish,
                     PeerCommand::Offer {
-                        description,
+                        description: Box::new(description),
                         audio_level_id: offer.audio_level_id,
                     },
                 )
@@ -217,7 +217,10 @@ impl Router {
                 }
                 let description = RTCSessionDescription::answer(sdp)
                     .map_err(|e| MediaError::BadSdp(e.to_string()))?;
-                send(&participant.subscribe, PeerCommand::Answer(description))
+                send(
+                    &participant.subscribe,
+                    PeerCommand::Answer(Box::new(description)),
+                )
             }
             Signal::Ice { pc, candidate } => {
                 let peer = match pc {
@@ -234,13 +237,13 @@ impl Router {
                 };
                 send(
                     peer,
-                    PeerCommand::Candidate(RTCIceCandidateInit {
+                    PeerCommand::Candidate(Box::new(RTCIceCandidateInit {
                         candidate: candidate.candidate,
                         sdp_mid: candidate.sdp_mid,
                         sdp_mline_index: candidate.sdp_mline_index,
                         username_fragment: candidate.username_fragment,
                         url: None,
-                    }),
+                    })),
                 )
             }
         }
