@@ -11,6 +11,7 @@ use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::media_stream::MediaStreamTrack;
 
 use crate::media::engine::{is_keyframe_request, MediaKind};
+use crate::media::forward::KeyframeWanted;
 use crate::media::producer::{Egress, Producer};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -78,7 +79,8 @@ impl Consumer {
     pub(crate) fn go_live(&self) {
         if !self.egress.live.swap(true, Ordering::AcqRel) && self.producer.kind == MediaKind::Video
         {
-            self.producer.request_keyframe();
+            self.producer
+                .request_keyframe(KeyframeWanted::NewSubscriber);
         }
     }
 }
@@ -111,7 +113,7 @@ async fn relay_keyframe_requests(
         };
         if packets.iter().any(|p| is_keyframe_request(p.as_ref())) {
             match producer.upgrade() {
-                Some(producer) => producer.request_keyframe(),
+                Some(producer) => producer.request_keyframe(KeyframeWanted::Subscriber),
                 None => break,
             }
         }

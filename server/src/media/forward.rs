@@ -1,9 +1,11 @@
 //! The forwarder's per-packet work, free of tasks and sockets: the floor gate, the audio level,
-//! sequence rewriting on ingress, and the per-subscriber SSRC and payload type on egress. The
-//! producer runs it on every packet; `cargo bench --bench forward` measures it.
+//! sequence rewriting on ingress, the per-subscriber SSRC and payload type on egress, and when
+//! to ask a publisher for a keyframe. The producer runs it on every packet; `cargo bench
+//! --bench forward` measures it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use rtc::rtp;
 
@@ -88,6 +90,117 @@ pub fn egress_copy(packet: &rtp::Packet, ssrc: u32, payload_type: u8) -> rtp::Pa
     copy.header.ssrc = ssrc;
     copy.header.payload_type = payload_type;
     copy
+}
+
+/// RFC 7741: whether a VP8 RTP payload is the first packet of a keyframe (the payload
+/// descriptor's S bit with partition 0, then the payload header's P bit clear).
+pub fn is_vp8_keyframe_start(payload: &[u8]) -> bool {
+    let Some(&first) = payload.first() else {
+        return false;
+    };
+    let start_of_partition = first & 0x10 != 0;
+    if !start_of_partition || first & 0x07 != 0 {
+        return false;
+    }
+    let mut at = 1;
+    if first & 0x80 != 0 {
+        // X: an extension byte, then the optional picture id (I, one or two bytes),
+        // TL0PICIDX (L), and TID/KEYIDX (T or K).
+        let Some(&ext) = payload.get(at) else {
+            return false;
+        };
+        at += 1;
+        if ext & 0x80 != 0 {
+            let Some(&picture_id) = payload.get(at) else {
+                return false;
+            };
+            at += if picture_id & 0x80 != 0 { 2 } else { 1 };
+        }
+        if ext & 0x40 != 0 {
+            at += 1;
+        }
+        if ext & 0x30 != 0 {
+            at += 1;
+        }
+    }
+    payload.get(at).is_some_and(|header| header & 0x01 == 0)
+}
+
+/// Who wants a keyframe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyframeWanted {
+    /// A subscriber whose track just went live: it can show nothing until the next keyframe.
+    NewSubscriber,
+    /// A subscriber's own request (PLI or FIR), after loss.
+    Subscriber,
+}
+
+/// When to ask one publisher for a keyframe. Each keyframe costs the publisher's uplink a
+/// burst, so subscribers' own requests are held to one per `throttle` (a lossy viewer cannot
+/// make a publisher send keyframes back to back). A new subscriber's request goes out at
+/// once, unless a requested keyframe is still on its way (it will reach the newcomer too):
+/// waiting out the throttle there was what kept a new viewer's first picture back.
+#[derive(Debug)]
+pub struct KeyframePacer {
+    throttle: Duration,
+    last_sent: Option<Instant>,
+    /// A keyframe went by since the last request was sent.
+    answered: bool,
+    /// A request held back by the throttle, to send at this time.
+    due: Option<Instant>,
+}
+
+impl KeyframePacer {
+    pub fn new(throttle: Duration) -> KeyframePacer {
+        KeyframePacer {
+            throttle,
+            last_sent: None,
+            answered: false,
+            due: None,
+        }
+    }
+
+    /// Takes a request; true if a keyframe request should be sent now (then call
+    /// [`sent`](Self::sent)). Otherwise it may be held until [`due`](Self::due).
+    pub fn request(&mut self, now: Instant, who: KeyframeWanted) -> bool {
+        let Some(last) = self.last_sent else {
+            return true;
+        };
+        let free_at = last + self.throttle;
+        if now >= free_at {
+            return true;
+        }
+        if who == KeyframeWanted::NewSubscriber && self.answered {
+            return true;
+        }
+        // Either a keyframe is already on its way (and if it never comes, ask again once the
+        // throttle allows), or a subscriber asked too soon after the last request.
+        self.due = Some(self.due.map_or(free_at, |due| due.min(free_at)));
+        false
+    }
+
+    /// When a held request becomes due, if one is held.
+    pub fn due(&self) -> Option<Instant> {
+        self.due
+    }
+
+    /// True if the held request is due by `now` (then call [`sent`](Self::sent)).
+    pub fn poll(&mut self, now: Instant) -> bool {
+        self.due.is_some_and(|due| now >= due)
+    }
+
+    /// A keyframe request went to the publisher.
+    pub fn sent(&mut self, now: Instant) {
+        self.last_sent = Some(now);
+        self.answered = false;
+        self.due = None;
+    }
+
+    /// A keyframe was forwarded: it answers every request made before it, held ones too.
+    pub fn keyframe_forwarded(&mut self) {
+        self.answered = true;
+        self.due = None;
+    }
 }
 
 /// The ingress extension ids mean nothing on an egress leg (and the library drops a packet
@@ -246,5 +359,71 @@ mod tests {
         assert_eq!((copy.header.ssrc, copy.header.payload_type), (99, 111));
         assert_eq!((p.header.ssrc, p.header.payload_type), (1234, 109));
         assert_eq!(copy.payload.as_ptr(), p.payload.as_ptr());
+    }
+
+    #[test]
+    fn vp8_keyframes_are_told_from_delta_frames_and_continuations() {
+        assert!(is_vp8_keyframe_start(&[0x10, 0x00, 0x9d]));
+        assert!(!is_vp8_keyframe_start(&[0x10, 0x01, 0x9d]), "delta frame");
+        assert!(
+            !is_vp8_keyframe_start(&[0x00, 0x00]),
+            "not the frame's first packet"
+        );
+        assert!(!is_vp8_keyframe_start(&[0x11, 0x00]), "a later partition");
+        // X with a 15-bit picture id and TL0PICIDX, as Chromium sends it.
+        assert!(is_vp8_keyframe_start(&[0x90, 0xC0, 0x81, 0x23, 0x05, 0x00]));
+        assert!(!is_vp8_keyframe_start(&[
+            0x90, 0xC0, 0x81, 0x23, 0x05, 0x01
+        ]));
+        assert!(!is_vp8_keyframe_start(&[0x90, 0xC0]), "truncated");
+        assert!(!is_vp8_keyframe_start(&[]));
+    }
+
+    #[test]
+    fn the_first_keyframe_request_goes_out_at_once() {
+        let mut p = KeyframePacer::new(Duration::from_millis(500));
+        assert!(p.request(Instant::now(), KeyframeWanted::Subscriber));
+    }
+
+    #[test]
+    fn subscribers_requests_are_held_to_one_per_throttle_and_sent_when_it_ends() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut p = KeyframePacer::new(ms(500));
+        assert!(p.request(t0, KeyframeWanted::Subscriber));
+        p.sent(t0);
+        p.keyframe_forwarded();
+        assert!(!p.request(t0 + ms(100), KeyframeWanted::Subscriber));
+        assert!(!p.request(t0 + ms(200), KeyframeWanted::Subscriber));
+        assert_eq!(p.due(), Some(t0 + ms(500)));
+        assert!(!p.poll(t0 + ms(499)));
+        assert!(p.poll(t0 + ms(500)));
+        p.sent(t0 + ms(500));
+        assert_eq!(p.due(), None);
+    }
+
+    #[test]
+    fn a_new_subscriber_is_not_kept_waiting_once_the_last_keyframe_has_gone_by() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut p = KeyframePacer::new(ms(500));
+        assert!(p.request(t0, KeyframeWanted::NewSubscriber));
+        p.sent(t0);
+        // Before the requested keyframe arrives, a second newcomer will get that one.
+        assert!(!p.request(t0 + ms(10), KeyframeWanted::NewSubscriber));
+        p.keyframe_forwarded();
+        assert_eq!(p.due(), None, "the keyframe answered the held request");
+        // After it went by, a third newcomer needs a new one, throttle or not.
+        assert!(p.request(t0 + ms(100), KeyframeWanted::NewSubscriber));
+    }
+
+    #[test]
+    fn a_requested_keyframe_that_never_comes_is_asked_for_again() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut p = KeyframePacer::new(ms(500));
+        p.sent(t0);
+        assert!(!p.request(t0 + ms(10), KeyframeWanted::NewSubscriber));
+        assert!(p.poll(t0 + ms(500)));
     }
 }

@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use circle_protocol::ParticipantId;
 use futures_util::FutureExt;
@@ -17,13 +17,17 @@ use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 
 use crate::media::engine::MediaKind;
-use crate::media::forward::{egress_copy, Ingress};
+use crate::media::forward::{
+    egress_copy, is_vp8_keyframe_start, Ingress, KeyframePacer, KeyframeWanted,
+};
 
 pub(crate) type ProducerId = u64;
 
-/// Keyframe requests to one publisher are at most this frequent, however many subscribers ask:
-/// each keyframe costs the publisher's whole uplink for a moment.
+/// Subscribers' own keyframe requests reach one publisher at most this often, however many
+/// ask: each keyframe costs the publisher's whole uplink for a moment.
 const KEYFRAME_THROTTLE: Duration = Duration::from_millis(500);
+/// Keyframe requests waiting for the pacer; more at once are the same request.
+const KEYFRAME_QUEUE: usize = 8;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -58,8 +62,9 @@ pub(crate) struct Producer {
     pub(crate) owner_epoch: u64,
     pub(crate) kind: MediaKind,
     consumers: Mutex<Vec<ConsumerSlot>>,
-    /// Capacity one: a request while one is pending or throttled is the same request.
-    keyframe_requests: mpsc::Sender<()>,
+    keyframe_requests: mpsc::Sender<KeyframeWanted>,
+    /// Video only; shared with the task that sends the requests.
+    keyframes: Arc<Mutex<KeyframePacer>>,
     loud_packets: AtomicU32,
     closed: Notify,
 }
@@ -81,7 +86,8 @@ impl Producer {
             _ => return None,
         };
         let media_ssrc = track.ssrcs().await.first().copied();
-        let (keyframe_requests, keyframe_rx) = mpsc::channel(1);
+        let (keyframe_requests, keyframe_rx) = mpsc::channel(KEYFRAME_QUEUE);
+        let keyframes = Arc::new(Mutex::new(KeyframePacer::new(KEYFRAME_THROTTLE)));
         let producer = Arc::new(Producer {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             owner,
@@ -89,11 +95,17 @@ impl Producer {
             kind,
             consumers: Mutex::new(Vec::new()),
             keyframe_requests,
+            keyframes: keyframes.clone(),
             loud_packets: AtomicU32::new(0),
             closed: Notify::new(),
         });
         if let (MediaKind::Video, Some(ssrc)) = (kind, media_ssrc) {
-            tokio::spawn(request_keyframes(track.clone(), ssrc, keyframe_rx));
+            tokio::spawn(request_keyframes(
+                track.clone(),
+                ssrc,
+                keyframes,
+                keyframe_rx,
+            ));
         }
         let ingress = match kind {
             MediaKind::Audio => Ingress::audio(gate, audio_level_id),
@@ -114,9 +126,9 @@ impl Producer {
         self.lock_consumers().retain(|slot| slot.id != consumer_id);
     }
 
-    /// Asks the publisher for a keyframe (PLI), throttled. Never blocks.
-    pub(crate) fn request_keyframe(&self) {
-        let _ = self.keyframe_requests.try_send(());
+    /// Asks the publisher for a keyframe (PLI), paced by [`KeyframePacer`]. Never blocks.
+    pub(crate) fn request_keyframe(&self, who: KeyframeWanted) {
+        let _ = self.keyframe_requests.try_send(who);
     }
 
     /// Loud audio packets since the last call.
@@ -180,6 +192,11 @@ async fn forward(
             producer.loud_packets.fetch_add(1, Ordering::Relaxed);
         }
         if verdict.forward {
+            if producer.kind == MediaKind::Video && is_vp8_keyframe_start(&packet.payload) {
+                // Before the fan-out: a subscriber that goes live after this point asks for a
+                // new keyframe rather than waiting on this one.
+                lock(&producer.keyframes).keyframe_forwarded();
+            }
             producer.fan_out(&packet);
         }
     }
@@ -190,9 +207,30 @@ async fn forward(
 async fn request_keyframes(
     track: Arc<dyn TrackRemote>,
     media_ssrc: u32,
-    mut requests: mpsc::Receiver<()>,
+    pacer: Arc<Mutex<KeyframePacer>>,
+    mut requests: mpsc::Receiver<KeyframeWanted>,
 ) {
-    while requests.recv().await.is_some() {
+    loop {
+        let due = lock(&pacer).due();
+        let wanted = tokio::select! {
+            wanted = requests.recv() => match wanted {
+                Some(wanted) => Some(wanted),
+                None => break,
+            },
+            () = sleep_until(due), if due.is_some() => None,
+        };
+        let now = Instant::now();
+        let send = {
+            let mut pacer = lock(&pacer);
+            match wanted {
+                Some(who) => pacer.request(now, who),
+                None => pacer.poll(now),
+            }
+        };
+        if !send {
+            continue;
+        }
+        lock(&pacer).sent(now);
         let pli = PictureLossIndication {
             sender_ssrc: 0,
             media_ssrc,
@@ -200,6 +238,16 @@ async fn request_keyframes(
         if track.write_rtcp(vec![Box::new(pli)]).await.is_err() {
             break;
         }
-        tokio::time::sleep(KEYFRAME_THROTTLE).await;
     }
+}
+
+async fn sleep_until(due: Option<Instant>) {
+    if let Some(due) = due {
+        tokio::time::sleep_until(tokio::time::Instant::from_std(due)).await;
+    }
+}
+
+fn lock(pacer: &Mutex<KeyframePacer>) -> std::sync::MutexGuard<'_, KeyframePacer> {
+    // Nothing panics while holding this lock, so poisoning cannot leave it inconsistent.
+    pacer.lock().unwrap_or_else(|e| e.into_inner())
 }
