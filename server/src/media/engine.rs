@@ -15,8 +15,11 @@ use circle_protocol::PcKind;
 use rtc::ice::mdns::MulticastDnsMode;
 use rtc::ice::network_type::NetworkType;
 use rtc::interceptor::{
-    Attribute, Interceptor, NackResponderBuilder, Packet, SenderReportBuilder, Slot, StreamInfo,
-    TaggedPacket,
+    Attribute, Interceptor, NackGeneratorBuilder, NackResponderBuilder, Packet,
+    ReceiverReportBuilder, SenderReportBuilder, Slot, StreamInfo, TaggedPacket,
+};
+use rtc::peer_connection::configuration::interceptor_registry::{
+    configure_simulcast_extension_headers, configure_twcc_receiver_only,
 };
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
@@ -25,9 +28,8 @@ use rtc::rtp_transceiver::rtp_sender::{
 };
 use rtc::sansio::Protocol;
 use webrtc::peer_connection::{
-    register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder,
-    PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceCandidateType, Registry,
-    SettingEngineBuilder,
+    MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
+    RTCConfigurationBuilder, RTCIceCandidateType, Registry, SettingEngineBuilder,
 };
 use webrtc::runtime::{
     AsyncInterval, AsyncTcpListener, AsyncTcpStream, AsyncUdpSocket, JoinHandle, Runtime,
@@ -250,8 +252,16 @@ impl Engine {
     ) -> Result<Arc<dyn PeerConnection>, MediaError> {
         let mut media_engine = media_engine(kind)?;
         let registry = match kind {
-            PcKind::Publish => register_default_interceptors(Registry::new(), &mut media_engine)
-                .map_err(internal)?,
+            // A publish leg only receives: NACKs for lost packets, receiver reports and
+            // transport-wide congestion feedback for the browser's sender, and the extensions
+            // a browser's offer carries. Sender-side interceptors would only be pipeline stages.
+            PcKind::Publish => {
+                configure_simulcast_extension_headers(&mut media_engine).map_err(internal)?;
+                let registry = Registry::new()
+                    .with(Slot::NackGenerator, NackGeneratorBuilder::new().build())
+                    .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build());
+                configure_twcc_receiver_only(registry, &mut media_engine).map_err(internal)?
+            }
             // A subscribe leg only sends, and every outgoing packet passes through each
             // interceptor as a pipeline stage, so it gets only what a sender needs: answers to
             // NACKs, sender reports, and keyframe requests passed up to the SFU (last in the
