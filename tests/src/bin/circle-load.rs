@@ -387,13 +387,15 @@ async fn run_capacity(common: &Common, args: &CapacityArgs) {
             args.p99_ms
         ));
         let mut best = 0usize;
-        // The search follows delivery alone, so that the table also shows where forwarding
-        // itself gives out; the latency bound is judged on every step it visits.
+        // The search follows delivery first, so that the table also shows where forwarding
+        // itself gives out; the latency bound is judged on every step it visits, and the steps
+        // left over then narrow down the largest count that meets both.
         let mut best_both = 0usize;
         let mut worst_fail = args.max_rooms + 1;
+        let mut worst_both = args.max_rooms + 1;
         let mut rooms = 1usize;
         for _ in 0..args.steps {
-            if rooms <= best || rooms >= worst_fail {
+            if rooms == 0 {
                 break;
             }
             let opts = MediaOptions {
@@ -439,18 +441,15 @@ async fn run_capacity(common: &Common, args: &CapacityArgs) {
             );
             if pass {
                 best_both = best_both.max(rooms);
+            } else {
+                worst_both = worst_both.min(rooms);
             }
             if delivered {
-                best = rooms;
+                best = best.max(rooms);
             } else {
-                worst_fail = rooms;
+                worst_fail = worst_fail.min(rooms);
             }
-            // Double until the first failure, then bisect between the last pass and it.
-            rooms = if worst_fail > args.max_rooms {
-                (rooms * 2).min(args.max_rooms)
-            } else {
-                (best + worst_fail) / 2
-            };
+            rooms = next_capacity_step(args.max_rooms, best, worst_fail, best_both, worst_both);
             // Let the sockets of the last run close before the next one starts.
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
@@ -463,5 +462,50 @@ async fn run_capacity(common: &Common, args: &CapacityArgs) {
             format!("{best} rooms of {size} (of the steps tried)"),
         );
         t.emit(&common.out);
+    }
+}
+
+/// The next room count to try, or 0 when the search is over: double until delivery fails (or
+/// the cap), bisect between the last delivering count and the first failing one, then bisect
+/// the same way for delivery and latency together.
+fn next_capacity_step(
+    max_rooms: usize,
+    best: usize,
+    worst_fail: usize,
+    best_both: usize,
+    worst_both: usize,
+) -> usize {
+    if worst_fail > max_rooms && best < max_rooms {
+        // Every step so far delivered, so the last one was `best`.
+        (best * 2).min(max_rooms)
+    } else if worst_fail - best > 1 {
+        (best + worst_fail) / 2
+    } else if worst_both - best_both > 1 {
+        (best_both + worst_both) / 2
+    } else {
+        0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_capacity_step;
+
+    #[test]
+    fn capacity_search_doubles_then_bisects_delivery_then_latency() {
+        // 1, 2, 4 pass everything; 8 delivers but misses latency; 12 (the cap) delivers.
+        assert_eq!(next_capacity_step(12, 1, 13, 1, 13), 2);
+        assert_eq!(next_capacity_step(12, 4, 13, 4, 13), 8);
+        assert_eq!(next_capacity_step(12, 8, 13, 4, 8), 12);
+        // Delivery holds up to the cap: narrow the latency bound between 4 and 8.
+        assert_eq!(next_capacity_step(12, 12, 13, 4, 8), 6);
+        assert_eq!(next_capacity_step(12, 12, 13, 6, 8), 7);
+        assert_eq!(next_capacity_step(12, 12, 13, 7, 8), 0);
+        // Delivery fails at 8: bisect delivery first.
+        assert_eq!(next_capacity_step(12, 4, 8, 2, 4), 6);
+        assert_eq!(next_capacity_step(12, 6, 8, 2, 4), 7);
+        assert_eq!(next_capacity_step(12, 7, 8, 2, 4), 3);
+        // Nothing passes at all.
+        assert_eq!(next_capacity_step(12, 0, 1, 0, 1), 0);
     }
 }
