@@ -35,7 +35,7 @@ if [ "${QUICK:-0}" = 1 ]; then
   "$load" all --out "$report" --sessions 2000 --rounds 3 --rooms 2 --window 6 \
     --steps 3 --max-rooms 4 --time-limit 900
 else
-  "$load" all --out "$report" --steps 4 --max-rooms 8 --time-limit 1800
+  "$load" all --out "$report" --steps 6 --max-rooms 12 --time-limit 1800
 fi
 
 # The existing criterion benches, short runs.
@@ -44,9 +44,9 @@ fi
   echo "### cargo bench"
   echo
   echo '```'
-  nice cargo bench -p circle-server -p circle-protocol --bench room --bench codec -- \
+  nice cargo bench -p circle-server -p circle-protocol --bench room --bench forward --bench codec -- \
     --warm-up-time 1 --measurement-time 3 2>/dev/null | tr '\r' '\n' | grep -B1 -E 'time:' \
-    | grep -v -E '^(--|Benchmarking|  [0-9]+ \()' || true
+    | grep -v -E '^(--|Benchmarking|  [0-9]+ \()|change:|time: +\[[^]]*%' || true
   echo '```'
 } | tee -a "$report"
 
