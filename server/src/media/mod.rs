@@ -27,7 +27,13 @@ use tokio::sync::mpsc;
 
 pub use router::Router;
 
-/// Server-side peer connections whose task is running, process-wide: a count for `/stats`.
+/// Locks one of the media plane's mutexes. No code panics while holding one, so a poisoned
+/// mutex is still consistent and is used as it is.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Server-side peer connections open now, process-wide: a count for `/stats`.
 pub fn live_peers() -> usize {
     peer::LIVE.load(std::sync::atomic::Ordering::Relaxed)
 }

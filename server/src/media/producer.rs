@@ -20,6 +20,7 @@ use crate::media::engine::MediaKind;
 use crate::media::forward::{
     egress_copy, is_vp8_keyframe_start, Ingress, KeyframePacer, KeyframeWanted,
 };
+use crate::media::lock;
 
 pub(crate) type ProducerId = u64;
 
@@ -63,7 +64,7 @@ pub(crate) struct Producer {
     pub(crate) kind: MediaKind,
     consumers: Mutex<Vec<ConsumerSlot>>,
     keyframe_requests: mpsc::Sender<KeyframeWanted>,
-    /// Video only; shared with the task that sends the requests.
+    /// Shared with the task that sends the requests; used for video only.
     keyframes: Arc<Mutex<KeyframePacer>>,
     loud_packets: AtomicU32,
     closed: Notify,
@@ -116,14 +117,14 @@ impl Producer {
     }
 
     pub(crate) fn attach(&self, consumer_id: u64, egress: Arc<Egress>) {
-        self.lock_consumers().push(ConsumerSlot {
+        lock(&self.consumers).push(ConsumerSlot {
             id: consumer_id,
             egress,
         });
     }
 
     pub(crate) fn detach(&self, consumer_id: u64) {
-        self.lock_consumers().retain(|slot| slot.id != consumer_id);
+        lock(&self.consumers).retain(|slot| slot.id != consumer_id);
     }
 
     /// Asks the publisher for a keyframe (PLI), paced by [`KeyframePacer`]. Never blocks.
@@ -141,17 +142,12 @@ impl Producer {
         self.closed.notify_one();
     }
 
-    fn lock_consumers(&self) -> std::sync::MutexGuard<'_, Vec<ConsumerSlot>> {
-        // Nothing panics while holding this lock, so poisoning cannot leave it inconsistent.
-        self.consumers.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// Writes one copy per live subscriber. The library's write only queues the packet for the
     /// subscriber connection's own task, so it completes at once unless that queue is full;
     /// then this subscriber loses the packet rather than holding back everyone else. Writing
     /// here, rather than through a task per consumer, saves a hand-off per copy.
     fn fan_out(&self, packet: &rtp::Packet) {
-        for slot in self.lock_consumers().iter() {
+        for slot in lock(&self.consumers).iter() {
             let egress = &slot.egress;
             if !egress.live.load(Ordering::Acquire) {
                 continue;
@@ -245,9 +241,4 @@ async fn sleep_until(due: Option<Instant>) {
     if let Some(due) = due {
         tokio::time::sleep_until(tokio::time::Instant::from_std(due)).await;
     }
-}
-
-fn lock(pacer: &Mutex<KeyframePacer>) -> std::sync::MutexGuard<'_, KeyframePacer> {
-    // Nothing panics while holding this lock, so poisoning cannot leave it inconsistent.
-    pacer.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -16,7 +16,7 @@ use crate::media::peer::{self, PeerCommand, PeerContext, PeerHandle};
 use crate::media::producer::{Producer, ProducerEnded, ProducerId};
 use crate::media::sdp::inspect_publish_offer;
 use crate::media::speaking::SpeakingDetector;
-use crate::media::{MediaError, RouterEvent, Signal};
+use crate::media::{lock, MediaError, RouterEvent, Signal};
 
 /// Membership changes queued to the router task; a room changes far slower than this drains.
 const COMMAND_QUEUE: usize = 1024;
@@ -141,7 +141,7 @@ impl Router {
     /// Closes both of a participant's peers and removes their producers from everyone's
     /// subscribe connection (which re-offers).
     pub fn remove_participant(&mut self, id: &ParticipantId) {
-        self.lock_gates().remove(id);
+        lock(&self.gates).remove(id);
         self.remove_peers(id);
     }
 
@@ -254,20 +254,16 @@ impl Router {
         for (_, participant) in self.participants.drain() {
             close_peers(participant);
         }
-        self.lock_gates().clear();
+        lock(&self.gates).clear();
         // Dropping the command sender ends the router task, which closes the producers.
         self.commands = None;
     }
 
     fn gate(&self, id: &ParticipantId) -> Arc<AtomicBool> {
-        self.lock_gates()
+        lock(&self.gates)
             .entry(id.clone())
             .or_insert_with(|| Arc::new(AtomicBool::new(false)))
             .clone()
-    }
-
-    fn lock_gates(&self) -> std::sync::MutexGuard<'_, HashMap<ParticipantId, Arc<AtomicBool>>> {
-        self.gates.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
