@@ -629,7 +629,12 @@ $('btn-checkin-close').addEventListener('click', () => {
 // Facilitator floor and session controls
 $('switch-stick').addEventListener('change', async (e) => {
   const mode = e.target.checked ? 'stick' : 'open';
-  if (!(await ask('set_floor_mode', { mode }))) e.target.checked = state.floor.mode === 'stick';
+  // Any render before the server's answer (a speaking update, someone joining) would otherwise
+  // flip the switch back to the old mode under the facilitator's finger.
+  state.pendingFloorMode = mode;
+  const ok = await ask('set_floor_mode', { mode });
+  state.pendingFloorMode = null;
+  if (!ok) e.target.checked = state.floor.mode === 'stick';
 });
 $('btn-grant-next').addEventListener('click', () => ask('grant_next', {}));
 $('btn-revoke').addEventListener('click', () => ask('revoke_floor', {}));

@@ -10,6 +10,7 @@ export function emptyState() {
     roomId: null,
     participants: new Map(), // id -> Participant (admitted people, us included)
     floor: { mode: 'open', holder: null, queue_length: 0, position: null, queue: null, turn_ends_at: null, pass_to: null },
+    pendingFloorMode: null, // facilitators: the mode just asked for, shown until the server answers
     locked: false,
     turnLimit: null,
     checkIn: null,         // {check_in, question, options} while one is open

@@ -303,7 +303,7 @@ export function renderFacilitator(s, actions) {
   ]), (li, p) => { li.querySelector('.who').textContent = p.role === 'observer' ? `${p.name} (observer)` : p.name; }, $('waiting-title'));
 
   // Floor
-  $('switch-stick').checked = s.floor.mode === 'stick';
+  $('switch-stick').checked = (s.pendingFloorMode ?? s.floor.mode) === 'stick';
   $('btn-revoke').disabled = !s.floor.holder;
   const queue = s.floor.queue ?? [];
   $('btn-grant-next').disabled = queue.length === 0;
