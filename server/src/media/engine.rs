@@ -283,7 +283,16 @@ impl Engine {
             // The library paces its connectivity checks at 200 ms, so a new subscription waited
             // that long for each round of checks; RFC 8445's pacing (Ta) is 50 ms. Four times
             // the attempts keep the same 1.4 s before a candidate pair is given up.
-            .with_ice_connection_attempts(Some(ICE_CHECK_INTERVAL), Some(ICE_MAX_BINDING_REQUESTS));
+            .with_ice_connection_attempts(Some(ICE_CHECK_INTERVAL), Some(ICE_MAX_BINDING_REQUESTS))
+            // Where the server controls ICE (subscribe), it waits this long after starting
+            // before it may nominate a pair whose browser side is server- or peer-reflexive
+            // (500 ms and 1 s by default), in case a better pair turns up. A browser's first
+            // check often arrives before its trickled candidate and is learned as
+            // peer-reflexive, so a new subscription waited a whole second. For a server every
+            // browser reaches directly no better pair is coming; relayed pairs keep the
+            // library's wait, so that a direct path that is still being checked wins.
+            .with_srflx_acceptance_min_wait(Some(Duration::ZERO))
+            .with_prflx_acceptance_min_wait(Some(Duration::ZERO));
         if let Some((disconnected, failed, keepalive)) = self.config.ice_timeouts {
             settings =
                 settings.with_ice_timeouts(Some(disconnected), Some(failed), Some(keepalive));
