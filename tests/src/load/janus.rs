@@ -22,7 +22,7 @@ use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::peer_connection::{PeerConnection, RTCPeerConnectionState, RTCSessionDescription};
 
 use super::cpu_seconds;
-use super::media::{receive, send_audio, send_video, watch_plis, Metrics};
+use super::media::{receive, send_once_connected, Metrics};
 use super::scenario::{MediaOptions, MediaResult};
 use crate::browser::{client_opus, client_pc_at, client_vp8, local_track, ClientEvent};
 
@@ -464,29 +464,15 @@ async fn publish(
     )
     .await
     .map_err(|e| e.to_string())?;
-    let subs = Arc::new(AtomicU64::new(subscribers));
-    let kf = Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let mut c = connected.clone();
-    let (m2, st2) = (metrics.clone(), stop.clone());
-    tokio::spawn(async move {
-        if c.wait_for(|c| *c).await.is_err() {
-            return;
-        }
-        tokio::spawn(send_audio(
-            audio,
-            index,
-            st2.clone(),
-            m2.clone(),
-            subs.clone(),
-        ));
-        tokio::spawn(watch_plis(
-            video.clone(),
-            kf.clone(),
-            m2.clone(),
-            st2.clone(),
-        ));
-        send_video(video, index, kf, st2, m2, subs).await;
-    });
+    send_once_connected(
+        audio,
+        video,
+        index,
+        connected.clone(),
+        stop.clone(),
+        metrics.clone(),
+        Arc::new(AtomicU64::new(subscribers)),
+    );
     Ok(JanusParticipant {
         pcs: vec![pc],
         connected,

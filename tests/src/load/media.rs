@@ -322,33 +322,15 @@ pub async fn join(
         let _ = writer
             .send(json!({"type":"sdp","pc":"publish","sdp_type":"offer","sdp": sdp}).to_string())
             .await;
-        let keyframe = Arc::new(AtomicBool::new(true));
-        let mut connected = publish_connected.clone();
-        let (stop2, metrics2, subs2, kf2) = (
+        send_once_connected(
+            audio,
+            video,
+            index,
+            publish_connected.clone(),
             stop.clone(),
             metrics.clone(),
             subscribers.clone(),
-            keyframe.clone(),
         );
-        tokio::spawn(async move {
-            if connected.wait_for(|c| *c).await.is_err() {
-                return;
-            }
-            tokio::spawn(send_audio(
-                audio,
-                index,
-                stop2.clone(),
-                metrics2.clone(),
-                subs2.clone(),
-            ));
-            tokio::spawn(watch_plis(
-                video.clone(),
-                kf2.clone(),
-                metrics2.clone(),
-                stop2.clone(),
-            ));
-            send_video(video, index, kf2, stop2, metrics2, subs2).await;
-        });
         pcs.push(pc.clone());
         publish_pc = Some(pc);
     }
@@ -467,7 +449,40 @@ async fn on_signal(
     Ok(())
 }
 
-pub(crate) async fn send_audio(
+/// Starts a publisher's audio and video (and its answers to keyframe requests) once its
+/// publish connection is up; the same for Circle's and Janus's fake participants.
+pub(crate) fn send_once_connected(
+    audio: Arc<TrackLocalStaticRTP>,
+    video: Arc<TrackLocalStaticRTP>,
+    index: u32,
+    mut connected: watch::Receiver<bool>,
+    stop: CancellationToken,
+    metrics: Arc<Metrics>,
+    subscribers: Arc<AtomicU64>,
+) {
+    tokio::spawn(async move {
+        if connected.wait_for(|c| *c).await.is_err() {
+            return;
+        }
+        let keyframe = Arc::new(AtomicBool::new(true));
+        tokio::spawn(send_audio(
+            audio,
+            index,
+            stop.clone(),
+            metrics.clone(),
+            subscribers.clone(),
+        ));
+        tokio::spawn(watch_plis(
+            video.clone(),
+            keyframe.clone(),
+            metrics.clone(),
+            stop.clone(),
+        ));
+        send_video(video, index, keyframe, stop, metrics, subscribers).await;
+    });
+}
+
+async fn send_audio(
     track: Arc<TrackLocalStaticRTP>,
     index: u32,
     stop: CancellationToken,
@@ -493,7 +508,7 @@ pub(crate) async fn send_audio(
     }
 }
 
-pub(crate) async fn send_video(
+async fn send_video(
     track: Arc<TrackLocalStaticRTP>,
     index: u32,
     keyframe_wanted: Arc<AtomicBool>,
@@ -549,7 +564,7 @@ pub(crate) async fn send_video(
 }
 
 /// A browser's encoder answers a keyframe request with its next frame.
-pub(crate) async fn watch_plis(
+async fn watch_plis(
     track: Arc<TrackLocalStaticRTP>,
     keyframe_wanted: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
