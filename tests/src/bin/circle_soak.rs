@@ -343,6 +343,28 @@ async fn until(ws: &mut Ws, seat: &mut Seat, check: impl Fn(&Value) -> bool) -> 
     }
 }
 
+/// Keeps a joined session, noting what it sees, until `stop` (then it leaves: true) or the
+/// socket drops (false).
+async fn hold(ws: &mut Ws, seat: &mut Seat, stop: &tokio_util::sync::CancellationToken) -> bool {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => {
+                let _ = send(ws, json!({"type":"leave"})).await;
+                return true;
+            }
+            m = ws.next() => match m {
+                Some(Ok(Message::Text(t))) => {
+                    if let Ok(m) = serde_json::from_str::<Value>(t.as_str()) {
+                        seat.saw(&m);
+                    }
+                }
+                Some(Ok(_)) => {}
+                _ => return false,
+            },
+        }
+    }
+}
+
 async fn hello(url: &str, token: &str) -> Res<(Ws, Seat)> {
     let mut ws = connect(url).await?;
     send(&mut ws, json!({"type":"hello","protocol":1,"token": token})).await?;
@@ -461,22 +483,8 @@ async fn facilitator(url: String, token: String, stop: tokio_util::sync::Cancell
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         };
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => {
-                    let _ = send(&mut ws, json!({"type":"leave"})).await;
-                    return;
-                }
-                m = ws.next() => match m {
-                    Some(Ok(Message::Text(t))) => {
-                        if let Ok(m) = serde_json::from_str::<Value>(t.as_str()) {
-                            seat.saw(&m);
-                        }
-                    }
-                    Some(Ok(_)) => {}
-                    _ => break,
-                },
-            }
+        if hold(&mut ws, &mut seat, &stop).await {
+            return;
         }
     }
 }
@@ -744,22 +752,8 @@ async fn stormer(
                 joined.fetch_add(1, Ordering::SeqCst);
                 last_join.fetch_max(epoch.elapsed().as_millis() as u64, Ordering::SeqCst);
                 let mut s = s;
-                loop {
-                    tokio::select! {
-                        () = stop.cancelled() => {
-                            let _ = send(&mut ws, json!({"type":"leave"})).await;
-                            return;
-                        }
-                        m = ws.next() => match m {
-                            Some(Ok(Message::Text(t))) => {
-                                if let Ok(m) = serde_json::from_str::<Value>(t.as_str()) {
-                                    s.saw(&m);
-                                }
-                            }
-                            Some(Ok(_)) => {}
-                            _ => break,
-                        },
-                    }
+                if hold(&mut ws, &mut s, &stop).await {
+                    return;
                 }
                 seat = Some(s);
             }
