@@ -398,14 +398,15 @@ function errorText(code) {
   }[code] ?? 'That did not work.';
 }
 
-/** Send a request; show a refusal as a toast. Resolves to true on `ok`. */
-async function ask(type, fields) {
+/** Send a request; show a refusal as a toast (`texts` may word a code for this request).
+ *  Resolves to true on `ok`. */
+async function ask(type, fields, texts = {}) {
   if (!conn) return false;
   try {
     await conn.request(type, fields);
     return true;
   } catch (e) {
-    toast(errorText(e.code));
+    toast(texts[e.code] ?? errorText(e.code));
     return false;
   }
 }
@@ -588,7 +589,10 @@ for (const b of document.querySelectorAll('.reaction')) {
   b.addEventListener('click', async () => {
     b.classList.add('sent');
     setTimeout(() => b.classList.remove('sent'), 400);
-    await ask('react', { kind: b.dataset.kind });
+    await ask('react', { kind: b.dataset.kind }, {
+      // The server counts reactions only among three or more, so nobody can tell who sent one.
+      conflict: 'Reactions are sent once at least three people are here, so nobody can tell who sent them.',
+    });
   });
 }
 

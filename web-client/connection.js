@@ -222,6 +222,10 @@ export class Connection {
       this.resuming = false;
       this.giveUpAt = 0;
     }
+    if (msg.type === 'resumed') {
+      // Each resume token works once: the server hands the next one after every resume.
+      this.resumeToken = msg.resume_token ?? this.resumeToken;
+    }
     if (msg.type === 'waiting') {
       this.attempt = 0;
       this.giveUpAt = 0;

@@ -79,6 +79,10 @@ export function applyMessage(state, msg) {
       if (state.floor.holder === state.me.id) events.push({ kind: 'stick-arrived' });
       break;
     }
+    case 'resumed': // an extension of this server: the next resume token and fresh ICE servers
+      state.resumeToken = msg.resume_token;
+      state.iceServers = msg.ice_servers ?? state.iceServers;
+      break;
     case 'waiting':
       state.phase = 'waiting';
       events.push({ kind: 'waiting' });

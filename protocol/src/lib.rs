@@ -581,6 +581,14 @@ pub enum ServerMessage {
         resume_token: String,
         ice_servers: Vec<IceServer>,
     },
+    /// Sent after a successful `resume` has replayed what the client missed (extension; a
+    /// resume answered with a fresh `welcome` gets its token there): the resume token for the
+    /// next reconnect, since each one works once, and current ICE servers (TURN credentials
+    /// are short-lived).
+    Resumed {
+        resume_token: String,
+        ice_servers: Vec<IceServer>,
+    },
     /// Sent when the joiner is placed in the waiting room.
     Waiting,
     /// Sent when a facilitator refuses the waiting joiner; the socket then closes with 4003.
@@ -667,6 +675,7 @@ impl ServerMessage {
     pub fn type_name(&self) -> &'static str {
         match self {
             ServerMessage::Welcome { .. } => "welcome",
+            ServerMessage::Resumed { .. } => "resumed",
             ServerMessage::Waiting => "waiting",
             ServerMessage::Denied => "denied",
             ServerMessage::WaitingRoom { .. } => "waiting_room",

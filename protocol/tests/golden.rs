@@ -47,7 +47,7 @@ fn client_golden_files_round_trip() {
 #[test]
 fn server_golden_files_round_trip() {
     let files = golden("server");
-    assert_eq!(files.len(), 25, "one golden file per server message type");
+    assert_eq!(files.len(), 26, "one golden file per server message type");
     for (name, value, text) in files {
         let frame = ServerFrame::from_json(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(frame.message.type_name(), name);

@@ -20,18 +20,24 @@ fn full_room() -> Room {
             ..Default::default()
         },
     );
-    r.join(Joiner {
-        id: pid(0),
-        name: "Facilitator".into(),
-        role: Role::Facilitator,
-    })
+    r.join(
+        0,
+        Joiner {
+            id: pid(0),
+            name: "Facilitator".into(),
+            role: Role::Facilitator,
+        },
+    )
     .unwrap();
     for i in 1..16 {
-        r.join(Joiner {
-            id: pid(i),
-            name: format!("Member {i}"),
-            role: Role::Member,
-        })
+        r.join(
+            0,
+            Joiner {
+                id: pid(i),
+                name: format!("Member {i}"),
+                role: Role::Member,
+            },
+        )
         .unwrap();
     }
     r.request(
@@ -91,7 +97,7 @@ fn bench(c: &mut Criterion) {
     g.bench_function("floor_change_encoded_for_everyone", |b| {
         let mut r = full_room();
         let mut outboxes: Vec<Outbox> = (0..16)
-            .map(|_| Outbox::new(ReplayLimit::default()))
+            .map(|_| Outbox::new(ReplayLimit::default(), 60_000))
             .collect();
         b.iter(|| {
             r.request(
@@ -106,7 +112,7 @@ fn bench(c: &mut Criterion) {
             for e in r.take_effects() {
                 if let Effect::Send { to, message } = e {
                     let i: usize = to.as_str()[12..].parse().unwrap();
-                    black_box(outboxes[i].push(&message));
+                    black_box(outboxes[i].push(1, &message));
                 }
             }
         })
@@ -116,11 +122,14 @@ fn bench(c: &mut Criterion) {
             full_room,
             |mut r| {
                 r.request(1, &pid(9), None, M::Leave);
-                r.join(Joiner {
-                    id: pid(9),
-                    name: "Back".into(),
-                    role: Role::Member,
-                })
+                r.join(
+                    0,
+                    Joiner {
+                        id: pid(9),
+                        name: "Back".into(),
+                        role: Role::Member,
+                    },
+                )
                 .unwrap();
                 black_box(r.take_effects())
             },

@@ -34,9 +34,16 @@ pub struct Settings {
     /// Open TCP connections one IP address may hold; 0 for no cap. Behind a reverse proxy every
     /// connection comes from the proxy, so set it to 0 there and cap at the proxy instead.
     pub max_connections_per_ip: usize,
-    /// Joins (token check and room entry) processed at once; the excess waits its turn, so a
-    /// server restart's reconnect storm is queued rather than refused.
-    pub max_handshakes: usize,
+    /// The longest lifetime a join token may claim. Removals are remembered at least this long,
+    /// so that no link still valid can bring a removed participant back.
+    pub max_token_lifetime: Duration,
+    /// A connection must send a whole request head within this, and an idle keep-alive
+    /// connection is closed after it: slow or silent clients cannot hold sockets.
+    pub header_read_timeout: Duration,
+    /// Origins, besides the server's own, whose pages may open a WebSocket here (for example
+    /// `https://clinic.example`). A browser always sends `Origin`; tools that send none are let
+    /// through, since only a browser carries a victim's ambient authority.
+    pub allowed_origins: Vec<String>,
     /// The SFU's addresses and ports. Its `ice_servers` are ignored: `ice_servers` above is the
     /// one list, handed to clients in `welcome`.
     pub media: MediaConfig,
@@ -59,7 +66,9 @@ impl Settings {
             ice_servers: Vec::new(),
             close_timeout: Duration::from_secs(2),
             max_connections_per_ip: 256,
-            max_handshakes: 64,
+            max_token_lifetime: Duration::from_secs(crate::token::DEFAULT_MAX_LIFETIME_SECS),
+            header_read_timeout: Duration::from_secs(10),
+            allowed_origins: Vec::new(),
             media: MediaConfig::default(),
         }
     }

@@ -10,12 +10,10 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use include_dir::{include_dir, Dir};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
-use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::registry::{ConnectionSlot, Registry};
@@ -77,12 +75,19 @@ async fn connection(
     shutdown: CancellationToken,
     slot: Arc<ConnectionSlot>,
 ) {
+    let header_read_timeout = registry.settings().header_read_timeout;
     let service = hyper::service::service_fn(move |req| {
         let registry = registry.clone();
         let slot = slot.clone();
         async move { Ok::<_, Infallible>(route(req, registry, slot)) }
     });
+    // Without a timer hyper has no header-read timeout at all, and a silent or dribbling client
+    // holds its socket (and a place under the per-address cap) forever. The timeout runs from
+    // the moment hyper waits for a request head: on a new connection, and again on a kept-alive
+    // one between requests, so it is the idle timeout too.
     let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout)
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
     tokio::pin!(conn);
@@ -109,15 +114,93 @@ fn route(
     }
 }
 
-/// The WebSocket settings every session gets: protocol.md's 256 KiB cap on a message, and a
-/// small read buffer. tungstenite zero-fills its whole read buffer before each read, so the
-/// default 128 KiB was resident for every idle session; nearly every message fits in 4 KiB,
-/// and a larger frame (an SDP is 3–6 KiB) grows the buffer to its own length.
-pub fn websocket_config() -> WebSocketConfig {
-    WebSocketConfig::default()
-        .read_buffer_size(4 * 1024)
-        .max_message_size(Some(circle_protocol::MAX_MESSAGE_BYTES))
-        .max_frame_size(Some(circle_protocol::MAX_MESSAGE_BYTES))
+/// Why a request to `/ws` is not a WebSocket handshake this server accepts (RFC 6455 §4.2.1).
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+enum UpgradeError {
+    #[error("expected a WebSocket handshake")]
+    NotAnUpgrade,
+    #[error("unsupported WebSocket version; this server speaks 13")]
+    Version,
+    #[error("malformed WebSocket handshake")]
+    Malformed,
+    #[error("this page's origin may not open a session here")]
+    Origin,
+}
+
+impl UpgradeError {
+    fn status(&self) -> StatusCode {
+        match self {
+            UpgradeError::NotAnUpgrade | UpgradeError::Version => StatusCode::UPGRADE_REQUIRED,
+            UpgradeError::Malformed => StatusCode::BAD_REQUEST,
+            UpgradeError::Origin => StatusCode::FORBIDDEN,
+        }
+    }
+}
+
+/// Checks a `/ws` request's handshake headers and origin; the `Sec-WebSocket-Key` on success.
+fn check_upgrade(
+    headers: &hyper::HeaderMap,
+    allowed_origins: &[String],
+) -> Result<HeaderValue, UpgradeError> {
+    let has_token = |name: header::HeaderName, token: &str| {
+        headers.get_all(name).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        })
+    };
+    if !has_token(header::UPGRADE, "websocket") {
+        return Err(UpgradeError::NotAnUpgrade);
+    }
+    if !has_token(header::CONNECTION, "upgrade") {
+        return Err(UpgradeError::Malformed);
+    }
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .is_none_or(|v| v != "13")
+    {
+        return Err(UpgradeError::Version);
+    }
+    // The key must be 16 random bytes in base64: 24 characters ending in "==".
+    let key = headers
+        .get(header::SEC_WEBSOCKET_KEY)
+        .filter(|k| valid_websocket_key(k.as_bytes()))
+        .ok_or(UpgradeError::Malformed)?;
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+        let origin = origin.to_str().map_err(|_| UpgradeError::Origin)?;
+        if !origin_allowed(origin, host, allowed_origins) {
+            return Err(UpgradeError::Origin);
+        }
+    }
+    Ok(key.clone())
+}
+
+fn valid_websocket_key(key: &[u8]) -> bool {
+    key.len() == 24
+        && key.ends_with(b"==")
+        && key[..22]
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/')
+}
+
+/// Whether a page from `origin` may open a session. A browser sends `Origin` with every
+/// WebSocket handshake, and a page on another site would otherwise use the visitor's network
+/// position to reach this server (cross-site WebSocket hijacking). The server's own pages are
+/// same-origin: their origin names the `Host` they were loaded from. Others must be listed
+/// (the `--public-url` and `--allow-origin` settings). Without `Origin` the client is not a
+/// browser, and carries nothing of anyone else's.
+fn origin_allowed(origin: &str, host: Option<&str>, allowed: &[String]) -> bool {
+    let origin = origin.trim_end_matches('/');
+    if allowed
+        .iter()
+        .any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(origin))
+    {
+        return true;
+    }
+    let authority = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"));
+    matches!((authority, host), (Some(a), Some(h)) if a.eq_ignore_ascii_case(h))
 }
 
 fn upgrade(
@@ -125,35 +208,27 @@ fn upgrade(
     registry: Arc<Registry>,
     slot: Arc<ConnectionSlot>,
 ) -> Response<Full<Bytes>> {
-    let headers = req.headers();
-    let is_upgrade = headers
-        .get(header::UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
-    let version_ok = headers
-        .get(header::SEC_WEBSOCKET_VERSION)
-        .is_some_and(|v| v == "13");
-    let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY).cloned() else {
-        return plain(StatusCode::BAD_REQUEST, "expected a WebSocket handshake\n");
+    let key = match check_upgrade(req.headers(), &registry.settings().allowed_origins) {
+        Ok(key) => key,
+        Err(e) => {
+            tracing::debug!(error = %e, "WebSocket handshake refused");
+            let mut response = plain(e.status(), "");
+            *response.body_mut() = Full::new(Bytes::from(format!("{e}\n")));
+            if e == UpgradeError::Version {
+                response.headers_mut().insert(
+                    header::SEC_WEBSOCKET_VERSION,
+                    HeaderValue::from_static("13"),
+                );
+            }
+            return response;
+        }
     };
-    if !is_upgrade || !version_ok {
-        return plain(
-            StatusCode::UPGRADE_REQUIRED,
-            "expected a WebSocket handshake\n",
-        );
-    }
     let accept = derive_accept_key(key.as_bytes());
     let tracker = registry.tracker().clone();
     tracker.spawn(async move {
         match hyper::upgrade::on(&mut req).await {
             Ok(upgraded) => {
-                let ws = WebSocketStream::from_raw_socket(
-                    TokioIo::new(upgraded),
-                    Role::Server,
-                    Some(websocket_config()),
-                )
-                .await;
-                crate::session::run(ws, registry).await;
+                crate::session::run(TokioIo::new(upgraded), registry).await;
             }
             Err(e) => tracing::debug!(error = %e, "upgrade failed"),
         }
@@ -264,4 +339,67 @@ fn stats(registry: &Registry) -> Response<Full<Bytes>> {
 /// The address a bound listener serves, for printing links.
 pub fn base_url(addr: SocketAddr) -> String {
     format!("http://{addr}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn handshake(extra: &[(&str, &str)]) -> hyper::HeaderMap {
+        let mut h = hyper::HeaderMap::new();
+        for (k, v) in [
+            ("host", "circle.example:8443"),
+            ("upgrade", "websocket"),
+            ("connection", "keep-alive, Upgrade"),
+            ("sec-websocket-version", "13"),
+            ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ] {
+            h.insert(
+                header::HeaderName::from_static(k),
+                HeaderValue::from_static(v),
+            );
+        }
+        for (k, v) in extra {
+            h.insert(
+                header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn a_well_formed_handshake_from_the_servers_own_page_or_a_tool_is_accepted() {
+        assert!(check_upgrade(&handshake(&[]), &[]).is_ok());
+        let own = handshake(&[("origin", "https://circle.example:8443")]);
+        assert!(check_upgrade(&own, &[]).is_ok());
+    }
+
+    #[test]
+    fn a_page_from_another_origin_is_refused_unless_listed() {
+        let other = handshake(&[("origin", "https://evil.example")]);
+        assert_eq!(check_upgrade(&other, &[]), Err(UpgradeError::Origin));
+        let listed = vec!["https://evil.example".to_owned()];
+        assert!(check_upgrade(&other, &listed).is_ok());
+        let null = handshake(&[("origin", "null")]);
+        assert_eq!(check_upgrade(&null, &[]), Err(UpgradeError::Origin));
+    }
+
+    #[test]
+    fn malformed_handshakes_are_bad_requests() {
+        for (name, value) in [
+            ("sec-websocket-key", "short"),
+            ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ!!"),
+            ("connection", "keep-alive"),
+        ] {
+            let h = handshake(&[(name, value)]);
+            let refused = check_upgrade(&h, &[]).unwrap_err();
+            assert_eq!(refused.status(), StatusCode::BAD_REQUEST, "{name}: {value}");
+        }
+        let mut no_key = handshake(&[]);
+        no_key.remove(header::SEC_WEBSOCKET_KEY);
+        assert_eq!(check_upgrade(&no_key, &[]), Err(UpgradeError::Malformed));
+        let old = handshake(&[("sec-websocket-version", "8")]);
+        assert_eq!(check_upgrade(&old, &[]), Err(UpgradeError::Version));
+    }
 }

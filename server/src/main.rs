@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use circle_protocol::{IceServer, Role};
-use circle_server::token::{unix_now, validate_claims, Claims, TokenKeys};
+use circle_server::token::{unix_now, validate_claims, Claims, TokenKeys, MIN_SECRET_BYTES};
 use circle_server::Settings;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use rand::RngCore;
@@ -33,7 +33,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Serve (the default when no command is given).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print a join token and a join link.
     Token(TokenArgs),
 }
@@ -85,9 +85,25 @@ struct ServeArgs {
     /// Open connections one IP address may hold (0: no cap; use 0 behind a reverse proxy).
     #[arg(long, env = "CIRCLE_MAX_CONNECTIONS_PER_IP", default_value_t = 256)]
     max_connections_per_ip: usize,
-    /// Joins processed at once; the excess waits its turn rather than being refused.
-    #[arg(long, env = "CIRCLE_MAX_HANDSHAKES", default_value_t = 64)]
-    max_handshakes: usize,
+    /// Longest lifetime a join token may claim (exp − iat); longer ones are refused. Removals
+    /// are remembered this long, so no link valid at a removal outlives it.
+    #[arg(long, env = "CIRCLE_MAX_TOKEN_LIFETIME", default_value = "24h", value_parser = parse_duration)]
+    max_token_lifetime: Duration,
+    /// How long someone a facilitator denied waits before they may ask to join again.
+    #[arg(long, env = "CIRCLE_KNOCK_COOLDOWN", default_value = "60s", value_parser = parse_duration)]
+    knock_cooldown: Duration,
+    /// Time a connection has to send a whole HTTP request head; also how long an idle
+    /// keep-alive connection stays open.
+    #[arg(long, env = "CIRCLE_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    header_timeout: Duration,
+    /// Another origin whose pages may open sessions here, e.g. https://clinic.example
+    /// (repeatable). The server's own pages, and --public-url, always may.
+    #[arg(
+        long = "allow-origin",
+        env = "CIRCLE_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
+    allowed_origins: Vec<String>,
     /// Local address the media server (SFU) binds its UDP sockets to: a concrete address.
     #[arg(long, env = "CIRCLE_MEDIA_IP", default_value = "127.0.0.1")]
     media_ip: std::net::IpAddr,
@@ -200,12 +216,38 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Token(args)) => token(args),
-        Some(Command::Serve(args)) => serve(args),
+        Some(Command::Serve(args)) => serve(*args),
         None => serve(cli.serve),
     }
 }
 
+/// Refuses a token secret too short to resist an offline search from one join link.
+fn check_secret(secret: &str) -> Result<()> {
+    if secret.len() < MIN_SECRET_BYTES {
+        bail!(
+            "the token secret is {} bytes; it must be at least {MIN_SECRET_BYTES} \
+             (for example: openssl rand -base64 32)",
+            secret.len()
+        );
+    }
+    Ok(())
+}
+
+/// The origin (scheme://host[:port]) of a URL such as --public-url, which may carry a path.
+fn origin_of(url: &str) -> String {
+    let url = url.trim();
+    match url.find("://") {
+        Some(i) => {
+            let rest = &url[i + 3..];
+            let end = rest.find('/').unwrap_or(rest.len());
+            format!("{}{}", &url[..i + 3], &rest[..end])
+        }
+        None => url.trim_end_matches('/').to_owned(),
+    }
+}
+
 fn token(args: TokenArgs) -> Result<()> {
+    check_secret(&args.token_secret)?;
     let sub = args.sub.unwrap_or_else(random_id);
     let now = unix_now();
     let claims = Claims {
@@ -234,8 +276,14 @@ async fn serve_async(args: ServeArgs) -> Result<()> {
     if args.max_participants == 0 {
         bail!("--max-participants must be at least 1");
     }
+    if args.header_timeout.is_zero() {
+        bail!("--header-timeout must be longer than zero");
+    }
     let (secret, demo) = match &args.token_secret {
-        Some(s) if !s.is_empty() => (s.as_bytes().to_vec(), false),
+        Some(s) if !s.is_empty() => {
+            check_secret(s)?;
+            (s.as_bytes().to_vec(), false)
+        }
         _ => {
             let mut bytes = [0u8; 32];
             rand::rng().fill_bytes(&mut bytes);
@@ -256,7 +304,16 @@ async fn serve_async(args: ServeArgs) -> Result<()> {
     settings.message_rate = args.message_rate;
     settings.message_burst = args.message_burst;
     settings.max_connections_per_ip = args.max_connections_per_ip;
-    settings.max_handshakes = args.max_handshakes;
+    settings.max_token_lifetime = args.max_token_lifetime;
+    settings.room.knock_cooldown_ms = args.knock_cooldown.as_millis() as u64;
+    settings.header_read_timeout = args.header_timeout;
+    settings.allowed_origins = args
+        .allowed_origins
+        .iter()
+        .chain(&args.public_url)
+        .filter(|o| !o.is_empty())
+        .map(|o| origin_of(o))
+        .collect();
     settings.media.bind_ip = args.media_ip;
     settings.media.announce_ip = args.announce_ip;
     settings.media.udp_ports = args.udp_ports;

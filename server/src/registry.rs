@@ -4,6 +4,7 @@
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use circle_protocol::{ParticipantId, RoomId};
 use dashmap::DashMap;
@@ -36,8 +37,33 @@ pub struct Registry {
     shutdown: CancellationToken,
     /// Open connections per client address, for the per-IP cap.
     connections: DashMap<IpAddr, usize>,
-    handshakes: Arc<tokio::sync::Semaphore>,
+    bans: Bans,
     media: Media,
+}
+
+/// Who was removed from which room, remembered past the room's own life: a room closes when its
+/// last participant leaves or the session ends, and a removal must still hold when the same link
+/// is used to start it again. Each entry lasts as long as any token can (`max_token_lifetime`),
+/// so a link that was valid at the removal has expired by the time the entry goes.
+#[derive(Debug)]
+struct Bans {
+    until: DashMap<(RoomId, ParticipantId), Instant>,
+    keep: Duration,
+}
+
+impl Bans {
+    fn insert(&self, room: RoomId, participant: ParticipantId, now: Instant) {
+        // Bans are few (a facilitator's decisions); pruning on each one keeps the map bounded
+        // without a timer.
+        self.until.retain(|_, until| *until > now);
+        self.until.insert((room, participant), now + self.keep);
+    }
+
+    fn contains(&self, room: &RoomId, participant: &ParticipantId, now: Instant) -> bool {
+        self.until
+            .get(&(room.clone(), participant.clone()))
+            .is_some_and(|until| *until > now)
+    }
 }
 
 /// One counted connection; uncounted when dropped.
@@ -74,11 +100,18 @@ impl Registry {
         shutdown: CancellationToken,
         tracker: TaskTracker,
     ) -> Result<Arc<Self>, MediaError> {
-        let keys = TokenKeys::new(&settings.token_secret);
+        let keys = TokenKeys::with_max_lifetime(
+            &settings.token_secret,
+            settings.max_token_lifetime.as_secs(),
+        );
         let mut media_config = settings.media.clone();
         media_config.ice_servers = settings.ice_servers.clone();
         let media = Media::new(media_config)?;
-        let settings_handshakes = settings.max_handshakes.max(1);
+        let bans = Bans {
+            until: DashMap::new(),
+            // A token's `iat` may lie a little in the future, so its `exp` a little further.
+            keep: settings.max_token_lifetime + Duration::from_secs(120),
+        };
         Ok(Arc::new(Self {
             rooms: DashMap::new(),
             resume: DashMap::new(),
@@ -90,7 +123,7 @@ impl Registry {
             tracker,
             shutdown,
             connections: DashMap::new(),
-            handshakes: Arc::new(tokio::sync::Semaphore::new(settings_handshakes)),
+            bans,
             media,
         }))
     }
@@ -114,13 +147,14 @@ impl Registry {
         })
     }
 
-    /// Waits for a turn to process a join; held until the join is answered.
-    pub async fn handshake_permit(&self) -> tokio::sync::OwnedSemaphorePermit {
-        self.handshakes
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the handshake semaphore is never closed")
+    /// Remembers that `participant` was removed from `room`.
+    pub fn ban(&self, room: RoomId, participant: ParticipantId) {
+        self.bans.insert(room, participant, Instant::now());
+    }
+
+    /// Whether `participant` was removed from `room` and may not come back yet.
+    pub fn is_banned(&self, room: &RoomId, participant: &ParticipantId) -> bool {
+        self.bans.contains(room, participant, Instant::now())
     }
 
     pub fn settings(&self) -> &Settings {

@@ -2,7 +2,11 @@
 //! to the room; a writer task drains the session's bounded outbound queue onto the socket.
 //! The session moves messages; every rule lives in the room.
 
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use circle_protocol::{
@@ -11,12 +15,12 @@ use circle_protocol::{
 };
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{timeout, Instant};
 use tokio_tungstenite::tungstenite::error::CapacityError;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
@@ -64,8 +68,111 @@ struct Seat {
 type Sink<S> = SplitSink<WebSocketStream<S>, Message>;
 type Stream<S> = SplitStream<WebSocketStream<S>>;
 
-/// Runs one WebSocket session to its end.
-pub async fn run<S>(ws: WebSocketStream<S>, registry: Arc<Registry>)
+/// Bytes a connection may send before it has joined: a `hello` (a token of well under 1 KiB) or
+/// a `resume`, with room to spare. Until then nobody is known, so a socket may hold no more than
+/// this; afterwards the protocol's 256 KiB per message applies.
+pub const FIRST_MESSAGE_BYTES: usize = 8 * 1024;
+
+/// The WebSocket settings every session gets: protocol.md's 256 KiB cap on a message, and a
+/// small read buffer. tungstenite zero-fills its whole read buffer before each read, so the
+/// default 128 KiB was resident for every idle session; nearly every message fits in 4 KiB,
+/// and a larger frame (an SDP is 3–6 KiB) grows the buffer to its own length.
+pub fn websocket_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(4 * 1024)
+        .max_message_size(Some(circle_protocol::MAX_MESSAGE_BYTES))
+        .max_frame_size(Some(circle_protocol::MAX_MESSAGE_BYTES))
+}
+
+/// How many bytes a connection may still send, shared between the session and the socket it
+/// reads through. tungstenite's frame limit cannot be changed on a running stream, so the
+/// smaller limit before joining is kept here, below the WebSocket layer.
+#[derive(Debug)]
+struct ReadBudget {
+    /// `usize::MAX` once lifted.
+    remaining: AtomicUsize,
+}
+
+impl ReadBudget {
+    fn lift(&self) {
+        self.remaining.store(usize::MAX, Ordering::Relaxed);
+    }
+}
+
+/// The read error of a spent [`ReadBudget`], told apart from a dropped connection by its type.
+#[derive(Debug, thiserror::Error)]
+#[error("too much data before joining")]
+struct BudgetSpent;
+
+/// A socket that fails reads once its [`ReadBudget`] is spent. A read may overshoot by one
+/// read's worth (tungstenite asks for 4 KiB at a time); the next one fails.
+struct Budgeted<S> {
+    inner: S,
+    budget: Arc<ReadBudget>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Budgeted<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let remaining = self.budget.remaining.load(Ordering::Relaxed);
+        if remaining == usize::MAX {
+            return Pin::new(&mut self.inner).poll_read(cx, buf);
+        }
+        if remaining == 0 {
+            return Poll::Ready(Err(io::Error::other(BudgetSpent)));
+        }
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let read = buf.filled().len() - before;
+        // Only this task reads, and only `lift` writes concurrently, to MAX: never lower it.
+        let _ = self.budget.remaining.compare_exchange(
+            remaining,
+            remaining.saturating_sub(read),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Budgeted<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Runs one WebSocket session to its end, on a connection whose upgrade was just answered.
+pub async fn run<S>(io: S, registry: Arc<Registry>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let budget = Arc::new(ReadBudget {
+        remaining: AtomicUsize::new(FIRST_MESSAGE_BYTES),
+    });
+    let io = Budgeted {
+        inner: io,
+        budget: budget.clone(),
+    };
+    let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(websocket_config())).await;
+    serve(ws, registry, budget).await;
+}
+
+async fn serve<S>(ws: WebSocketStream<S>, registry: Arc<Registry>, budget: Arc<ReadBudget>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -129,6 +236,7 @@ where
             return;
         }
     };
+    budget.lift();
     tracing::info!(session = link.id, "session joined");
 
     read_loop(&mut stream, &seat, &link, &closed, &settings).await;
@@ -170,6 +278,10 @@ fn close_code_for(error: &WsError) -> Option<u16> {
     match error {
         WsError::Capacity(CapacityError::MessageTooLong { .. }) => Some(close::MESSAGE_TOO_BIG),
         WsError::Capacity(_) | WsError::Protocol(_) | WsError::Utf8(_) => Some(close::POLICY),
+        // Too much sent before joining: a message too big for that moment.
+        WsError::Io(e) if e.get_ref().is_some_and(|inner| inner.is::<BudgetSpent>()) => {
+            Some(close::MESSAGE_TOO_BIG)
+        }
         _ => None,
     }
 }
@@ -199,6 +311,11 @@ async fn join_with(
                 return Err(JoinError::UnsupportedProtocol);
             }
             let identity = registry.keys().verify(&token)?;
+            if registry.is_banned(&identity.room, &identity.participant) {
+                return Err(JoinError::Room(RoomError::Forbidden(
+                    "you were removed from this session".into(),
+                )));
+            }
             let joiner = Joiner {
                 id: identity.participant.clone(),
                 name: identity.name.trim().to_owned(),
@@ -279,7 +396,7 @@ async fn read_loop<S>(
     // Pings go out every interval; a peer silent for two of them is gone.
     let idle_limit = settings.ping_interval * 2 + Duration::from_secs(1);
     let mut bucket = TokenBucket::new(settings.message_rate, settings.message_burst);
-    let mut strikes = 0u32;
+    let mut strikes = Strikes::new(settings.message_burst);
     loop {
         let next = tokio::select! {
             next = timeout(idle_limit, stream.next()) => next,
@@ -296,45 +413,45 @@ async fn read_loop<S>(
             }
             Ok(Some(Ok(message))) => message,
         };
-        let refusal = match message {
-            Message::Text(text) => {
-                if !bucket.take(Instant::now()) {
-                    strikes += 1;
-                    if strikes > settings.message_burst {
-                        tracing::info!(session = link.id, "closing an abusive session");
-                        let _ = link.tx.try_send(Outbound::Close(close::POLICY));
-                        return;
-                    }
-                    Some((
-                        None,
-                        ErrorCode::RateLimited,
-                        "too many messages; slow down".to_owned(),
-                    ))
-                } else {
-                    strikes = 0;
-                    match decode_client(text.as_str()) {
-                        Ok(frame) => {
-                            let command = RoomCommand::Request {
-                                participant: seat.participant.clone(),
-                                session: link.id,
-                                frame,
-                            };
-                            if seat.room.tx.send(command).await.is_err() {
-                                return;
-                            }
-                            None
-                        }
-                        Err(e) => Some((e.id, ErrorCode::BadRequest, e.message)),
-                    }
-                }
+        if matches!(message, Message::Close(_)) {
+            return;
+        }
+        // Every frame costs, whatever its kind: binary frames and pings are work too.
+        let now = Instant::now();
+        let refusal = if !bucket.take(now) {
+            if strikes.strike(now) {
+                tracing::info!(session = link.id, "closing an abusive session");
+                let _ = link.tx.try_send(Outbound::Close(close::POLICY));
+                return;
             }
-            Message::Binary(_) => Some((
+            Some((
                 None,
-                ErrorCode::BadRequest,
-                "binary frames are not accepted".to_owned(),
-            )),
-            Message::Close(_) => return,
-            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => None,
+                ErrorCode::RateLimited,
+                "too many messages; slow down".to_owned(),
+            ))
+        } else {
+            match message {
+                Message::Text(text) => match decode_client(text.as_str()) {
+                    Ok(frame) => {
+                        let command = RoomCommand::Request {
+                            participant: seat.participant.clone(),
+                            session: link.id,
+                            frame,
+                        };
+                        if seat.room.tx.send(command).await.is_err() {
+                            return;
+                        }
+                        None
+                    }
+                    Err(e) => Some((e.id, ErrorCode::BadRequest, e.message)),
+                },
+                Message::Binary(_) => Some((
+                    None,
+                    ErrorCode::BadRequest,
+                    "binary frames are not accepted".to_owned(),
+                )),
+                Message::Close(_) | Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => None,
+            }
         };
         if let Some((id, code, message)) = refusal {
             let command = RoomCommand::Refuse {
@@ -414,6 +531,39 @@ async fn write_loop<S>(
     }
     // The socket is unusable or the session is over: stop the reader too.
     kill.cancel();
+}
+
+/// Refused messages, counted over a sliding window: a session refused more than `limit` times
+/// within [`Strikes::WINDOW`] is closed. Allowed messages in between do not wipe the slate,
+/// so a client that keeps sending at many times the rate is closed, however its messages
+/// interleave with the allowance.
+struct Strikes {
+    limit: usize,
+    at: std::collections::VecDeque<Instant>,
+}
+
+impl Strikes {
+    const WINDOW: Duration = Duration::from_secs(10);
+
+    fn new(limit: u32) -> Self {
+        Self {
+            limit: limit.max(1) as usize,
+            at: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// Counts one refusal at `now`; true when the session should be closed.
+    fn strike(&mut self, now: Instant) -> bool {
+        while self
+            .at
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= Self::WINDOW)
+        {
+            self.at.pop_front();
+        }
+        self.at.push_back(now);
+        self.at.len() > self.limit
+    }
 }
 
 /// A session's message allowance: `rate` a second, up to `burst` saved up.

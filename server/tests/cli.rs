@@ -119,7 +119,7 @@ async fn the_token_command_mints_what_the_server_accepts() {
             "token", "--room", "tuesday", "--role", "member", "--name", "River", "--sub", "m-7",
         ])
         .args(["--ttl", "30m", "--base-url", "https://circle.example.org/"])
-        .env("CIRCLE_TOKEN_SECRET", "s3cret")
+        .env("CIRCLE_TOKEN_SECRET", "s3cret-s3cret-s3cret-s3cret-s3cret")
         .output()
         .unwrap();
     assert!(out.status.success());
@@ -130,13 +130,15 @@ async fn the_token_command_mints_what_the_server_accepts() {
         lines.next().unwrap(),
         format!("https://circle.example.org/#token={token}")
     );
-    let identity = TokenKeys::new(b"s3cret").verify(token).unwrap();
+    let identity = TokenKeys::new(b"s3cret-s3cret-s3cret-s3cret-s3cret")
+        .verify(token)
+        .unwrap();
     assert_eq!(identity.participant.as_str(), "m-7");
     assert_eq!(identity.room.as_str(), "tuesday");
 
     let (_server, lines) = start(
         &["serve", "--listen", "127.0.0.1:0", "--waiting-room", "off"],
-        &[("CIRCLE_TOKEN_SECRET", "s3cret")],
+        &[("CIRCLE_TOKEN_SECRET", "s3cret-s3cret-s3cret-s3cret-s3cret")],
     );
     assert_eq!(
         lines.len(),
@@ -160,10 +162,27 @@ fn the_token_command_refuses_claims_the_server_would_refuse() {
             "--name",
             "A",
         ])
-        .env("CIRCLE_TOKEN_SECRET", "s3cret")
+        .env("CIRCLE_TOKEN_SECRET", "s3cret-s3cret-s3cret-s3cret-s3cret")
         .output()
         .unwrap();
     assert!(!out.status.success());
+}
+
+#[test]
+fn a_token_secret_shorter_than_32_bytes_stops_start_up_with_a_clear_message() {
+    for args in [
+        vec!["serve", "--listen", "127.0.0.1:0"],
+        vec!["token", "--room", "r", "--role", "member", "--name", "A"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_circle"))
+            .args(&args)
+            .env("CIRCLE_TOKEN_SECRET", "x")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} ran with a one-byte secret");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("at least 32"), "{args:?}: {stderr}");
+    }
 }
 
 #[test]
@@ -188,6 +207,10 @@ fn help_explains_every_option() {
         "--message-rate",
         "--ice-server",
         "--drain-timeout",
+        "--max-token-lifetime",
+        "--knock-cooldown",
+        "--header-timeout",
+        "--allow-origin",
     ] {
         assert!(help.contains(flag), "--help does not mention {flag}");
     }
@@ -199,11 +222,14 @@ async fn logs_at_info_name_nobody_and_carry_no_token() {
     let file = std::fs::File::create(&path).unwrap();
     let (server, lines) = start_logging(
         &["--listen", "127.0.0.1:0", "--waiting-room", "off"],
-        &[("CIRCLE_TOKEN_SECRET", "s3cret"), ("CIRCLE_LOG", "info")],
+        &[
+            ("CIRCLE_TOKEN_SECRET", "s3cret-s3cret-s3cret-s3cret-s3cret"),
+            ("CIRCLE_LOG", "info"),
+        ],
         Some(file),
     );
     let addr = addr_of(&lines);
-    let keys = TokenKeys::new(b"s3cret");
+    let keys = TokenKeys::new(b"s3cret-s3cret-s3cret-s3cret-s3cret");
     let token = |sub: &str, name: &str, role| {
         keys.mint(&circle_server::token::Claims {
             sub: sub.into(),

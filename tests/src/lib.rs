@@ -351,6 +351,31 @@ impl Client {
             .unwrap_or_else(|_| panic!("{}: the socket did not end", self.id))
     }
 
+    /// How the socket ended, if it ends within `within` (`Duration::ZERO`: only what has
+    /// already arrived); `None` while it stays open.
+    pub async fn try_end(&mut self, within: Duration) -> Option<End> {
+        let wait = async {
+            loop {
+                match self.ws.next().await {
+                    Some(Ok(Message::Close(frame))) => {
+                        return End::Closed(frame.map(|f| u16::from(f.code)).unwrap_or(1005))
+                    }
+                    Some(Ok(Message::Text(t))) => {
+                        self.log.push(serde_json::from_str(t.as_str()).unwrap());
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(_)) | None => return End::Dropped,
+                }
+            }
+        };
+        tokio::time::timeout(within, wait).await.ok()
+    }
+
+    /// Sends a text frame; false when the socket is already gone.
+    pub async fn try_send_text(&mut self, text: &str) -> bool {
+        self.ws.send(Message::text(text)).await.is_ok()
+    }
+
     /// The largest `seq` seen so far.
     pub fn last_seq(&self) -> u64 {
         self.log

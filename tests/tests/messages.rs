@@ -1,6 +1,6 @@
 //! Every client message type against the real server, with what each other participant sees.
 
-use circle_tests::{End, Role, TestServer};
+use circle_tests::{Client, End, Role, TestServer};
 use serde_json::json;
 
 #[tokio::test]
@@ -300,14 +300,14 @@ async fn end_session_tells_everyone_and_closes_with_4004() {
 #[tokio::test]
 async fn a_check_in_opens_collects_answers_and_publishes_counts() {
     let s = TestServer::start().await;
-    let (mut f, mut ms) = s.group("r", &["a", "b", "c"]).await;
+    let (mut f, mut ms) = s.group("r", &["a", "b", "c", "d"]).await;
     f.request(json!({"type":"start_check_in","question":"How are you arriving?","options":["calm","tense"]}))
         .await
         .ok();
     let open = ms[0].recv_type("check_in").await;
     let id = open["check_in"].clone();
     assert_eq!(open["options"], json!(["calm", "tense"]));
-    for (i, option) in [0, 1, 1].into_iter().enumerate() {
+    for (i, option) in [0, 1, 1, 0].into_iter().enumerate() {
         ms[i]
             .request(json!({"type":"answer_check_in","check_in": id,"option": option}))
             .await
@@ -317,8 +317,38 @@ async fn a_check_in_opens_collects_answers_and_publishes_counts() {
         .await
         .ok();
     let r = ms[2].recv_type("check_in_result").await;
-    assert_eq!(r["counts"], json!([1, 2]));
-    assert_eq!(r["responses"], 3);
+    assert_eq!(r["counts"], json!([2, 2]));
+    assert_eq!(r["responses"], 4);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_unanimous_check_in_is_published_without_counts() {
+    // The review's attack: three members all answered "struggling" and everyone received
+    // counts [0, 3], so each member's answer was known to all.
+    let s = TestServer::start().await;
+    let (mut f, mut ms) = s.group("r", &["a", "b", "c"]).await;
+    f.request(
+        json!({"type":"start_check_in","question":"How are you?","options":["ok","struggling"]}),
+    )
+    .await
+    .ok();
+    let id = ms[0].recv_type("check_in").await["check_in"].clone();
+    for m in ms.iter_mut() {
+        m.request(json!({"type":"answer_check_in","check_in": id,"option": 1}))
+            .await
+            .ok();
+    }
+    f.request(json!({"type":"close_check_in","check_in": id}))
+        .await
+        .ok();
+    let mut everyone: Vec<&mut Client> = ms.iter_mut().collect();
+    everyone.push(&mut f);
+    for c in everyone {
+        let r = c.recv_type("check_in_result").await;
+        assert!(r["counts"].is_null(), "{r}");
+        assert_eq!(r["responses"], 3);
+    }
     s.stop().await;
 }
 
@@ -420,6 +450,8 @@ async fn reactions_arrive_as_counts_after_the_window() {
 #[tokio::test]
 async fn an_observer_may_react_but_not_publish_or_raise_a_hand() {
     let s = TestServer::with(|c| c.room.waiting_room = false).await;
+    let _f = s.join("r", "f", Role::Facilitator).await;
+    let _m = s.join("r", "m", Role::Member).await;
     let mut o = s.join("r", "o", Role::Observer).await;
     o.request(json!({"type":"react","kind":"support"}))
         .await
@@ -430,5 +462,28 @@ async fn an_observer_may_react_but_not_publish_or_raise_a_hand() {
     );
     let offer = json!({"type":"sdp","pc":"publish","sdp_type":"offer","sdp":"v=0\r\n"});
     assert_eq!(o.request(offer).await.code(), "forbidden");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_reaction_with_only_one_possible_sender_is_refused_and_reaches_nobody() {
+    // The review's attack: the only member's reaction reached everyone as {"me_too": 1}.
+    let s = TestServer::with(|c| c.room.waiting_room = false).await;
+    let mut f = s.join("r", "f", Role::Facilitator).await;
+    let mut m = s.join("r", "m", Role::Member).await;
+    f.drain().await;
+    assert_eq!(
+        m.request(json!({"type":"react","kind":"me_too"}))
+            .await
+            .code(),
+        "conflict"
+    );
+    // The window (300 ms here) passes: nothing reaches the facilitator.
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    f.request(json!({"type":"ping"})).await.ok();
+    assert!(
+        f.log.iter().all(|m| m["type"] != "reactions"),
+        "a reaction reached the room"
+    );
     s.stop().await;
 }

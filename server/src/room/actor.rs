@@ -209,10 +209,9 @@ impl RoomActor {
                 let id = joiner.id.clone();
                 let known = self.outboxes.contains_key(&id);
                 if !known {
-                    self.outboxes
-                        .insert(id.clone(), Outbox::new(self.registry.settings().replay));
+                    self.outboxes.insert(id.clone(), self.new_outbox());
                 }
-                match self.room.join(joiner) {
+                match self.room.join(now, joiner) {
                     Ok(_) => {
                         if let Some(old) = self.links.insert(id.clone(), link) {
                             old.close(circle_protocol::close::REPLACED);
@@ -239,15 +238,25 @@ impl RoomActor {
                     if let Some(old) = self.links.insert(participant.clone(), link) {
                         old.close(circle_protocol::close::REPLACED);
                     }
+                    // Each resume token works once: one read off a screen or a log, or used by
+                    // a second socket, stops working as soon as its owner resumes.
+                    if let Some(used) = self.resume_tokens.remove(&participant) {
+                        self.registry.forget_resume_token(&used);
+                    }
                     let replay = self
                         .outboxes
-                        .get(&participant)
-                        .and_then(|o| o.replay_after(last_seq));
+                        .get_mut(&participant)
+                        .and_then(|o| o.replay_after(now, last_seq));
                     match replay {
                         Some(missed) => {
                             for text in missed {
                                 self.push_raw(&participant, Outbound::Text(text));
                             }
+                            let resumed = ServerMessage::Resumed {
+                                resume_token: self.resume_token_for(&participant),
+                                ice_servers: self.registry.settings().ice_servers.clone(),
+                            };
+                            self.deliver(&participant, &resumed);
                         }
                         None => self.send_welcome(&participant),
                     }
@@ -384,6 +393,9 @@ impl RoomActor {
                 }
                 self.router.remove_participant(&participant);
             }
+            Effect::Banned { participant } => {
+                self.registry.ban(self.room.id().clone(), participant);
+            }
             Effect::AudioGate {
                 participant,
                 forward,
@@ -413,16 +425,7 @@ impl RoomActor {
         let Some((you, room)) = self.room.snapshot(to) else {
             return;
         };
-        let resume_token = match self.resume_tokens.get(to) {
-            Some(t) => t.clone(),
-            None => {
-                let token = self
-                    .registry
-                    .issue_resume_token(self.room.id().clone(), to.clone());
-                self.resume_tokens.insert(to.clone(), token.clone());
-                token
-            }
-        };
+        let resume_token = self.resume_token_for(to);
         let welcome = ServerMessage::Welcome {
             protocol: circle_protocol::PROTOCOL_VERSION,
             you,
@@ -433,22 +436,44 @@ impl RoomActor {
         self.deliver(to, &welcome);
     }
 
+    /// The participant's current resume token, issued now if they have none.
+    fn resume_token_for(&mut self, to: &ParticipantId) -> String {
+        if let Some(token) = self.resume_tokens.get(to) {
+            return token.clone();
+        }
+        let token = self
+            .registry
+            .issue_resume_token(self.room.id().clone(), to.clone());
+        self.resume_tokens.insert(to.clone(), token.clone());
+        token
+    }
+
+    /// An outbox that keeps what a resume may need: what was sent since a socket could have
+    /// died unnoticed (two ping intervals) and through the grace, with a margin.
+    fn new_outbox(&self) -> Outbox {
+        let settings = self.registry.settings();
+        let max_age =
+            settings.room.resume_grace_ms + 2 * settings.ping_interval.as_millis() as u64 + 10_000;
+        Outbox::new(settings.replay, max_age)
+    }
+
     /// Numbers a message into the participant's sequence and hands it to their session.
     fn deliver(&mut self, to: &ParticipantId, message: &ServerMessage) {
+        let now = self.clock.now();
         let Some(outbox) = self.outboxes.get_mut(to) else {
             return;
         };
         let Some(link) = self.links.get(to) else {
             // Reconnecting: keep it for the replay, but not what the next one supersedes.
             if !message.is_droppable() {
-                outbox.push(message);
+                outbox.push(now, message);
             }
             return;
         };
         if message.is_droppable() && link.tx.capacity() < link.tx.max_capacity() / 2 {
             return;
         }
-        let text = outbox.push(message);
+        let text = outbox.push(now, message);
         self.push_raw(to, Outbound::Text(text));
     }
 

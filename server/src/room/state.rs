@@ -29,10 +29,17 @@ pub struct RoomConfig {
     pub reaction_window_ms: u64,
     /// Reactions one participant may send per second.
     pub reactions_per_second: usize,
-    /// Fewest check-in answers for which counts are published.
+    /// Fewest check-in answers for which counts are published; also the fewest people who must
+    /// be in the room for a reaction to be counted (never fewer than [`ANONYMITY_FLOOR`]).
     pub anonymity_threshold: u32,
     pub resume_grace_ms: u64,
+    /// How long someone a facilitator denied must wait before knocking again.
+    pub knock_cooldown_ms: u64,
 }
+
+/// The fewest people, the sender included, among whom a reaction is counted. With two, each
+/// knows that any reaction they did not send came from the other.
+pub const ANONYMITY_FLOOR: u32 = 3;
 
 impl Default for RoomConfig {
     fn default() -> Self {
@@ -43,6 +50,7 @@ impl Default for RoomConfig {
             reactions_per_second: 5,
             anonymity_threshold: 3,
             resume_grace_ms: 20_000,
+            knock_cooldown_ms: 60_000,
         }
     }
 }
@@ -74,6 +82,8 @@ pub enum Effect {
     },
     /// The participant is gone for good: drop their media, resume token and buffers.
     Gone { participant: ParticipantId },
+    /// A facilitator removed the participant: the shell remembers it beyond this room's life.
+    Banned { participant: ParticipantId },
     /// Whether the media path forwards this participant's audio; emitted on every change.
     AudioGate {
         participant: ParticipantId,
@@ -194,8 +204,11 @@ pub struct Room {
     config: RoomConfig,
     /// Admitted and waiting participants, in arrival order.
     members: Vec<Member>,
-    /// Who was removed; they may not rejoin while this room lives.
+    /// Who was removed; they may not rejoin while this room lives (and, through
+    /// [`Effect::Banned`], for as long as their link could be valid).
     banned: HashSet<ParticipantId>,
+    /// Who a facilitator denied, and until when they may not knock again.
+    denied_until: HashMap<ParticipantId, Millis>,
     locked: bool,
     mode: FloorMode,
     holder: Option<ParticipantId>,
@@ -224,6 +237,7 @@ impl Room {
             config,
             members: Vec::new(),
             banned: HashSet::new(),
+            denied_until: HashMap::new(),
             locked: false,
             mode: FloorMode::Open,
             holder: None,
@@ -258,7 +272,7 @@ impl Room {
     }
 
     /// A new session's `hello`, with the token already verified.
-    pub fn join(&mut self, joiner: Joiner) -> Result<Joined, RoomError> {
+    pub fn join(&mut self, now: Millis, joiner: Joiner) -> Result<Joined, RoomError> {
         if self.ended {
             return Err(RoomError::Conflict("this session has ended".into()));
         }
@@ -267,9 +281,25 @@ impl Room {
                 "you were removed from this session".into(),
             ));
         }
+        if let Some(until) = self.denied_until.get(&joiner.id).filter(|t| **t > now) {
+            return Err(RoomError::Forbidden(format!(
+                "a facilitator declined your request; you may ask again in {} s",
+                (until - now).div_ceil(1000)
+            )));
+        }
         if let Some(i) = self.index_of(&joiner.id) {
-            // The same person from a second tab or device: the newer session wins.
+            // The same person from a second tab or device: the newer session wins, but only as
+            // what the newest token says. A role it does not grant is never kept: a member's
+            // link carrying a facilitator's `sub` must not inherit the facilitator's seat.
+            if self.members[i].role != joiner.role {
+                return Err(RoomError::Forbidden(
+                    "you are already in this room with another role; leave before joining with this link"
+                        .into(),
+                ));
+            }
             let member = &mut self.members[i];
+            let renamed = member.name != joiner.name;
+            member.name = joiner.name;
             let was_reconnecting = member.is_reconnecting();
             member.reconnecting_until = None;
             // The new session gets new peers, so the old ones' failures no longer count.
@@ -285,10 +315,13 @@ impl Room {
                         participant: joiner.id.clone(),
                         may_publish: member.role != Role::Observer,
                     });
-                    if was_reconnecting {
+                    if was_reconnecting || renamed {
                         self.announce_update(&joiner.id);
                     }
                 }
+            }
+            if renamed && !self.members[i].is_admitted() {
+                self.announce_waiting_room();
             }
             self.finish();
             return Ok(Joined::Replaced);
@@ -657,6 +690,10 @@ impl Room {
             }
             M::Deny { participant } => {
                 self.expect_waiting(&participant)?;
+                // Without a pause, a denied person could knock again at once, over and over.
+                self.denied_until.retain(|_, until| *until > now);
+                self.denied_until
+                    .insert(participant.clone(), now + self.config.knock_cooldown_ms);
                 self.send(&participant, ServerMessage::Denied);
                 self.effects.push(Effect::Close {
                     to: participant.clone(),
@@ -787,6 +824,9 @@ impl Room {
                 }
                 let was_admitted = target.is_admitted();
                 self.banned.insert(participant.clone());
+                self.effects.push(Effect::Banned {
+                    participant: participant.clone(),
+                });
                 self.send(&participant, ServerMessage::Removed);
                 self.effects.push(Effect::Close {
                     to: participant.clone(),
@@ -858,7 +898,8 @@ impl Room {
                     counts[*choice] += 1;
                 }
                 let responses = u32::try_from(open.choices.len()).unwrap_or(u32::MAX);
-                let counts = (responses >= self.config.anonymity_threshold).then_some(counts);
+                let counts = counts_reveal_nobody(&counts, self.config.anonymity_threshold)
+                    .then_some(counts);
                 self.broadcast(ServerMessage::CheckInResult {
                     check_in,
                     counts,
@@ -936,6 +977,17 @@ impl Room {
                 }
             }
             M::React { kind } => {
+                let present = self
+                    .members
+                    .iter()
+                    .filter(|m| m.is_admitted() && !m.is_reconnecting())
+                    .count();
+                let needed = self.config.anonymity_threshold.max(ANONYMITY_FLOOR);
+                if present < needed as usize {
+                    return Err(RoomError::Conflict(format!(
+                        "reactions stay anonymous only with at least {needed} people in the room"
+                    )));
+                }
                 let window_start = now.saturating_sub(1000);
                 let limit = self.config.reactions_per_second;
                 let member = self.member_mut(from).expect("checked above");
@@ -1384,4 +1436,20 @@ enum Reply {
     Ok,
     /// The handler already answered.
     Sent,
+}
+
+/// Whether a check-in's counts may be published without revealing anyone's answer to anyone in
+/// the room, assuming the worst: that everyone knows who answered.
+///
+/// - Fewer answers than the room's threshold: withheld, as `protocol.md` says.
+/// - An option everyone chose (`[0, 3]`): each answerer's choice is known to all. Withheld.
+/// - An option all but one chose (`[1, 3]` of 4): the one who chose otherwise learns that every
+///   other answerer chose it. Withheld.
+///
+/// So every option's count must stay at most `responses - 2`: then whatever one answerer knows
+/// (their own choice), the others' choices still split over at least two options. Zero answers
+/// reveal nothing, and with fewer than three answers no split passes this rule.
+pub fn counts_reveal_nobody(counts: &[u32], threshold: u32) -> bool {
+    let responses: u32 = counts.iter().sum();
+    responses >= threshold.max(1) && counts.iter().all(|c| c + 2 <= responses)
 }

@@ -18,11 +18,14 @@ fn room() -> Room {
 }
 
 fn join(room: &mut Room, id: &str, role: Role) -> Vec<Effect> {
-    room.join(Joiner {
-        id: pid(id),
-        name: format!("name of {id}"),
-        role,
-    })
+    room.join(
+        0,
+        Joiner {
+            id: pid(id),
+            name: format!("name of {id}"),
+            role,
+        },
+    )
     .unwrap();
     room.take_effects()
 }
@@ -586,92 +589,157 @@ fn a_sixth_reaction_within_a_second_is_rate_limited() {
     assert_eq!(reply(&e, "a"), Ok(()));
 }
 
-#[test]
-fn check_in_counts_are_published_only_above_the_threshold() {
+/// A facilitator `f` and admitted members `a`, `b`, `c`, `d`.
+fn group_of_four() -> Room {
     let mut r = group();
-    let e = req(
+    join(&mut r, "d", Role::Member);
+    req(
         &mut r,
+        0,
+        "f",
+        M::Admit {
+            participant: pid("d"),
+        },
+    );
+    r
+}
+
+/// Opens a check-in with `options` choices, has each `(member, option)` answer, closes it and
+/// returns the result member `a` received.
+fn check_in_result(r: &mut Room, options: usize, answers: &[(&str, u32)]) -> S {
+    let e = req(
+        r,
         0,
         "f",
         M::StartCheckIn {
             question: "How are you?".into(),
-            options: vec!["ok".into(), "not ok".into()],
+            options: (0..options).map(|i| format!("option {i}")).collect(),
         },
     );
     let S::CheckIn(open) = &to(&e, "a")[0] else {
         panic!()
     };
     let id = open.check_in.clone();
-    req(
-        &mut r,
-        0,
-        "a",
-        M::AnswerCheckIn {
-            check_in: id.clone(),
-            option: 0,
-        },
-    );
-    req(
-        &mut r,
-        0,
-        "b",
-        M::AnswerCheckIn {
-            check_in: id.clone(),
-            option: 1,
-        },
-    );
-    let e = req(
-        &mut r,
-        0,
-        "f",
-        M::CloseCheckIn {
-            check_in: id.clone(),
-        },
-    );
-    assert!(to(&e, "a").contains(&S::CheckInResult {
-        check_in: id,
-        counts: None,
-        responses: 2
-    }));
-
-    let e = req(
-        &mut r,
-        0,
-        "f",
-        M::StartCheckIn {
-            question: "And now?".into(),
-            options: vec!["ok".into(), "not ok".into()],
-        },
-    );
-    let S::CheckIn(open) = &to(&e, "a")[0] else {
-        panic!()
-    };
-    let id = open.check_in.clone();
-    for (m, o) in [("a", 1), ("b", 1), ("c", 0), ("a", 0)] {
+    for (m, o) in answers {
         let e = req(
-            &mut r,
+            r,
             0,
             m,
             M::AnswerCheckIn {
                 check_in: id.clone(),
-                option: o,
+                option: *o,
             },
         );
         assert_eq!(to(&e, "f"), vec![], "an answer tells nobody else anything");
     }
-    let e = req(
+    let e = req(r, 0, "f", M::CloseCheckIn { check_in: id });
+    to(&e, "a")
+        .into_iter()
+        .find(|m| matches!(m, S::CheckInResult { .. }))
+        .expect("everyone gets the result")
+}
+
+fn counts_of(result: &S) -> (Option<Vec<u32>>, u32) {
+    let S::CheckInResult {
+        counts, responses, ..
+    } = result
+    else {
+        panic!("{result:?}")
+    };
+    (counts.clone(), *responses)
+}
+
+#[test]
+fn check_in_counts_are_published_only_above_the_threshold() {
+    let mut r = group_of_four();
+    let result = check_in_result(&mut r, 2, &[("a", 0), ("b", 1)]);
+    assert_eq!(counts_of(&result), (None, 2));
+    // Answering again replaces: a's first answer no longer counts.
+    let result = check_in_result(
+        &mut r,
+        2,
+        &[("a", 1), ("b", 1), ("c", 0), ("a", 0), ("d", 1)],
+    );
+    assert_eq!(counts_of(&result), (Some(vec![2, 2]), 4));
+}
+
+#[test]
+fn a_unanimous_check_in_publishes_no_counts() {
+    // Three members all answered "struggling": counts [0, 3] would tell everyone each answer.
+    let mut r = group_of_four();
+    let result = check_in_result(&mut r, 2, &[("a", 1), ("b", 1), ("c", 1)]);
+    assert_eq!(counts_of(&result), (None, 3));
+}
+
+#[test]
+fn a_check_in_where_all_but_one_agree_publishes_no_counts() {
+    // [2, 1]: the one who chose otherwise would learn both others' answers.
+    let mut r = group_of_four();
+    let result = check_in_result(&mut r, 2, &[("a", 0), ("b", 0), ("c", 1)]);
+    assert_eq!(counts_of(&result), (None, 3));
+    let result = check_in_result(&mut r, 3, &[("a", 0), ("b", 0), ("c", 0), ("d", 2)]);
+    assert_eq!(counts_of(&result), (None, 4));
+    // Spread over three options, three answers reveal nobody's.
+    let result = check_in_result(&mut r, 3, &[("a", 0), ("b", 1), ("c", 2)]);
+    assert_eq!(counts_of(&result), (Some(vec![1, 1, 1]), 3));
+}
+
+#[test]
+fn reactions_are_refused_while_fewer_than_three_are_in_the_room() {
+    let mut r = room();
+    join(&mut r, "f", Role::Facilitator);
+    join(&mut r, "a", Role::Member);
+    req(
         &mut r,
         0,
         "f",
-        M::CloseCheckIn {
-            check_in: id.clone(),
+        M::Admit {
+            participant: pid("a"),
         },
     );
-    assert!(to(&e, "b").contains(&S::CheckInResult {
-        check_in: id,
-        counts: Some(vec![2, 1]),
-        responses: 3
-    }));
+    // With two people, each knows any reaction they did not send came from the other.
+    for who in ["a", "f"] {
+        let e = req(
+            &mut r,
+            10,
+            who,
+            M::React {
+                kind: ReactionKind::MeToo,
+            },
+        );
+        assert_eq!(reply(&e, who), Err(ErrorCode::Conflict));
+    }
+    assert_eq!(r.poll_timeout(), None, "no reaction window was opened");
+    // Someone reconnecting is shown as away: they do not count as a possible sender.
+    join(&mut r, "b", Role::Member);
+    req(
+        &mut r,
+        20,
+        "f",
+        M::Admit {
+            participant: pid("b"),
+        },
+    );
+    r.disconnected(30, &pid("b"));
+    let e = req(
+        &mut r,
+        40,
+        "a",
+        M::React {
+            kind: ReactionKind::MeToo,
+        },
+    );
+    assert_eq!(reply(&e, "a"), Err(ErrorCode::Conflict));
+    r.resume(&pid("b")).unwrap();
+    let e = req(
+        &mut r,
+        50,
+        "a",
+        M::React {
+            kind: ReactionKind::MeToo,
+        },
+    );
+    assert_eq!(reply(&e, "a"), Ok(()));
 }
 
 #[test]
@@ -729,30 +797,125 @@ fn a_removed_participant_cannot_rejoin() {
         participant: pid("a"),
         reason: LeaveReason::Removed
     }));
-    let again = r.join(Joiner {
-        id: pid("a"),
-        name: "x".into(),
-        role: Role::Member,
-    });
+    assert!(
+        e.contains(&Effect::Banned {
+            participant: pid("a")
+        }),
+        "the shell is told, to remember it beyond the room"
+    );
+    let again = r.join(
+        0,
+        Joiner {
+            id: pid("a"),
+            name: "x".into(),
+            role: Role::Member,
+        },
+    );
     assert!(matches!(again, Err(RoomError::Forbidden(_))));
+}
+
+#[test]
+fn a_denied_person_may_not_knock_again_until_the_cool_down_has_passed() {
+    let mut r = room();
+    join(&mut r, "f", Role::Facilitator);
+    join(&mut r, "a", Role::Member);
+    req(
+        &mut r,
+        1_000,
+        "f",
+        M::Deny {
+            participant: pid("a"),
+        },
+    );
+    let knock = |r: &mut Room, now| {
+        r.join(
+            now,
+            Joiner {
+                id: pid("a"),
+                name: "a".into(),
+                role: Role::Member,
+            },
+        )
+    };
+    assert!(matches!(knock(&mut r, 1_001), Err(RoomError::Forbidden(_))));
+    assert!(matches!(
+        knock(&mut r, 60_999),
+        Err(RoomError::Forbidden(_))
+    ));
+    assert_eq!(knock(&mut r, 61_000), Ok(super::Joined::New));
+}
+
+#[test]
+fn a_newer_token_with_another_role_cannot_take_over_a_seat() {
+    let mut r = group();
+    // A member's link carrying the facilitator's `sub` must not inherit the facilitator's role.
+    let takeover = r.join(
+        0,
+        Joiner {
+            id: pid("f"),
+            name: "name of f".into(),
+            role: Role::Member,
+        },
+    );
+    assert!(matches!(takeover, Err(RoomError::Forbidden(_))));
+    assert!(r.take_effects().is_empty(), "nothing changed");
+    let demoted = r.join(
+        0,
+        Joiner {
+            id: pid("a"),
+            name: "name of a".into(),
+            role: Role::Observer,
+        },
+    );
+    assert!(matches!(demoted, Err(RoomError::Forbidden(_))));
+    assert_eq!(r.role_of(&pid("a")), Some(Role::Member));
+}
+
+#[test]
+fn a_newer_token_with_the_same_role_brings_its_new_name() {
+    let mut r = group();
+    let renamed = r.join(
+        0,
+        Joiner {
+            id: pid("a"),
+            name: "Robin".into(),
+            role: Role::Member,
+        },
+    );
+    assert_eq!(renamed, Ok(super::Joined::Replaced));
+    let e = r.take_effects();
+    let update = to(&e, "b")
+        .into_iter()
+        .find_map(|m| match m {
+            S::ParticipantUpdated { participant } => Some(participant),
+            _ => None,
+        })
+        .expect("the room is told the new name");
+    assert_eq!(update.name, "Robin");
 }
 
 #[test]
 fn a_locked_room_refuses_new_members_but_not_facilitators() {
     let mut r = group();
     req(&mut r, 0, "f", M::LockRoom { locked: true });
-    let refused = r.join(Joiner {
-        id: pid("d"),
-        name: "d".into(),
-        role: Role::Member,
-    });
+    let refused = r.join(
+        0,
+        Joiner {
+            id: pid("d"),
+            name: "d".into(),
+            role: Role::Member,
+        },
+    );
     assert_eq!(refused, Err(RoomError::RoomLocked));
     assert!(r
-        .join(Joiner {
-            id: pid("g"),
-            name: "g".into(),
-            role: Role::Facilitator
-        })
+        .join(
+            0,
+            Joiner {
+                id: pid("g"),
+                name: "g".into(),
+                role: Role::Facilitator
+            }
+        )
         .is_ok());
 }
 
@@ -767,11 +930,14 @@ fn the_participant_cap_counts_those_waiting() {
     );
     join(&mut r, "f", Role::Facilitator);
     join(&mut r, "a", Role::Member);
-    let refused = r.join(Joiner {
-        id: pid("b"),
-        name: "b".into(),
-        role: Role::Member,
-    });
+    let refused = r.join(
+        0,
+        Joiner {
+            id: pid("b"),
+            name: "b".into(),
+            role: Role::Member,
+        },
+    );
     assert_eq!(refused, Err(RoomError::RoomFull));
 }
 
@@ -887,11 +1053,14 @@ fn a_second_hello_replaces_without_losing_the_stick() {
             participant: pid("a"),
         },
     );
-    let again = r.join(Joiner {
-        id: pid("a"),
-        name: "x".into(),
-        role: Role::Member,
-    });
+    let again = r.join(
+        0,
+        Joiner {
+            id: pid("a"),
+            name: "x".into(),
+            role: Role::Member,
+        },
+    );
     assert_eq!(again, Ok(super::Joined::Replaced));
     let e = r.take_effects();
     assert!(e.contains(&Effect::Welcome { to: pid("a") }));
@@ -1032,11 +1201,14 @@ fn a_second_hello_forgives_the_old_peers_failures() {
     let mut r = group();
     r.peer_state(1_000, &pid("a"), PcKind::Publish, false);
     r.take_effects();
-    r.join(Joiner {
-        id: pid("a"),
-        name: "x".into(),
-        role: Role::Member,
-    })
+    r.join(
+        0,
+        Joiner {
+            id: pid("a"),
+            name: "x".into(),
+            role: Role::Member,
+        },
+    )
     .unwrap();
     r.check_invariants().unwrap();
     r.take_effects();
@@ -1094,7 +1266,7 @@ fn any_message() -> impl Strategy<Value = M> {
         any::<bool>().prop_map(|locked| M::LockRoom { locked }),
         Just(M::StartCheckIn {
             question: "q".into(),
-            options: vec!["x".into(), "y".into()]
+            options: vec!["x".into(), "y".into(), "z".into()]
         }),
         Just(M::CloseCheckIn {
             check_in: CheckInId::from("c1")
@@ -1153,18 +1325,55 @@ proptest! {
     fn invariants_hold_after_every_step(steps in proptest::collection::vec(any_step(), 1..80)) {
         let mut r = Room::new(RoomId::from("r"), RoomConfig { max_participants: 5, ..Default::default() });
         let mut now = 0u64;
+        // The answers to the first check-in that were accepted, latest per person.
+        let mut c1_answers: std::collections::HashMap<&str, usize> = Default::default();
         for step in steps {
             match step {
                 Step::Join(i, role) => {
-                    let _ = r.join(Joiner { id: pid(PEOPLE[i]), name: "n".into(), role });
+                    let _ = r.join(now, Joiner { id: pid(PEOPLE[i]), name: "n".into(), role });
                 }
                 Step::Request(i, m) => {
                     let is_anonymous = matches!(m, M::React { .. } | M::AnswerCheckIn { .. });
+                    let connected = r.snapshot(&pid(PEOPLE[i])).map_or(0, |(_, state)| {
+                        state.participants.iter()
+                            .filter(|p| p.connection == circle_protocol::Connection::Connected)
+                            .count()
+                    });
+                    let answer = match &m {
+                        M::AnswerCheckIn { check_in, option } if check_in.as_str() == "c1" => Some(*option),
+                        _ => None,
+                    };
+                    let reacts = matches!(m, M::React { .. });
                     r.request(now, &pid(PEOPLE[i]), Some(7), m);
                     let effects = r.take_effects();
                     if is_anonymous {
                         prop_assert!(!names_sender_to_others(&effects, PEOPLE[i]),
                             "an anonymous act named its sender: {:?}", effects);
+                    }
+                    let accepted = effects.iter().any(|e| matches!(e,
+                        Effect::Send { to, message: S::Ok { .. } } if to.as_str() == PEOPLE[i]));
+                    if reacts && accepted {
+                        prop_assert!(connected >= 3,
+                            "a reaction was counted with {} people shown in the room", connected);
+                    }
+                    if let (Some(option), true) = (answer, accepted) {
+                        c1_answers.insert(PEOPLE[i], option as usize);
+                    }
+                    for e in &effects {
+                        if let Effect::Send { message: S::CheckInResult { check_in, counts: Some(counts), responses }, .. } = e {
+                            if check_in.as_str() != "c1" { continue; }
+                            prop_assert!(*responses >= 3);
+                            // Whatever one answerer knows (their own choice, and in the worst
+                            // case who else answered), the others' choices must not all fall
+                            // on one option; and nobody outside learns a unanimous answer.
+                            for (_, mine) in c1_answers.iter() {
+                                let mut others = counts.clone();
+                                others[*mine] -= 1;
+                                prop_assert!(others.iter().all(|c| *c < responses - 1),
+                                    "counts {:?} reveal the others' answers to one who chose {}", counts, mine);
+                            }
+                            prop_assert!(counts.iter().all(|c| c < responses));
+                        }
                     }
                 }
                 Step::Drop(i) => r.disconnected(now, &pid(PEOPLE[i])),
@@ -1191,6 +1400,54 @@ proptest! {
             if let Err(e) = r.check_invariants() {
                 prop_assert!(false, "{}", e);
             }
+        }
+    }
+
+    /// Any group, any answers: whenever counts are published, no answerer can tell how any other
+    /// answered, even knowing exactly who answered.
+    #[test]
+    fn no_published_check_in_result_reveals_an_answer(
+        options in 2usize..6,
+        answers in proptest::collection::vec(proptest::option::of(0u32..6), 1..10),
+        threshold in 1u32..5,
+    ) {
+        let mut r = Room::new(RoomId::from("r"), RoomConfig {
+            anonymity_threshold: threshold,
+            waiting_room: false,
+            ..Default::default()
+        });
+        join(&mut r, "f", Role::Facilitator);
+        let members: Vec<String> = (0..answers.len()).map(|i| format!("m{i}")).collect();
+        for m in &members {
+            join(&mut r, m, Role::Member);
+        }
+        req(&mut r, 0, "f", M::StartCheckIn {
+            question: "q".into(),
+            options: (0..options).map(|i| format!("o{i}")).collect(),
+        });
+        let mut given = Vec::new();
+        for (m, answer) in members.iter().zip(&answers) {
+            let Some(option) = answer else { continue };
+            let e = req(&mut r, 0, m, M::AnswerCheckIn { check_in: CheckInId::from("c1"), option: *option });
+            if reply(&e, m).is_ok() {
+                given.push(*option as usize);
+            }
+        }
+        let e = req(&mut r, 0, "f", M::CloseCheckIn { check_in: CheckInId::from("c1") });
+        let Some(S::CheckInResult { counts, responses, .. }) = to(&e, "f").into_iter()
+            .find(|m| matches!(m, S::CheckInResult { .. })) else {
+            panic!("no result");
+        };
+        prop_assert_eq!(responses as usize, given.len());
+        if let Some(counts) = counts {
+            prop_assert!(responses >= threshold);
+            for mine in &given {
+                let mut others = counts.clone();
+                others[*mine] -= 1;
+                prop_assert!(others.iter().all(|c| *c + 1 < responses),
+                    "{:?} tells one who chose {} how everyone else answered", counts, mine);
+            }
+            prop_assert!(counts.iter().all(|c| *c < responses), "{:?} is unanimous", counts);
         }
     }
 }

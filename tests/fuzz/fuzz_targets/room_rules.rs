@@ -128,7 +128,7 @@ fuzz_target!(|data: &[u8]| {
                         1 => Role::Member,
                         _ => Role::Observer,
                     };
-                    let _ = room.join(Joiner {
+                    let _ = room.join(now, Joiner {
                         id: pid(&mut u)?,
                         name: text(&mut u)?,
                         role,

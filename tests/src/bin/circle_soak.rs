@@ -36,7 +36,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-const SECRET: &str = "soak-secret-not-for-production";
+const SECRET: &str = "soak-secret-not-for-production-use-only";
 /// Any single step of a client (a connect, a reply) must finish within this.
 const STEP: Duration = Duration::from_secs(10);
 

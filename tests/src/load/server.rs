@@ -19,7 +19,7 @@ impl Circle {
     /// Starts `bin serve` with `extra` flags; its log (warnings only) goes to `log`.
     pub fn start(bin: &Path, extra: &[String], log: &Path) -> std::io::Result<Circle> {
         // A fresh secret per run: nothing outside this process can mint tokens for it.
-        let secret = format!("load-{:x}-{}", rand_u64(), std::process::id());
+        let secret = format!("load-secret-{:016x}-{:016x}", rand_u64(), rand_u64());
         let log = std::fs::File::create(log)?;
         let mut child = Command::new(bin)
             .arg("serve")
