@@ -273,7 +273,7 @@ export function renderCheckIn(s, actions) {
       r.question ? el('p', {}, r.question) : null,
       r.counts
         ? el('ul', { class: 'result' }, ...items)
-        : el('p', {}, `${r.responses} answered. To keep answers anonymous, counts are shown only when enough people answer.`),
+        : el('p', {}, `${r.responses} answered. To keep every answer anonymous, counts are not shown this time: too few answered, or the answers were too alike to hide anyone's.`),
       r.counts ? el('p', { class: 'muted' }, `${r.responses} answered.`) : null,
       el('button', { type: 'button', onclick: actions.dismissResult }, 'Dismiss'),
     );

@@ -59,7 +59,14 @@ test('keyboard only: join, raise a hand, react', { timeout: 120_000 }, async (t)
   // Focus moved to the control that now makes sense: Lower hand.
   assert.equal(await focusedName(page), 'Lower hand');
 
-  // React with Tab and Space.
+  // React with Tab and Space. With only two people here a reaction would name its sender, so
+  // the server refuses it and the member is told why.
+  await tabTo(page, 'Heart');
+  await page.keyboard.press('Space');
+  await page.getByText('Reactions are sent once at least three people are here').first().waitFor();
+  const cofac = await openPerson(browser, server, { sub: 'f-2', role: 'facilitator', name: 'Kim' }, { viewport: LAPTOP });
+  await joinRoom(cofac);
+  await page.locator('.tile', { hasText: 'Kim' }).first().waitFor();
   await tabTo(page, 'Heart');
   await page.keyboard.press('Space');
   await waitFor(async () => (await fac.page.evaluate(() => window.__reactions)).some((m) => m.counts.heart >= 1),
