@@ -14,7 +14,7 @@ fn sdp(pc: PcKind, sdp_type: SdpType, sdp: &str) -> Signal {
 
 const ONE_AUDIO_OFFER: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
     m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=sendrecv\r\n\
-    a=rtpmap:111 opus/48000/2\r\n";
+    a=ice-ufrag:Xb3+\r\na=ice-pwd:0123456789abcdefghij+/\r\na=rtpmap:111 opus/48000/2\r\n";
 
 #[tokio::test]
 async fn signals_from_unknown_participants_are_not_found() {
@@ -95,6 +95,26 @@ async fn unparsable_offers_and_offers_with_two_microphones_are_bad_sdp() {
             sdp(PcKind::Publish, SdpType::Offer, ONE_AUDIO_OFFER),
         )
         .unwrap();
+}
+
+#[tokio::test]
+async fn offers_with_an_oversized_ufrag_or_too_many_sections_are_bad_sdp() {
+    let media = Media::new(MediaConfig::default()).unwrap();
+    let (tx, _rx) = mpsc::channel(16);
+    let mut router = media.router(tx);
+    let member = ParticipantId::from("member");
+    router.add_participant(member.clone(), true);
+
+    let no_ufrag = ONE_AUDIO_OFFER.replace("a=ice-ufrag:Xb3+\r\n", "");
+    let long_ufrag = ONE_AUDIO_OFFER.replace("Xb3+", &"u".repeat(250));
+    let inactive = "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=inactive\r\n";
+    let many_sections = format!("{ONE_AUDIO_OFFER}{}", inactive.repeat(16));
+    for text in [no_ufrag, long_ufrag, many_sections] {
+        let err = router
+            .on_signal(&member, sdp(PcKind::Publish, SdpType::Offer, &text))
+            .unwrap_err();
+        assert!(matches!(err, MediaError::BadSdp(_)), "{err}");
+    }
 }
 
 #[tokio::test]

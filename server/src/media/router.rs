@@ -14,7 +14,7 @@ use webrtc::peer_connection::{RTCIceCandidateInit, RTCSessionDescription};
 use crate::media::engine::{Engine, MediaKind};
 use crate::media::peer::{self, PeerCommand, PeerContext, PeerHandle};
 use crate::media::producer::{Producer, ProducerEnded, ProducerId};
-use crate::media::sdp::inspect_publish_offer;
+use crate::media::sdp::{check_client_description, inspect_publish_offer};
 use crate::media::speaking::SpeakingDetector;
 use crate::media::{lock, MediaError, RouterEvent, Signal};
 
@@ -187,6 +187,7 @@ impl Router {
                         "the client offers on publish and the server answers",
                     ));
                 }
+                check_client_description(&sdp)?;
                 let offer = inspect_publish_offer(&sdp)?;
                 let description = RTCSessionDescription::offer(sdp)
                     .map_err(|e| MediaError::BadSdp(e.to_string()))?;
@@ -215,6 +216,7 @@ impl Router {
                 {
                     return Err(MediaError::Conflict("no subscribe offer is outstanding"));
                 }
+                check_client_description(&sdp)?;
                 let description = RTCSessionDescription::answer(sdp)
                     .map_err(|e| MediaError::BadSdp(e.to_string()))?;
                 send(

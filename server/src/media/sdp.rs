@@ -1,11 +1,93 @@
-//! Plain-text SDP work the library does not do for us: what the router checks in a browser's
-//! publish offer (how many tracks, which extension id carries the audio level), and putting the
-//! announced address into the server's candidates.
+//! Plain-text SDP work the library does not do for us: the limits every client description must
+//! meet before the library parses it, what the router checks in a browser's publish offer (how
+//! many tracks, which extension id carries the audio level), and putting the announced address
+//! into the server's candidates.
 
 use std::net::IpAddr;
+use std::ops::RangeInclusive;
 
 use crate::media::engine::AUDIO_LEVEL_URI;
 use crate::media::MediaError;
+
+/// The largest client description accepted. Chromium's offers are 3–6 KiB; the WebSocket's own
+/// cap (256 KiB) would let one message carry thousands of lines for the library to parse.
+pub(crate) const MAX_DESCRIPTION_BYTES: usize = 64 * 1024;
+/// The most media sections a client description may have. A publish offer needs two; a
+/// subscribe answer has as many as the server offered, and removed tracks stay behind as
+/// inactive sections, so a long session can grow a few more.
+pub(crate) const MAX_MEDIA_SECTIONS: usize = 16;
+/// RFC 8839 §5.4 allows 4 to 256 characters; browsers send 4 (Chromium) to 32, and the
+/// fragment is repeated in every check's USERNAME, so the long end only serves an amplifier.
+const UFRAG_CHARS: RangeInclusive<usize> = 4..=64;
+/// RFC 8839 §5.4: 22 to 256 characters.
+const PWD_CHARS: RangeInclusive<usize> = 22..=256;
+
+/// An attribute line as the library's lexer reads it (rtc-sdp 0.21.1): lines end at `\n` only,
+/// carriage returns before a line's type are skipped, the value is trimmed at both ends, and the
+/// name ends at the first colon. `None` for any line that is not an attribute.
+fn attribute(line: &str) -> Option<(&str, Option<&str>)> {
+    let value = line.trim_start_matches('\r').strip_prefix("a=")?.trim();
+    Some(match value.split_once(':') {
+        Some((name, value)) => (name, Some(value)),
+        None => (value, None),
+    })
+}
+
+fn is_media_line(line: &str) -> bool {
+    line.trim_start_matches('\r').starts_with("m=")
+}
+
+/// RFC 8839 §5.4: `ice-char = ALPHA / DIGIT / "+" / "/"`.
+fn is_ice_chars(value: &str, lengths: RangeInclusive<usize>) -> bool {
+    lengths.contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+}
+
+/// Checks a client's offer or answer against the limits the SFU sets before the library parses
+/// it: its size, its number of media sections, and ICE credentials that are present (at session
+/// or media level) and well formed (RFC 8839 §5.4). A description claiming ICE-lite is refused
+/// too: browsers are full agents, and against a lite peer the server would become the
+/// controlling agent (RFC 8445 §6.1.1), the one that sends checks of its own.
+pub(crate) fn check_client_description(sdp: &str) -> Result<(), MediaError> {
+    let refuse = |why: &str| Err(MediaError::BadSdp(why.to_owned()));
+    if sdp.len() > MAX_DESCRIPTION_BYTES {
+        return refuse("the description is too large");
+    }
+    let mut sections = 0;
+    let mut ufrag = false;
+    let mut pwd = false;
+    for line in sdp.split('\n') {
+        if is_media_line(line) {
+            sections += 1;
+            if sections > MAX_MEDIA_SECTIONS {
+                return refuse("the description has too many media sections");
+            }
+            continue;
+        }
+        match attribute(line) {
+            Some(("ice-ufrag", value)) => {
+                if !value.is_some_and(|v| is_ice_chars(v, UFRAG_CHARS)) {
+                    return refuse("the ICE username fragment is malformed");
+                }
+                ufrag = true;
+            }
+            Some(("ice-pwd", value)) => {
+                if !value.is_some_and(|v| is_ice_chars(v, PWD_CHARS)) {
+                    return refuse("the ICE password is malformed");
+                }
+                pwd = true;
+            }
+            Some(("ice-lite", _)) => return refuse("a browser is not an ICE-lite agent"),
+            _ => {}
+        }
+    }
+    if !ufrag || !pwd {
+        return refuse("the description has no ICE credentials");
+    }
+    Ok(())
+}
 
 /// The parts of a publish offer the SFU relies on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -195,5 +277,132 @@ mod tests {
     fn an_extmap_with_a_direction_still_yields_its_id() {
         let sdp = OFFER.replace("extmap:1 ", "extmap:7/sendonly ");
         assert_eq!(inspect_publish_offer(&sdp).unwrap().audio_level_id, Some(7));
+    }
+
+    /// Chromium's shape: credentials in every media section.
+    const CHROMIUM_OFFER: &str = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
+        a=group:BUNDLE 0 1\r\n\
+        m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\n\
+        a=ice-ufrag:Xb3+\r\na=ice-pwd:0123456789abcdefghij+/\r\na=mid:0\r\n\
+        m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\n\
+        a=ice-ufrag:Xb3+\r\na=ice-pwd:0123456789abcdefghij+/\r\na=mid:1\r\n";
+
+    fn refused(sdp: &str) -> bool {
+        matches!(check_client_description(sdp), Err(MediaError::BadSdp(_)))
+    }
+
+    #[test]
+    fn a_browsers_offer_meets_the_limits() {
+        check_client_description(CHROMIUM_OFFER).unwrap();
+    }
+
+    #[test]
+    fn credentials_at_session_level_are_enough() {
+        let sdp = "v=0\r\na=ice-ufrag:abcd\r\na=ice-pwd:0123456789abcdefghijkl\r\n\
+            m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n";
+        check_client_description(sdp).unwrap();
+    }
+
+    #[test]
+    fn an_offer_without_an_ice_ufrag_is_refused() {
+        let sdp: String = CHROMIUM_OFFER
+            .split_inclusive('\n')
+            .filter(|l| !l.starts_with("a=ice-ufrag"))
+            .collect();
+        assert!(refused(&sdp));
+    }
+
+    #[test]
+    fn an_offer_without_an_ice_pwd_is_refused() {
+        let sdp: String = CHROMIUM_OFFER
+            .split_inclusive('\n')
+            .filter(|l| !l.starts_with("a=ice-pwd"))
+            .collect();
+        assert!(refused(&sdp));
+    }
+
+    #[test]
+    fn an_ice_ufrag_of_more_than_64_characters_is_refused() {
+        let longest = CHROMIUM_OFFER.replace("Xb3+", &"u".repeat(64));
+        check_client_description(&longest).unwrap();
+        let long = CHROMIUM_OFFER.replace("Xb3+", &"u".repeat(65));
+        assert!(refused(&long));
+        // The attack the review found: 250 characters, repeated in every check sent.
+        assert!(refused(&CHROMIUM_OFFER.replace("Xb3+", &"u".repeat(250))));
+    }
+
+    #[test]
+    fn an_ice_ufrag_of_fewer_than_4_characters_is_refused() {
+        assert!(refused(&CHROMIUM_OFFER.replace("Xb3+", "Xb3")));
+        assert!(refused(
+            &CHROMIUM_OFFER.replace("a=ice-ufrag:Xb3+", "a=ice-ufrag")
+        ));
+    }
+
+    #[test]
+    fn an_ice_ufrag_with_characters_outside_ice_char_is_refused() {
+        for bad in ["Xb3-", "Xb 3", "Xb3:", "Xb3\u{e9}"] {
+            assert!(refused(&CHROMIUM_OFFER.replace("Xb3+", bad)), "{bad}");
+        }
+        // A space after the colon is part of the value as the library reads it.
+        assert!(refused(
+            &CHROMIUM_OFFER.replace("a=ice-ufrag:Xb3+", "a=ice-ufrag: Xb3+")
+        ));
+    }
+
+    #[test]
+    fn an_ice_pwd_outside_22_to_256_characters_is_refused() {
+        let pwd = "0123456789abcdefghij+/";
+        assert!(refused(&CHROMIUM_OFFER.replace(pwd, &pwd[1..])));
+        check_client_description(&CHROMIUM_OFFER.replace(pwd, &"p".repeat(256))).unwrap();
+        assert!(refused(&CHROMIUM_OFFER.replace(pwd, &"p".repeat(257))));
+        assert!(refused(
+            &CHROMIUM_OFFER.replace(pwd, "0123456789abcdefghij+-")
+        ));
+    }
+
+    #[test]
+    fn a_malformed_credential_in_any_section_is_refused() {
+        // The library reads the first; every one must pass.
+        let sdp = CHROMIUM_OFFER.replacen(
+            "a=ice-ufrag:Xb3+\r\na=ice-pwd",
+            "a=ice-ufrag:Xb3+\r\na=ice-ufrag:x\r\na=ice-pwd",
+            1,
+        );
+        assert!(refused(&sdp));
+    }
+
+    #[test]
+    fn a_description_with_more_than_16_media_sections_is_refused() {
+        let section = "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=inactive\r\n";
+        let sixteen = format!("{CHROMIUM_OFFER}{}", section.repeat(14));
+        check_client_description(&sixteen).unwrap();
+        let seventeen = format!("{CHROMIUM_OFFER}{}", section.repeat(15));
+        assert!(refused(&seventeen));
+    }
+
+    #[test]
+    fn a_media_line_behind_a_carriage_return_still_counts() {
+        // The library's lexer skips carriage returns before a line's type.
+        let section = "\rm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n";
+        assert!(refused(&format!("{CHROMIUM_OFFER}{}", section.repeat(15))));
+    }
+
+    #[test]
+    fn a_description_larger_than_64_kib_is_refused() {
+        let padding = "a=x-padding:0123456789012345678901234567890123456789\r\n";
+        let mut sdp = CHROMIUM_OFFER.to_owned();
+        while sdp.len() + padding.len() <= MAX_DESCRIPTION_BYTES {
+            sdp.push_str(padding);
+        }
+        check_client_description(&sdp).unwrap();
+        sdp.push_str(padding);
+        assert!(refused(&sdp));
+    }
+
+    #[test]
+    fn a_description_that_claims_ice_lite_is_refused() {
+        let sdp = CHROMIUM_OFFER.replace("t=0 0\r\n", "t=0 0\r\na=ice-lite\r\n");
+        assert!(refused(&sdp));
     }
 }
