@@ -522,8 +522,13 @@ pub async fn client_pc_at(
     let registry = register_default_interceptors(Registry::new(), &mut engine)
         .unwrap()
         .with(Slot::from(14_000), KeyframeRequestsToApp::default());
+    // The server is an ICE-lite agent and sends no checks of its own, so its liveness timers
+    // run on this browser's checks alone (rtc 0.21.1 does not count media as a sign of life).
+    // A check every 250 ms keeps a live browser alive under the 1 s timeouts the recovery
+    // tests give the server; the library's own 2 s would let it lapse between checks.
     let settings = SettingEngineBuilder::new()
         .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+        .with_ice_timeouts(None, None, Some(Duration::from_millis(250)))
         .build();
     let pc = PeerConnectionBuilder::new()
         .with_media_engine(engine)

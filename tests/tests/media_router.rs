@@ -1,8 +1,14 @@
 //! The SFU end to end: fake browsers (webrtc-rs peers) against a Router over loopback UDP.
 
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::RangeInclusive;
+use std::sync::Arc;
+
 use circle_protocol::PcKind;
 use circle_server::media::MediaConfig;
 use circle_tests::browser::{contiguous, Browser, Room, LOUD};
+use tokio::net::UdpSocket;
 
 const PEOPLE: [&str; 3] = ["alice", "bob", "carol"];
 
@@ -230,12 +236,48 @@ async fn the_server_reports_each_peer_connection_as_connected() {
         .await;
 }
 
+/// A 1:1 NAT in front of the server: what reaches `public:port` is passed on to
+/// `private:port` from a socket of its own for each sender, and replies go back from
+/// `public:port`, for every port of `ports`.
+async fn one_to_one_nat(public: IpAddr, private: IpAddr, ports: RangeInclusive<u16>) {
+    for port in ports {
+        let outside = Arc::new(UdpSocket::bind((public, port)).await.unwrap());
+        tokio::spawn(async move {
+            let mut inside: HashMap<SocketAddr, Arc<UdpSocket>> = HashMap::new();
+            let mut buf = vec![0u8; 65536];
+            while let Ok((n, from)) = outside.recv_from(&mut buf).await {
+                let socket = match inside.get(&from) {
+                    Some(socket) => socket.clone(),
+                    None => {
+                        let socket = Arc::new(UdpSocket::bind((private, 0)).await.unwrap());
+                        let (replies, outside) = (socket.clone(), outside.clone());
+                        tokio::spawn(async move {
+                            let mut buf = vec![0u8; 65536];
+                            while let Ok((n, _)) = replies.recv_from(&mut buf).await {
+                                let _ = outside.send_to(&buf[..n], from).await;
+                            }
+                        });
+                        inside.insert(from, socket.clone());
+                        socket
+                    }
+                };
+                let _ = socket.send_to(&buf[..n], (private, port)).await;
+            }
+        });
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn candidates_use_the_configured_port_range_and_announced_address() {
-    // 127.0.0.2 stands in for a public address behind 1:1 NAT: announced, never bound.
+    // 127.0.0.2 stands in for a public address behind 1:1 NAT: announced, never bound by the
+    // server. The server is ICE-lite and never checks first, so the browsers must reach it
+    // through the announced address, as they would in a deployment.
+    let (public, private) = ("127.0.0.2".parse().unwrap(), "127.0.0.1".parse().unwrap());
+    one_to_one_nat(public, private, 47100..=47107).await;
     let config = MediaConfig {
-        announce_ip: Some("127.0.0.2".parse().unwrap()),
-        udp_ports: Some((47100, 47163)),
+        bind_ip: private,
+        announce_ip: Some(public),
+        udp_ports: Some((47100, 47107)),
         ..MediaConfig::default()
     };
     let room = Room::start_with(config);
@@ -248,7 +290,7 @@ async fn candidates_use_the_configured_port_range_and_announced_address() {
         let fields: Vec<&str> = c.candidate.split_whitespace().collect();
         assert_eq!(fields[4], "127.0.0.2", "{}", c.candidate);
         let port: u16 = fields[5].parse().unwrap();
-        assert!((47100..=47163).contains(&port), "{}", c.candidate);
+        assert!((47100..=47107).contains(&port), "{}", c.candidate);
     }
 }
 

@@ -43,9 +43,6 @@ use crate::media::{MediaConfig, MediaError};
 pub(crate) const OPUS_PAYLOAD_TYPE: u8 = 111;
 pub(crate) const VP8_PAYLOAD_TYPE: u8 = 96;
 
-const ICE_CHECK_INTERVAL: Duration = Duration::from_millis(50);
-const ICE_MAX_BINDING_REQUESTS: u16 = 28;
-
 pub(crate) const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
 
 /// Which of the two codecs a track carries.
@@ -280,19 +277,20 @@ impl Engine {
         let mut settings = SettingEngineBuilder::new()
             .with_multicast_dns_mode(MulticastDnsMode::Disabled)
             .with_network_types(vec![network])
-            // The library paces its connectivity checks at 200 ms, so a new subscription waited
-            // that long for each round of checks; RFC 8445's pacing (Ta) is 50 ms. Four times
-            // the attempts keep the same 1.4 s before a candidate pair is given up.
-            .with_ice_connection_attempts(Some(ICE_CHECK_INTERVAL), Some(ICE_MAX_BINDING_REQUESTS))
-            // Where the server controls ICE (subscribe), it waits this long after starting
-            // before it may nominate a pair whose browser side is server- or peer-reflexive
-            // (500 ms and 1 s by default), in case a better pair turns up. A browser's first
-            // check often arrives before its trickled candidate and is learned as
-            // peer-reflexive, so a new subscription waited a whole second. For a server every
-            // browser reaches directly no better pair is coming; relayed pairs keep the
-            // library's wait, so that a direct path that is still being checked wins.
-            .with_srflx_acceptance_min_wait(Some(Duration::ZERO))
-            .with_prflx_acceptance_min_wait(Some(Duration::ZERO));
+            // ICE-lite (RFC 8445 §2.5), as mediasoup and Janus: the server answers the browser's
+            // connectivity checks and learns its address from them (a peer-reflexive candidate,
+            // §7.3.1.3), and never checks an address of its own accord, so no client can aim
+            // the server's STUN traffic at someone else. Against a full agent a lite one is
+            // always controlled (§6.1.1): the browser nominates, on both legs. (rtc-ice 0.21.1's
+            // lite agent still sends one triggered check back to the source of each check it
+            // has authenticated and answered, and nowhere else.)
+            //
+            // What the engine used to set for the agent that sent checks no longer applies, and
+            // is gone: the check pacing and attempt count (`with_ice_connection_attempts`) are
+            // read only where the agent checks every pair and to pace its timer while
+            // connecting, and the nomination waits (`with_srflx/prflx_acceptance_min_wait`)
+            // only by a controlling agent; a lite, controlled agent does neither.
+            .with_lite(true);
         if let Some((disconnected, failed, keepalive)) = self.config.ice_timeouts {
             settings =
                 settings.with_ice_timeouts(Some(disconnected), Some(failed), Some(keepalive));

@@ -54,7 +54,11 @@ pub struct MediaConfig {
     pub socket_buffer_bytes: usize,
     /// ICE liveness: (silence before `disconnected`, further silence before `failed`,
     /// keepalive interval). `None` keeps the library's 5 s / 25 s / 2 s. Tests shorten it so
-    /// that a failure shows within seconds.
+    /// that a failure shows within seconds. The server is an ICE-lite agent and sends no
+    /// keepalives of its own: silence is measured in the browser's checks alone (the library
+    /// does not count media), and the third value only sets how often it is measured. Browsers
+    /// check a working pair every few seconds (Chromium every 2.5 s), so the first value must
+    /// stay above that.
     pub ice_timeouts: Option<(Duration, Duration, Duration)>,
 }
 

@@ -14,8 +14,8 @@ use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use tokio::sync::mpsc;
 use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::{
-    PeerConnection, PeerConnectionEventHandler, RTCIceCandidate, RTCIceCandidateInit,
-    RTCIceGatheringState, RTCPeerConnectionIceEvent, RTCPeerConnectionState, RTCSessionDescription,
+    PeerConnection, PeerConnectionEventHandler, RTCIceCandidate, RTCIceGatheringState,
+    RTCPeerConnectionIceEvent, RTCPeerConnectionState, RTCSessionDescription,
 };
 use webrtc::rtp_transceiver::RtpSender;
 
@@ -29,9 +29,6 @@ use crate::media::{RouterEvent, Signal};
 
 /// Commands queued per peer; a handful per producer change, so this is never the limit.
 const COMMAND_QUEUE: usize = 256;
-/// Candidates kept while waiting for the remote description; a browser trickles a handful,
-/// and a client sending more before its offer only loses the surplus.
-const PENDING_CANDIDATES: usize = 64;
 /// Library events per peer: candidates come in bursts of a few, tracks one or two.
 const EVENT_QUEUE: usize = 256;
 
@@ -64,7 +61,6 @@ pub(crate) enum PeerCommand {
     },
     /// Subscribe: the browser's answer to our outstanding offer.
     Answer(Box<RTCSessionDescription>),
-    Candidate(Box<RTCIceCandidateInit>),
     /// Subscribe: include this producer in the next offer.
     AddConsumer(Arc<Producer>),
     /// Subscribe: drop this producer from the next offer.
@@ -148,8 +144,6 @@ pub(crate) fn spawn(kind: PcKind, context: PeerContext) -> PeerHandle {
         context,
         pc: None,
         events: None,
-        pending_candidates: Vec::new(),
-        remote_set: false,
         reported: None,
         restart_ice: false,
         audio_level_id: None,
@@ -206,9 +200,6 @@ struct PeerTask {
     /// Built on first need; with it, the guard that counts it, and its events.
     pc: Option<(Arc<dyn PeerConnection>, Live)>,
     events: Option<mpsc::Receiver<PeerEvent>>,
-    /// Candidates that arrived before the remote description they belong to.
-    pending_candidates: Vec<RTCIceCandidateInit>,
-    remote_set: bool,
     /// The last state told to the room: (connected, failed).
     reported: Option<(bool, bool)>,
     /// Subscribe: the next offer restarts ICE.
@@ -314,18 +305,6 @@ impl PeerTask {
                 // No connection means no offer was ever sent.
                 None => self.error("no subscribe offer is outstanding").await,
             },
-            PeerCommand::Candidate(candidate) => match &self.pc {
-                // `remote_set` implies a connection.
-                Some((pc, _)) if self.remote_set => {
-                    let pc = pc.clone();
-                    self.add_candidate(&pc, *candidate).await;
-                }
-                _ => {
-                    if self.pending_candidates.len() < PENDING_CANDIDATES {
-                        self.pending_candidates.push(*candidate);
-                    }
-                }
-            },
             PeerCommand::AddConsumer(producer) => {
                 self.wanted.insert(producer.id, producer);
                 self.dirty = true;
@@ -424,8 +403,6 @@ impl PeerTask {
                 .await;
             return;
         }
-        self.remote_set = true;
-        self.flush_candidates(pc).await;
         let answer = match pc.create_answer(None).await {
             Ok(answer) => answer,
             Err(e) => {
@@ -493,9 +470,7 @@ impl PeerTask {
                 .await;
             return;
         }
-        self.remote_set = true;
         self.offer_outstanding.store(false, Ordering::Release);
-        self.flush_candidates(pc).await;
         // Every consumer present now was in the offer just answered: none are added while an
         // offer is outstanding.
         for subscribed in self.consumers.values_mut() {
@@ -606,24 +581,6 @@ impl PeerTask {
         }
         for subscribed in self.consumers.values().filter(|s| s.negotiated) {
             subscribed.consumer.go_live();
-        }
-    }
-
-    async fn flush_candidates(&mut self, pc: &Arc<dyn PeerConnection>) {
-        for candidate in std::mem::take(&mut self.pending_candidates) {
-            self.add_candidate(pc, candidate).await;
-        }
-    }
-
-    async fn add_candidate(
-        &mut self,
-        pc: &Arc<dyn PeerConnection>,
-        candidate: RTCIceCandidateInit,
-    ) {
-        if let Err(e) = pc.add_ice_candidate(candidate).await {
-            // Browsers trickle candidates the server cannot use (other families, mDNS names);
-            // one bad candidate is not a failed connection.
-            tracing::debug!(error = %e, "remote candidate refused");
         }
     }
 

@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use circle_protocol::{ParticipantId, PcKind, SdpType};
 use tokio::sync::mpsc;
-use webrtc::peer_connection::{RTCIceCandidateInit, RTCSessionDescription};
+use webrtc::peer_connection::RTCSessionDescription;
 
 use crate::media::engine::{Engine, MediaKind};
 use crate::media::peer::{self, PeerCommand, PeerContext, PeerHandle};
 use crate::media::producer::{Producer, ProducerEnded, ProducerId};
-use crate::media::sdp::{check_client_description, inspect_publish_offer};
+use crate::media::sdp::{check_client_description, inspect_publish_offer, strip_candidates};
 use crate::media::speaking::SpeakingDetector;
 use crate::media::{lock, MediaError, RouterEvent, Signal};
 
@@ -166,7 +166,8 @@ impl Router {
     }
 
     /// Takes a client's `sdp` or `ice` message. Refuses what can be judged at once; the rest
-    /// happens in the peer's task, whose failures arrive as [`RouterEvent::Error`].
+    /// happens in the peer's task, whose failures arrive as [`RouterEvent::Error`]. The client's
+    /// candidates, trickled or inside a description, never reach the library.
     pub fn on_signal(&mut self, from: &ParticipantId, signal: Signal) -> Result<(), MediaError> {
         if self.commands.is_none() {
             return Err(MediaError::Internal("the router is closed".to_owned()));
@@ -188,6 +189,7 @@ impl Router {
                     ));
                 }
                 check_client_description(&sdp)?;
+                let sdp = strip_candidates(&sdp);
                 let offer = inspect_publish_offer(&sdp)?;
                 let description = RTCSessionDescription::offer(sdp)
                     .map_err(|e| MediaError::BadSdp(e.to_string()))?;
@@ -217,36 +219,21 @@ impl Router {
                     return Err(MediaError::Conflict("no subscribe offer is outstanding"));
                 }
                 check_client_description(&sdp)?;
-                let description = RTCSessionDescription::answer(sdp)
+                let description = RTCSessionDescription::answer(strip_candidates(&sdp))
                     .map_err(|e| MediaError::BadSdp(e.to_string()))?;
                 send(
                     &participant.subscribe,
                     PeerCommand::Answer(Box::new(description)),
                 )
             }
-            Signal::Ice { pc, candidate } => {
-                let peer = match pc {
-                    PcKind::Publish => participant
-                        .publish
-                        .as_ref()
-                        .ok_or(MediaError::Forbidden("observers do not publish"))?,
-                    PcKind::Subscribe => &participant.subscribe,
-                };
-                // Null, or the browser's empty candidate, ends the trickle; the library needs
-                // neither to finish its checks.
-                let Some(candidate) = candidate.filter(|c| !c.candidate.is_empty()) else {
-                    return Ok(());
-                };
-                send(
-                    peer,
-                    PeerCommand::Candidate(Box::new(RTCIceCandidateInit {
-                        candidate: candidate.candidate,
-                        sdp_mid: candidate.sdp_mid,
-                        sdp_mline_index: candidate.sdp_mline_index,
-                        username_fragment: candidate.username_fragment,
-                        url: None,
-                    })),
-                )
+            Signal::Ice { pc, .. } => {
+                if pc == PcKind::Publish && participant.publish.is_none() {
+                    return Err(MediaError::Forbidden("observers do not publish"));
+                }
+                // Accepted and dropped: the server is an ICE-lite agent (RFC 8445 §2.5) that
+                // learns the browser's address from the browser's own checks, and the library
+                // would send checks to, or open a TCP connection to, any address a client names.
+                Ok(())
             }
         }
     }

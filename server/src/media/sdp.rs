@@ -104,6 +104,23 @@ enum Section {
     Other,
 }
 
+/// The description without the client's candidates: its `a=candidate` and `a=end-of-candidates`
+/// lines. The server is an ICE-lite agent (RFC 8445 §2.5) and learns the browser's address from
+/// the browser's own checks, as a peer-reflexive candidate (RFC 8445 §7.3.1.3), so it never
+/// needs an address a client names; and the library would act on any it is given (webrtc 0.21.1
+/// opens a TCP connection to a passive TCP candidate whatever the engine's network types).
+/// Names are matched without regard to case, which drops more than the library would read.
+pub(crate) fn strip_candidates(sdp: &str) -> String {
+    sdp.split_inclusive('\n')
+        .filter(|line| {
+            !attribute(line).is_some_and(|(name, _)| {
+                name.eq_ignore_ascii_case("candidate")
+                    || name.eq_ignore_ascii_case("end-of-candidates")
+            })
+        })
+        .collect()
+}
+
 /// Checks that an offer sends at most one audio and one video track and finds the audio level
 /// extension id.
 pub(crate) fn inspect_publish_offer(sdp: &str) -> Result<PublishOffer, MediaError> {
@@ -398,6 +415,36 @@ mod tests {
         check_client_description(&sdp).unwrap();
         sdp.push_str(padding);
         assert!(refused(&sdp));
+    }
+
+    #[test]
+    fn a_clients_candidates_are_stripped_and_every_other_line_kept_as_it_was() {
+        let sdp = format!(
+            "{CHROMIUM_OFFER}a=candidate:1 1 udp 2130706431 127.0.0.1 9 typ host\r\n\
+            a=candidate:2 1 tcp 1518280447 127.0.0.1 9 typ host tcptype passive\n\
+            a=end-of-candidates\r\na=rtcp-mux\r\n"
+        );
+        assert_eq!(
+            strip_candidates(&sdp),
+            format!("{CHROMIUM_OFFER}a=rtcp-mux\r\n")
+        );
+    }
+
+    #[test]
+    fn a_candidate_the_library_would_read_is_stripped_however_it_is_spelled() {
+        // The library skips carriage returns before a line's type and trims the value.
+        for line in [
+            "\ra=candidate:1 1 udp 1 127.0.0.1 9 typ host\r\n",
+            "a= candidate:1 1 udp 1 127.0.0.1 9 typ host\r\n",
+            "a=CANDIDATE:1 1 udp 1 127.0.0.1 9 typ host\r\n",
+            "a=candidate:1 1 udp 1 127.0.0.1 9 typ host",
+        ] {
+            let sdp = format!("{CHROMIUM_OFFER}{line}");
+            assert_eq!(strip_candidates(&sdp), CHROMIUM_OFFER, "{line:?}");
+        }
+        // A line that only mentions candidates is not one.
+        let other = format!("{CHROMIUM_OFFER}a=x-note:a=candidate:1\r\n");
+        assert_eq!(strip_candidates(&other), other);
     }
 
     #[test]
