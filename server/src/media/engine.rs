@@ -369,9 +369,9 @@ impl Interceptor for KeyframeRequestsToApp {
     fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
 }
 
-/// The tokio runtime with larger UDP socket buffers: the kernel's default receive buffer
-/// (208 KiB) overflows in bursts of video, and the library has no setting for it, but every
-/// socket it binds passes through `wrap_udp_socket`.
+/// The tokio runtime with larger UDP socket buffers, and without outbound TCP. The kernel's
+/// default receive buffer (208 KiB) overflows in bursts of video, and the library has no
+/// setting for it, but every socket it binds passes through `wrap_udp_socket`.
 #[derive(Debug)]
 struct BufferedRuntime {
     inner: TokioRuntime,
@@ -413,11 +413,19 @@ impl Runtime for BufferedRuntime {
         self.inner.wrap_tcp_listener(listener)
     }
 
+    /// Refuses every outbound TCP connection: the SFU is UDP only and never needs one, but
+    /// webrtc 0.21.1 dials any passive TCP candidate it is given, whatever the network types.
+    /// The router already keeps every client-named candidate from the library; this is the
+    /// second wall. (The library logs a refused dial with its address at `error`, so it must
+    /// stay the second wall, never the first.)
     fn connect_tcp<'a>(
         &'a self,
-        remote_addr: SocketAddr,
+        _remote_addr: SocketAddr,
     ) -> Pin<Box<dyn Future<Output = io::Result<Arc<dyn AsyncTcpStream>>> + Send + 'a>> {
-        self.inner.connect_tcp(remote_addr)
+        Box::pin(std::future::ready(Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "the media engine opens no outbound TCP connection",
+        ))))
     }
 
     fn resolve_host<'a>(
@@ -465,6 +473,22 @@ mod tests {
         let now = socket2::SockRef::from(&probe).recv_buffer_size().unwrap();
         // Linux reports double the requested size (bookkeeping overhead), capped by rmem_max.
         assert!(now > default, "receive buffer stayed at {default}");
+    }
+
+    #[tokio::test]
+    async fn the_runtime_opens_no_outbound_tcp_connection() {
+        let runtime = BufferedRuntime {
+            inner: TokioRuntime,
+            buffer_bytes: 0,
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let Err(e) = runtime.connect_tcp(addr).await else {
+            panic!("the runtime connected out by TCP");
+        };
+        assert_eq!(e.kind(), io::ErrorKind::PermissionDenied);
+        let accepted = tokio::time::timeout(Duration::from_millis(200), listener.accept()).await;
+        assert!(accepted.is_err(), "a connection reached the listener");
     }
 
     #[test]
