@@ -161,6 +161,48 @@ pub(crate) fn spawn(kind: PcKind, context: PeerContext) -> PeerHandle {
     }
 }
 
+/// Applies a browser's publish offer and the server's answer to it; on failure, what to tell
+/// the client.
+async fn apply_offer(
+    pc: &Arc<dyn PeerConnection>,
+    description: RTCSessionDescription,
+) -> Result<(), &'static str> {
+    if let Err(e) = pc.set_remote_description(description).await {
+        tracing::info!("publish offer refused");
+        tracing::debug!(error = %e, "publish offer refused");
+        return Err("the server could not apply the publish offer");
+    }
+    let answer = match pc.create_answer(None).await {
+        Ok(answer) => answer,
+        Err(e) => {
+            tracing::info!("could not answer a publish offer");
+            tracing::debug!(error = %e, "could not answer a publish offer");
+            return Err("the server could not answer the publish offer");
+        }
+    };
+    if let Err(e) = pc.set_local_description(answer).await {
+        tracing::warn!("could not apply our own publish answer");
+        tracing::debug!(error = %e, "could not apply our own publish answer");
+        return Err("the server could not answer the publish offer");
+    }
+    Ok(())
+}
+
+/// Discards a remote offer that was not answered. An offer refused before it changed anything
+/// leaves nothing to roll back, and the library says so: that is logged at debug only.
+async fn rollback(pc: &Arc<dyn PeerConnection>) {
+    let rollback = match RTCSessionDescription::rollback(None) {
+        Ok(rollback) => rollback,
+        Err(e) => {
+            tracing::debug!(error = %e, "could not build a rollback");
+            return;
+        }
+    };
+    if let Err(e) = pc.set_remote_description(rollback).await {
+        tracing::debug!(error = %e, "rolling back a refused publish offer failed");
+    }
+}
+
 /// The next library event, once there is a connection to have events.
 async fn next_event(events: &mut Option<mpsc::Receiver<PeerEvent>>) -> Option<PeerEvent> {
     match events {
@@ -396,28 +438,13 @@ impl PeerTask {
         audio_level_id: Option<u8>,
     ) {
         self.audio_level_id = audio_level_id;
-        if let Err(e) = pc.set_remote_description(description).await {
-            tracing::info!("publish offer refused");
-            tracing::debug!(error = %e, "publish offer refused");
-            self.error("the server could not apply the publish offer")
-                .await;
-            return;
-        }
-        let answer = match pc.create_answer(None).await {
-            Ok(answer) => answer,
-            Err(e) => {
-                tracing::info!("could not answer a publish offer");
-                tracing::debug!(error = %e, "could not answer a publish offer");
-                self.error("the server could not answer the publish offer")
-                    .await;
-                return;
-            }
-        };
-        if let Err(e) = pc.set_local_description(answer).await {
-            tracing::warn!("could not apply our own publish answer");
-            tracing::debug!(error = %e, "could not apply our own publish answer");
-            self.error("the server could not answer the publish offer")
-                .await;
+        if let Err(refusal) = apply_offer(pc, description).await {
+            // The library moves to `have-remote-offer` before it finds what is wrong with an
+            // offer, and stays there, refusing every later offer until a new connection. A
+            // rollback (JSEP, RFC 9429) takes it back to the last stable state, so the client's
+            // next offer is answered.
+            rollback(pc).await;
+            self.error(refusal).await;
             return;
         }
         let Some(local) = pc.local_description().await else {
