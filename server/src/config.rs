@@ -6,8 +6,6 @@ use std::time::Duration;
 use circle_protocol::IceServer;
 
 use crate::media::MediaConfig;
-use crate::room::outbox::ReplayLimit;
-use crate::room::RoomConfig;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -22,6 +20,9 @@ pub struct Settings {
     pub outbound_queue: usize,
     /// Commands queued for one room.
     pub room_queue: usize,
+    /// Room events a subscriber may fall behind by before it loses the oldest (and the loss is
+    /// counted); the rooms never wait for a subscriber.
+    pub event_queue: usize,
     /// Sustained messages per second one session may send.
     pub message_rate: u32,
     /// Messages one session may send in a burst above the rate.
@@ -59,6 +60,7 @@ impl Settings {
             ping_interval: Duration::from_secs(15),
             outbound_queue: 256,
             room_queue: 1024,
+            event_queue: 4096,
             message_rate: 20,
             message_burst: 60,
             max_rooms: 1000,
@@ -70,6 +72,40 @@ impl Settings {
             header_read_timeout: Duration::from_secs(10),
             allowed_origins: Vec::new(),
             media: MediaConfig::default(),
+        }
+    }
+}
+
+/// The rules' settings, fixed for the room's life.
+#[derive(Debug, Clone)]
+pub struct RoomConfig {
+    /// Members and observers wait for a facilitator unless this is off.
+    pub waiting_room: bool,
+    /// Everyone present or waiting counts.
+    pub max_participants: usize,
+    pub reaction_window_ms: u64,
+    /// Reactions one participant may send per second.
+    pub reactions_per_second: usize,
+    /// Fewest check-in answers for which counts are published; also the fewest people who must
+    /// be in the room for a reaction to be counted (never fewer than [`ANONYMITY_FLOOR`]).
+    pub anonymity_threshold: u32,
+    pub resume_grace_ms: u64,
+    /// How long someone a facilitator denied must wait before knocking again.
+    pub knock_cooldown_ms: u64,
+}
+
+/// How much of the past a resume can replay; beyond it the client gets a fresh `welcome`.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplayLimit {
+    pub messages: usize,
+    pub bytes: usize,
+}
+
+impl Default for ReplayLimit {
+    fn default() -> Self {
+        Self {
+            messages: 2048,
+            bytes: 1024 * 1024,
         }
     }
 }

@@ -16,7 +16,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_util::sync::CancellationToken;
 
-use crate::registry::{ConnectionSlot, Registry};
+use crate::context::ConnectionSlot;
+use crate::registry::Registry;
 
 static WEB_CLIENT: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/../web-client");
 
@@ -39,18 +40,20 @@ pub async fn serve(listener: TcpListener, registry: Arc<Registry>, shutdown: Can
                 continue;
             }
         };
-        let Some(slot) = registry.open_connection(peer.ip()) else {
+        let context = registry.context();
+        let Some(slot) = context.open_connection(peer.ip()) else {
             tracing::info!("refusing a connection over the per-address cap");
-            registry.tracker().spawn(refuse(stream));
+            context.tracker().spawn(refuse(stream));
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let registry = registry.clone();
-        let shutdown = shutdown.clone();
-        registry
-            .tracker()
-            .clone()
-            .spawn(connection(stream, registry, shutdown, Arc::new(slot)));
+        let tracker = context.tracker().clone();
+        tracker.spawn(connection(
+            stream,
+            registry.clone(),
+            shutdown.clone(),
+            Arc::new(slot),
+        ));
     }
 }
 
@@ -75,7 +78,7 @@ async fn connection(
     shutdown: CancellationToken,
     slot: Arc<ConnectionSlot>,
 ) {
-    let header_read_timeout = registry.settings().header_read_timeout;
+    let header_read_timeout = registry.context().settings().header_read_timeout;
     let service = hyper::service::service_fn(move |req| {
         let registry = registry.clone();
         let slot = slot.clone();
@@ -208,7 +211,10 @@ fn upgrade(
     registry: Arc<Registry>,
     slot: Arc<ConnectionSlot>,
 ) -> Response<Full<Bytes>> {
-    let key = match check_upgrade(req.headers(), &registry.settings().allowed_origins) {
+    let key = match check_upgrade(
+        req.headers(),
+        &registry.context().settings().allowed_origins,
+    ) {
         Ok(key) => key,
         Err(e) => {
             tracing::debug!(error = %e, "WebSocket handshake refused");
@@ -224,7 +230,7 @@ fn upgrade(
         }
     };
     let accept = derive_accept_key(key.as_bytes());
-    let tracker = registry.tracker().clone();
+    let tracker = registry.context().tracker().clone();
     tracker.spawn(async move {
         match hyper::upgrade::on(&mut req).await {
             Ok(upgraded) => {
@@ -321,7 +327,7 @@ fn stats(registry: &Registry) -> Response<Full<Bytes>> {
     let body = format!(
         "{{\"rooms\":{},\"sessions\":{},\"peers\":{},\"tasks\":{}}}\n",
         registry.room_count(),
-        registry.session_count(),
+        registry.context().session_count(),
         crate::media::live_peers(),
         tasks
     );

@@ -2,7 +2,9 @@
 //! client. `run` is the entry point that `main` and the tests share.
 
 pub mod config;
+pub mod context;
 pub mod error;
+pub mod events;
 pub mod http;
 pub mod media;
 pub mod registry;
@@ -11,6 +13,7 @@ pub mod session;
 pub mod token;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -28,14 +31,20 @@ pub async fn run(
     shutdown: CancellationToken,
     drain: Duration,
 ) -> Result<(), media::MediaError> {
-    let tracker = TaskTracker::new();
-    let registry = registry::Registry::new(settings, shutdown.clone(), tracker.clone())?;
-    http::serve(listener, registry, shutdown).await;
+    let context = context::Context::new(settings, shutdown, TaskTracker::new())?;
+    serve(listener, context, drain).await;
+    Ok(())
+}
+
+/// [`run`] with a context made beforehand (to subscribe to its events first, say).
+pub async fn serve(listener: TcpListener, context: Arc<context::Context>, drain: Duration) {
+    let registry = registry::Registry::new(context.clone());
+    http::serve(listener, registry, context.shutdown_token()).await;
+    let tracker = context.tracker();
     tracker.close();
     if tokio::time::timeout(drain, tracker.wait()).await.is_err() {
         tracing::warn!("some sessions did not close within the drain deadline");
     }
-    Ok(())
 }
 
 /// A server running on its own task, for tests and embedding.
@@ -43,7 +52,8 @@ pub async fn run(
 pub struct RunningServer {
     pub addr: SocketAddr,
     pub shutdown: CancellationToken,
-    pub task: tokio::task::JoinHandle<Result<(), media::MediaError>>,
+    pub task: tokio::task::JoinHandle<()>,
+    context: Arc<context::Context>,
 }
 
 impl RunningServer {
@@ -52,17 +62,25 @@ impl RunningServer {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(run(
-            listener,
-            settings,
-            shutdown.clone(),
-            Duration::from_secs(5),
-        ));
+        let context = context::Context::new(settings, shutdown.clone(), TaskTracker::new())
+            .map_err(std::io::Error::other)?;
+        let task = tokio::spawn(serve(listener, context.clone(), Duration::from_secs(5)));
         Ok(Self {
             addr,
             shutdown,
             task,
+            context,
         })
+    }
+
+    /// Every room event from now on.
+    pub fn events(&self) -> events::Subscription {
+        self.context.events().subscribe()
+    }
+
+    /// Room events subscribers lost by falling behind.
+    pub fn events_dropped(&self) -> u64 {
+        self.context.events().dropped()
     }
 
     /// Drains and waits for the server to stop.

@@ -16,7 +16,7 @@ use circle_protocol::{
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::time::{timeout, Instant};
 use tokio_tungstenite::tungstenite::error::CapacityError;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::ClientVisible;
 use crate::registry::Registry;
-use crate::room::{Joiner, Outbound, RoomCommand, RoomError, RoomHandle, SessionLink};
+use crate::room::{Joiner, Outbound, RoomError, RoomHandle, Sent, SessionLink};
 
 /// Why a session could not join. Each is answered with `error` and close 1008.
 #[derive(Debug, thiserror::Error)]
@@ -176,8 +176,9 @@ async fn serve<S>(ws: WebSocketStream<S>, registry: Arc<Registry>, budget: Arc<R
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let _counted = registry.session_started();
-    let settings = registry.settings().clone();
+    let context = registry.context().clone();
+    let _counted = context.session_started();
+    let settings = context.settings().clone();
     let (sink, mut stream) = ws.split();
     let (tx, rx) = mpsc::channel(settings.outbound_queue);
     let kill = CancellationToken::new();
@@ -192,12 +193,12 @@ where
         settings.close_timeout,
     ));
     let link = SessionLink {
-        id: registry.next_session_id(),
+        id: context.next_session_id(),
         tx: tx.clone(),
         kill: kill.clone(),
     };
 
-    let shutdown = registry.shutdown_token();
+    let shutdown = context.shutdown_token();
     let first = tokio::select! {
         first = timeout(settings.hello_timeout, next_message(&mut stream)) => first,
         () = shutdown.cancelled() => {
@@ -244,11 +245,7 @@ where
     // The room ignores this when it closed the session itself (leave, removal, replacement).
     let _ = seat
         .room
-        .tx
-        .send(RoomCommand::Disconnected {
-            participant: seat.participant.clone(),
-            session: link.id,
-        })
+        .disconnected(seat.participant.clone(), link.id)
         .await;
     tracing::info!(session = link.id, "session ended");
     // With every sender gone (the room drops its own on `Disconnected`), the writer ends
@@ -310,8 +307,9 @@ async fn join_with(
             if protocol != PROTOCOL_VERSION {
                 return Err(JoinError::UnsupportedProtocol);
             }
-            let identity = registry.keys().verify(&token)?;
-            if registry.is_banned(&identity.room, &identity.participant) {
+            let context = registry.context();
+            let identity = context.keys().verify(&token)?;
+            if context.is_banned(&identity.room, &identity.participant) {
                 return Err(JoinError::Room(RoomError::Forbidden(
                     "you were removed from this session".into(),
                 )));
@@ -324,23 +322,16 @@ async fn join_with(
             // A room whose task just closed refuses the command; the next look-up starts anew.
             for _ in 0..3 {
                 let room = registry.room(&identity.room)?;
-                let (reply, answer) = oneshot::channel();
-                let command = RoomCommand::Join {
-                    joiner: joiner.clone(),
-                    id: frame.id,
-                    link: link.clone(),
-                    reply,
-                };
-                if room.tx.send(command).await.is_ok() {
-                    if let Ok(result) = answer.await {
-                        result?;
+                match room.join(joiner.clone(), frame.id, link.clone()).await {
+                    Ok(()) => {
                         return Ok(Seat {
                             room,
                             participant: joiner.id,
-                        });
+                        })
                     }
+                    Err(Sent::Refused(e)) => return Err(e.into()),
+                    Err(Sent::Closed) => registry.forget_closed_room(&identity.room, &room),
                 }
-                registry.forget_closed_room(&identity.room, &room);
             }
             Err(JoinError::Room(RoomError::Closing))
         }
@@ -352,28 +343,20 @@ async fn join_with(
             if protocol != PROTOCOL_VERSION {
                 return Err(JoinError::UnsupportedProtocol);
             }
-            let (room_id, participant) = registry
-                .resolve_resume_token(&resume_token)
+            // A resume token names its room; the room alone knows whose seat it holds.
+            let room = resume_token
+                .split_once('.')
+                .map(|(room, _)| circle_protocol::RoomId(room.to_owned()))
+                .filter(|room| crate::token::valid_room_id(room.as_str()))
+                .and_then(|room| registry.existing_room(&room))
                 .ok_or(JoinError::UnknownResumeToken)?;
-            let room = registry
-                .existing_room(&room_id)
-                .ok_or(JoinError::UnknownResumeToken)?;
-            let (reply, answer) = oneshot::channel();
-            let command = RoomCommand::Resume {
-                participant: participant.clone(),
-                id: frame.id,
-                last_seq,
-                link: link.clone(),
-                reply,
-            };
-            room.tx
-                .send(command)
+            match room
+                .resume(resume_token, frame.id, last_seq, link.clone())
                 .await
-                .map_err(|_| JoinError::UnknownResumeToken)?;
-            match answer.await {
-                Ok(Ok(())) => Ok(Seat { room, participant }),
-                Ok(Err(e)) => Err(e.into()),
-                Err(_) => Err(JoinError::UnknownResumeToken),
+            {
+                Ok(participant) => Ok(Seat { room, participant }),
+                Err(Sent::Refused(e)) => Err(e.into()),
+                Err(Sent::Closed) => Err(JoinError::UnknownResumeToken),
             }
         }
         other => Err(JoinError::BadRequest(format!(
@@ -433,12 +416,11 @@ async fn read_loop<S>(
             match message {
                 Message::Text(text) => match decode_client(text.as_str()) {
                     Ok(frame) => {
-                        let command = RoomCommand::Request {
-                            participant: seat.participant.clone(),
-                            session: link.id,
-                            frame,
-                        };
-                        if seat.room.tx.send(command).await.is_err() {
+                        let sent = seat
+                            .room
+                            .request(seat.participant.clone(), link.id, frame)
+                            .await;
+                        if sent.is_err() {
                             return;
                         }
                         None
@@ -454,14 +436,11 @@ async fn read_loop<S>(
             }
         };
         if let Some((id, code, message)) = refusal {
-            let command = RoomCommand::Refuse {
-                participant: seat.participant.clone(),
-                session: link.id,
-                id,
-                code,
-                message,
-            };
-            if seat.room.tx.send(command).await.is_err() {
+            let sent = seat
+                .room
+                .refuse(seat.participant.clone(), link.id, id, code, message)
+                .await;
+            if sent.is_err() {
                 return;
             }
         }

@@ -159,6 +159,7 @@ impl Room {
                         RouterEvent::Speaking { participants } => {
                             let _ = speaking_tx.try_send(participants);
                         }
+                        RouterEvent::Published { .. } => {}
                         RouterEvent::Signal { ref to, .. }
                         | RouterEvent::Error { ref to, .. }
                         | RouterEvent::PeerState { participant: ref to, .. } => {
@@ -677,7 +678,7 @@ impl Browser {
                                     server_states.lock().unwrap().push((pc, connected));
                                 }
                                 RouterEvent::Error { message, .. } => panic!("server error for {id}: {message}"),
-                                RouterEvent::Speaking { .. } => {}
+                                RouterEvent::Speaking { .. } | RouterEvent::Published { .. } => {}
                             }
                             changes.bump();
                         }

@@ -203,6 +203,5 @@ async fn shutting_down_tells_every_session_and_closes_with_1001() {
     tokio::time::timeout(Duration::from_secs(10), s.server.task)
         .await
         .expect("the server stops within its drain deadline")
-        .unwrap()
         .unwrap();
 }

@@ -10,7 +10,8 @@ use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::media_stream::MediaStreamTrack;
 
-use crate::media::engine::{is_keyframe_request, MediaKind};
+use crate::media::codec::MediaKind;
+use crate::media::engine::is_keyframe_request;
 use crate::media::forward::KeyframeWanted;
 use crate::media::producer::{Egress, Producer};
 

@@ -24,7 +24,7 @@ use rtc::peer_connection::configuration::interceptor_registry::{
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
+    RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
 };
 use rtc::sansio::Protocol;
 use webrtc::peer_connection::{
@@ -36,75 +36,8 @@ use webrtc::runtime::{
     TokioRuntime,
 };
 
+use crate::media::codec::{opus, vp8, AUDIO_LEVEL_URI, OPUS_PAYLOAD_TYPE, VP8_PAYLOAD_TYPE};
 use crate::media::{MediaConfig, MediaError};
-
-/// Payload types the server offers on `subscribe` and therefore writes on every egress leg.
-/// They match Chromium's usual numbers so answers rarely need remapping in the browser.
-pub(crate) const OPUS_PAYLOAD_TYPE: u8 = 111;
-pub(crate) const VP8_PAYLOAD_TYPE: u8 = 96;
-
-pub(crate) const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
-
-/// Which of the two codecs a track carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) enum MediaKind {
-    Audio,
-    Video,
-}
-
-impl MediaKind {
-    pub(crate) fn codec(self) -> RTCRtpCodec {
-        match self {
-            MediaKind::Audio => opus(),
-            MediaKind::Video => vp8(),
-        }
-    }
-
-    pub(crate) fn payload_type(self) -> u8 {
-        match self {
-            MediaKind::Audio => OPUS_PAYLOAD_TYPE,
-            MediaKind::Video => VP8_PAYLOAD_TYPE,
-        }
-    }
-
-    pub(crate) fn rtp_kind(self) -> RtpCodecKind {
-        match self {
-            MediaKind::Audio => RtpCodecKind::Audio,
-            MediaKind::Video => RtpCodecKind::Video,
-        }
-    }
-}
-
-fn feedback(typ: &str, parameter: &str) -> RTCPFeedback {
-    RTCPFeedback {
-        typ: typ.to_owned(),
-        parameter: parameter.to_owned(),
-    }
-}
-
-fn opus() -> RTCRtpCodec {
-    RTCRtpCodec {
-        mime_type: "audio/opus".to_owned(),
-        clock_rate: 48000,
-        channels: 2,
-        sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
-        rtcp_feedback: vec![],
-    }
-}
-
-fn vp8() -> RTCRtpCodec {
-    RTCRtpCodec {
-        mime_type: "video/VP8".to_owned(),
-        clock_rate: 90000,
-        channels: 0,
-        sdp_fmtp_line: String::new(),
-        rtcp_feedback: vec![
-            feedback("ccm", "fir"),
-            feedback("nack", ""),
-            feedback("nack", "pli"),
-        ],
-    }
-}
 
 /// Opus and VP8 only, the same on both legs, so a forwarded packet never needs transcoding;
 /// the audio level extension only where the browser sends audio to us.

@@ -1,7 +1,8 @@
 //! The media plane: a WebRTC SFU with one [`Router`] per room that relays audio and video between
 //! participants and enforces the floor gate. Knows nothing of signalling or floor rules.
 //!
-//! Layout: `engine` builds peer connections (the only place that configures webrtc), `peer` runs
+//! Layout: `codec` holds the codec facts every part shares (Opus, VP8, payload types, the audio
+//! level extension), `engine` builds peer connections (the only place that configures webrtc), `peer` runs
 //! one task per server-side peer connection, `producer` reads one incoming track and fans it out,
 //! `forward` is the per-packet work it does (public only so `cargo bench` can measure it; it
 //! names the RTP packet type), `consumer` is one outgoing copy, `router` keeps the room's
@@ -9,6 +10,7 @@
 //! Every other webrtc type stays inside this module, behind these types, so the library can be
 //! swapped.
 
+mod codec;
 mod consumer;
 mod engine;
 pub mod forward;
@@ -25,6 +27,7 @@ use std::time::Duration;
 use circle_protocol::{IceCandidate, IceServer, ParticipantId, PcKind, SdpType};
 use tokio::sync::mpsc;
 
+pub use codec::MediaKind;
 pub use router::Router;
 
 /// Locks one of the media plane's mutexes. No code panics while holding one, so a poisoned
@@ -151,6 +154,13 @@ pub enum RouterEvent {
     },
     /// Sent when asynchronous work for a client failed (e.g. its description was refused).
     Error { to: ParticipantId, message: String },
+    /// Sent when a participant's track of this kind reaches the router: what they really
+    /// publish, as opposed to what their client says.
+    Published {
+        participant: ParticipantId,
+        epoch: u64,
+        kind: MediaKind,
+    },
 }
 
 /// Why a router request was refused. The room maps these to protocol error codes.

@@ -19,8 +19,9 @@ use webrtc::peer_connection::{
 };
 use webrtc::rtp_transceiver::RtpSender;
 
+use crate::media::codec::MediaKind;
 use crate::media::consumer::Consumer;
-use crate::media::engine::{Engine, MediaKind};
+use crate::media::engine::Engine;
 use crate::media::producer::{Producer, ProducerEnded, ProducerId};
 use crate::media::{RouterEvent, Signal};
 

@@ -16,7 +16,7 @@ use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 
-use crate::media::engine::MediaKind;
+use crate::media::codec::MediaKind;
 use crate::media::forward::{
     egress_copy, is_vp8_keyframe_start, Ingress, KeyframePacer, KeyframeWanted,
 };

@@ -11,7 +11,8 @@ use circle_protocol::{ParticipantId, PcKind, SdpType};
 use tokio::sync::mpsc;
 use webrtc::peer_connection::RTCSessionDescription;
 
-use crate::media::engine::{Engine, MediaKind};
+use crate::media::codec::MediaKind;
+use crate::media::engine::Engine;
 use crate::media::peer::{self, PeerCommand, PeerContext, PeerHandle};
 use crate::media::producer::{Producer, ProducerEnded, ProducerId};
 use crate::media::sdp::{check_client_description, inspect_publish_offer, strip_candidates};
@@ -317,7 +318,7 @@ impl RouterTask {
                     Some(command) => self.handle_command(command),
                     None => break,
                 },
-                Some(producer) = added.recv() => self.add_producer(producer),
+                Some(producer) = added.recv() => self.add_producer(producer).await,
                 Some(ProducerEnded { id }) = ended.recv() => self.remove_producer(id),
                 _ = tick.tick() => self.report_speaking().await,
             }
@@ -364,7 +365,7 @@ impl RouterTask {
         }
     }
 
-    fn add_producer(&mut self, producer: Arc<Producer>) {
+    async fn add_producer(&mut self, producer: Arc<Producer>) {
         let current = self
             .subscribers
             .get(&producer.owner)
@@ -379,7 +380,14 @@ impl RouterTask {
                 subscriber.tell(PeerCommand::AddConsumer(producer.clone()));
             }
         }
+        let published = RouterEvent::Published {
+            participant: producer.owner.clone(),
+            epoch: producer.owner_epoch,
+            kind: producer.kind,
+        };
         self.producers.insert(producer.id, producer);
+        // The room reads this channel all the time; the rest of the router waits on it anyway.
+        let _ = self.events.send(published).await;
     }
 
     fn remove_producer(&mut self, id: ProducerId) {

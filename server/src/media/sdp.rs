@@ -6,7 +6,7 @@
 use std::net::IpAddr;
 use std::ops::RangeInclusive;
 
-use crate::media::engine::AUDIO_LEVEL_URI;
+use crate::media::codec::AUDIO_LEVEL_URI;
 use crate::media::MediaError;
 
 /// The largest client description accepted. Chromium's offers are 3–6 KiB; the WebSocket's own

@@ -5,89 +5,21 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use circle_protocol::{
-    ClientFrame, ClientMessage, ErrorCode, ParticipantId, RoomId, ServerMessage,
-};
-use tokio::sync::{mpsc, oneshot};
+use circle_protocol::{ClientMessage, ErrorCode, ParticipantId, RoomId, ServerMessage};
+use rand::RngCore;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
+use super::handle::{Outbound, RoomCommand, RoomHandle, SessionLink};
 use super::outbox::Outbox;
-use super::state::{Effect, Joiner, Millis, Room};
+use super::state::{Effect, Millis, Room};
 use super::RoomError;
-use crate::media::{Router, RouterEvent, Signal};
-use crate::registry::Registry;
+use crate::context::Context;
+use crate::events::{self, RoomEvent, Stamped};
+use crate::media::{MediaKind, Router, RouterEvent, Signal};
 
-/// What a session's writer sends on the socket.
-#[derive(Debug, Clone)]
-pub enum Outbound {
-    Text(Arc<str>),
-    /// Send a close frame with this code, then stop.
-    Close(u16),
-}
-
-/// The room's way to reach one session.
-#[derive(Debug, Clone)]
-pub struct SessionLink {
-    pub id: u64,
-    pub tx: mpsc::Sender<Outbound>,
-    /// Cancelled to drop the connection at once (a client too slow to take a close frame).
-    pub kill: CancellationToken,
-}
-
-impl SessionLink {
-    /// Queues a close frame, or drops the connection when even that does not fit.
-    fn close(&self, code: u16) {
-        if self.tx.try_send(Outbound::Close(code)).is_err() {
-            self.kill.cancel();
-        }
-    }
-}
-
-#[derive(Debug)]
-pub enum RoomCommand {
-    Join {
-        joiner: Joiner,
-        /// The `hello`'s request id, answered with `ok` after `welcome` or `waiting`.
-        id: Option<u32>,
-        link: SessionLink,
-        reply: oneshot::Sender<Result<(), RoomError>>,
-    },
-    Resume {
-        participant: ParticipantId,
-        /// The `resume`'s request id, answered with `ok` after what is replayed.
-        id: Option<u32>,
-        last_seq: u64,
-        link: SessionLink,
-        reply: oneshot::Sender<Result<(), RoomError>>,
-    },
-    Request {
-        participant: ParticipantId,
-        session: u64,
-        frame: ClientFrame,
-    },
-    /// The session refused a frame itself (undecodable, binary, over its rate); the room only
-    /// numbers the error so it stays in the participant's sequence.
-    Refuse {
-        participant: ParticipantId,
-        session: u64,
-        id: Option<u32>,
-        code: ErrorCode,
-        message: String,
-    },
-    Disconnected {
-        participant: ParticipantId,
-        session: u64,
-    },
-}
-
-/// A cheap handle to a room's task.
-#[derive(Debug, Clone)]
-pub struct RoomHandle {
-    pub tx: mpsc::Sender<RoomCommand>,
-    /// Tells this room apart from a later one with the same id, when deregistering.
-    pub generation: u64,
-}
+/// Called once when the room's task ends, so whoever finds rooms forgets this one.
+pub type OnClose = Box<dyn FnOnce() + Send>;
 
 /// Anchors the rules' Unix-millisecond clock to tokio's monotonic one, so the room's timers
 /// follow tokio's clock (and a paused clock in tests) while `turn_ends_at` stays a Unix time.
@@ -124,13 +56,15 @@ impl Default for Clock {
     }
 }
 
-pub(crate) struct RoomActor {
+struct RoomActor {
     room: Room,
-    generation: u64,
-    registry: Arc<Registry>,
+    context: Arc<Context>,
+    on_close: Option<OnClose>,
     clock: Clock,
     outboxes: HashMap<ParticipantId, Outbox>,
     links: HashMap<ParticipantId, SessionLink>,
+    /// Each admitted participant's current resume token. A token names its room
+    /// (`ROOM.SECRET`), so the session finds the room by it and the room alone knows the seat.
     resume_tokens: HashMap<ParticipantId, String>,
     /// The room's media fan-out: the room decides policy, the router enforces it.
     router: Router,
@@ -139,16 +73,11 @@ pub(crate) struct RoomActor {
 }
 
 impl RoomActor {
-    pub(crate) fn new(
-        room: Room,
-        generation: u64,
-        registry: Arc<Registry>,
-        router: Router,
-    ) -> Self {
+    fn new(room: Room, context: Arc<Context>, on_close: OnClose, router: Router) -> Self {
         Self {
             room,
-            generation,
-            registry,
+            context,
+            on_close: Some(on_close),
             clock: Clock::new(),
             outboxes: HashMap::new(),
             links: HashMap::new(),
@@ -158,12 +87,12 @@ impl RoomActor {
         }
     }
 
-    pub(crate) async fn run(
+    async fn run(
         mut self,
         mut rx: mpsc::Receiver<RoomCommand>,
         mut media_events: mpsc::Receiver<RouterEvent>,
     ) {
-        let shutdown = self.registry.shutdown_token();
+        let shutdown = self.context.shutdown_token();
         loop {
             let deadline = self.room.poll_timeout().map(|t| self.clock.instant_at(t));
             tokio::select! {
@@ -184,12 +113,10 @@ impl RoomActor {
                 break;
             }
         }
-        // Leave the registry first, so that a join which finds this room closed creates a new
-        // one; then drop what is queued, which tells those sessions to look again.
-        self.registry
-            .deregister_room(self.room.id(), self.generation);
-        for token in self.resume_tokens.values() {
-            self.registry.forget_resume_token(token);
+        // Be forgotten first, so that a join which finds this room closed creates a new one;
+        // then drop what is queued, which tells those sessions to look again.
+        if let Some(on_close) = self.on_close.take() {
+            on_close();
         }
         self.router.close();
         rx.close();
@@ -228,45 +155,49 @@ impl RoomActor {
                 }
             }
             RoomCommand::Resume {
-                participant,
+                token,
                 id: request,
                 last_seq,
                 link,
                 reply,
-            } => match self.room.resume(&participant) {
-                Ok(()) => {
-                    if let Some(old) = self.links.insert(participant.clone(), link) {
-                        old.close(circle_protocol::close::REPLACED);
-                    }
-                    // Each resume token works once: one read off a screen or a log, or used by
-                    // a second socket, stops working as soon as its owner resumes.
-                    if let Some(used) = self.resume_tokens.remove(&participant) {
-                        self.registry.forget_resume_token(&used);
-                    }
-                    let replay = self
-                        .outboxes
-                        .get_mut(&participant)
-                        .and_then(|o| o.replay_after(now, last_seq));
-                    match replay {
-                        Some(missed) => {
-                            for text in missed {
-                                self.push_raw(&participant, Outbound::Text(text));
-                            }
-                            let resumed = ServerMessage::Resumed {
-                                resume_token: self.resume_token_for(&participant),
-                                ice_servers: self.registry.settings().ice_servers.clone(),
-                            };
-                            self.deliver(&participant, &resumed);
+            } => {
+                let Some(participant) = self.holder_of(&token) else {
+                    let _ = reply.send(Err(RoomError::Unauthorized("unknown resume token".into())));
+                    return;
+                };
+                match self.room.resume(&participant) {
+                    Ok(()) => {
+                        if let Some(old) = self.links.insert(participant.clone(), link) {
+                            old.close(circle_protocol::close::REPLACED);
                         }
-                        None => self.send_welcome(&participant),
+                        // Each resume token works once: one read off a screen or a log, or used by
+                        // a second socket, stops working as soon as its owner resumes.
+                        self.resume_tokens.remove(&participant);
+                        let replay = self
+                            .outboxes
+                            .get_mut(&participant)
+                            .and_then(|o| o.replay_after(now, last_seq));
+                        match replay {
+                            Some(missed) => {
+                                for text in missed {
+                                    self.push_raw(&participant, Outbound::Text(text));
+                                }
+                                let resumed = ServerMessage::Resumed {
+                                    resume_token: self.resume_token_for(&participant),
+                                    ice_servers: self.context.settings().ice_servers.clone(),
+                                };
+                                self.deliver(&participant, &resumed);
+                            }
+                            None => self.send_welcome(&participant),
+                        }
+                        self.acknowledge(&participant, request);
+                        let _ = reply.send(Ok(participant));
                     }
-                    self.acknowledge(&participant, request);
-                    let _ = reply.send(Ok(()));
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
                 }
-                Err(e) => {
-                    let _ = reply.send(Err(e));
-                }
-            },
+            }
             RoomCommand::Request {
                 participant,
                 session,
@@ -326,6 +257,19 @@ impl RoomActor {
                 if self.router.is_current(&participant, epoch) && (connected || failed) {
                     let now = self.clock.now();
                     self.room.peer_state(now, &participant, pc, connected);
+                }
+            }
+            RouterEvent::Published {
+                participant,
+                epoch,
+                kind,
+            } => {
+                if self.router.is_current(&participant, epoch) {
+                    let kind = match kind {
+                        MediaKind::Audio => events::Published::Audio,
+                        MediaKind::Video => events::Published::Video,
+                    };
+                    self.publish(RoomEvent::Published { participant, kind });
                 }
             }
             RouterEvent::Error { to, message } => {
@@ -388,19 +332,18 @@ impl RoomActor {
                 if let Some(link) = self.links.remove(&participant) {
                     link.kill.cancel();
                 }
-                if let Some(token) = self.resume_tokens.remove(&participant) {
-                    self.registry.forget_resume_token(&token);
-                }
+                self.resume_tokens.remove(&participant);
                 self.router.remove_participant(&participant);
             }
             Effect::Banned { participant } => {
-                self.registry.ban(self.room.id().clone(), participant);
+                self.context.ban(self.room.id().clone(), participant);
             }
             Effect::AudioGate {
                 participant,
                 forward,
             } => self.router.set_audio_gate(&participant, forward),
             Effect::RestartIce { participant } => self.router.restart_ice(&participant),
+            Effect::Event(event) => self.publish(event),
             Effect::Media { from, id, message } => {
                 let signal = match message {
                     ClientMessage::Sdp { pc, sdp_type, sdp } => Signal::Sdp { pc, sdp_type, sdp },
@@ -431,27 +374,46 @@ impl RoomActor {
             you,
             room: Box::new(room),
             resume_token,
-            ice_servers: self.registry.settings().ice_servers.clone(),
+            ice_servers: self.context.settings().ice_servers.clone(),
         };
         self.deliver(to, &welcome);
     }
 
-    /// The participant's current resume token, issued now if they have none.
+    /// Tells the rest of the server what happened here.
+    fn publish(&self, event: RoomEvent) {
+        self.context.events().publish(Stamped {
+            room: self.room.id().clone(),
+            at: self.clock.now(),
+            event,
+        });
+    }
+
+    /// The participant's current resume token, issued now if they have none: the room's id and
+    /// 24 random bytes.
     fn resume_token_for(&mut self, to: &ParticipantId) -> String {
         if let Some(token) = self.resume_tokens.get(to) {
             return token.clone();
         }
-        let token = self
-            .registry
-            .issue_resume_token(self.room.id().clone(), to.clone());
+        let mut bytes = [0u8; 24];
+        rand::rng().fill_bytes(&mut bytes);
+        let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let token = format!("{}.{secret}", self.room.id());
         self.resume_tokens.insert(to.clone(), token.clone());
         token
+    }
+
+    /// Whose seat a resume token holds. A room has at most a few dozen seats.
+    fn holder_of(&self, token: &str) -> Option<ParticipantId> {
+        self.resume_tokens
+            .iter()
+            .find(|(_, t)| t.as_str() == token)
+            .map(|(p, _)| p.clone())
     }
 
     /// An outbox that keeps what a resume may need: what was sent since a socket could have
     /// died unnoticed (two ping intervals) and through the grace, with a margin.
     fn new_outbox(&self) -> Outbox {
-        let settings = self.registry.settings();
+        let settings = self.context.settings();
         let max_age =
             settings.room.resume_grace_ms + 2 * settings.ping_interval.as_millis() as u64 + 10_000;
         Outbox::new(settings.replay, max_age)
@@ -499,13 +461,15 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
     }
 }
 
-/// Spawns a room's task and returns its handle.
-pub(crate) fn spawn(id: RoomId, generation: u64, registry: Arc<Registry>) -> RoomHandle {
-    let (tx, rx) = mpsc::channel(registry.settings().room_queue);
-    let (media_tx, media_rx) = mpsc::channel(registry.settings().room_queue);
-    let router = registry.media().router(media_tx);
-    let room = Room::new(id, registry.settings().room.clone());
-    let actor = RoomActor::new(room, generation, registry.clone(), router);
-    registry.tracker().spawn(actor.run(rx, media_rx));
-    RoomHandle { tx, generation }
+/// Spawns a room's task and returns its handle; `on_close` runs when the task ends.
+pub fn spawn(id: RoomId, generation: u64, context: Arc<Context>, on_close: OnClose) -> RoomHandle {
+    let settings = context.settings();
+    let (tx, rx) = mpsc::channel(settings.room_queue);
+    let (media_tx, media_rx) = mpsc::channel(settings.room_queue);
+    let router = context.media().router(media_tx);
+    let room = Room::new(id, settings.room.clone());
+    let tracker = context.tracker().clone();
+    let actor = RoomActor::new(room, context, on_close, router);
+    tracker.spawn(actor.run(rx, media_rx));
+    RoomHandle::new(tx, generation)
 }

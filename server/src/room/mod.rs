@@ -1,11 +1,14 @@
-//! Rooms: the pure rules ([`state`]), the per-participant outbox ([`outbox`]) and the task that
-//! owns one room and moves messages for it ([`actor`]).
+//! Rooms: the pure rules ([`state`]), the per-participant outbox ([`outbox`]), the task that
+//! owns one room and moves messages for it ([`actor`]), and the handle others reach it by
+//! ([`handle`]).
 
 pub mod actor;
+pub mod handle;
 pub mod outbox;
 pub mod state;
 
-pub use actor::{Outbound, RoomCommand, RoomHandle, SessionLink};
+pub use actor::{spawn, OnClose};
+pub use handle::{Outbound, RoomHandle, Sent, SessionLink};
 pub use state::{Effect, Joined, Joiner, Millis, Room, RoomConfig};
 
 /// Why the room refused something. Every variant is client-visible; `crate::error` maps them

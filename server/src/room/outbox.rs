@@ -8,22 +8,7 @@ use std::sync::Arc;
 use circle_protocol::{ServerFrame, ServerMessage};
 
 use super::state::Millis;
-
-/// How much of the past a resume can replay; beyond it the client gets a fresh `welcome`.
-#[derive(Debug, Clone, Copy)]
-pub struct ReplayLimit {
-    pub messages: usize,
-    pub bytes: usize,
-}
-
-impl Default for ReplayLimit {
-    fn default() -> Self {
-        Self {
-            messages: 2048,
-            bytes: 1024 * 1024,
-        }
-    }
-}
+pub use crate::config::ReplayLimit;
 
 #[derive(Debug)]
 pub struct Outbox {

@@ -15,27 +15,11 @@ use circle_protocol::{
 };
 
 use super::RoomError;
+pub use crate::config::RoomConfig;
+use crate::events::{FinishReason, LeftReason, Moderation, RoomEvent};
 
 /// Unix time in milliseconds: the only clock the rules know, always passed in.
 pub type Millis = u64;
-
-/// The rules' settings, fixed for the room's life.
-#[derive(Debug, Clone)]
-pub struct RoomConfig {
-    /// Members and observers wait for a facilitator unless this is off.
-    pub waiting_room: bool,
-    /// Everyone present or waiting counts.
-    pub max_participants: usize,
-    pub reaction_window_ms: u64,
-    /// Reactions one participant may send per second.
-    pub reactions_per_second: usize,
-    /// Fewest check-in answers for which counts are published; also the fewest people who must
-    /// be in the room for a reaction to be counted (never fewer than [`ANONYMITY_FLOOR`]).
-    pub anonymity_threshold: u32,
-    pub resume_grace_ms: u64,
-    /// How long someone a facilitator denied must wait before knocking again.
-    pub knock_cooldown_ms: u64,
-}
 
 /// The fewest people, the sender included, among whom a reaction is counted. With two, each
 /// knows that any reaction they did not send came from the other.
@@ -94,6 +78,8 @@ pub enum Effect {
     /// resume, whose network has likely changed, and when a peer's ICE fails while the session
     /// is up.
     RestartIce { participant: ParticipantId },
+    /// Something the rest of the server may want to know (records, metrics, webhooks).
+    Event(RoomEvent),
     /// A WebRTC message (`sdp` or `ice`) from an admitted participant, for the media router,
     /// which answers the request.
     Media {
@@ -227,6 +213,11 @@ pub struct Room {
     /// floor as well as with the voices.
     speaking_sent: HashMap<ParticipantId, Vec<ParticipantId>>,
     ended: bool,
+    /// Why the session ended, once it did by a decision (not by emptying).
+    end_reason: Option<FinishReason>,
+    /// The first admission happened (`Started` was told), and `Finished` was told.
+    started: bool,
+    finish_told: bool,
     effects: Vec<Effect>,
 }
 
@@ -253,6 +244,9 @@ impl Room {
             speaking: Vec::new(),
             speaking_sent: HashMap::new(),
             ended: false,
+            end_reason: None,
+            started: false,
+            finish_told: false,
             effects: Vec::new(),
         }
     }
@@ -315,6 +309,9 @@ impl Room {
                         participant: joiner.id.clone(),
                         may_publish: member.role != Role::Observer,
                     });
+                    if was_reconnecting {
+                        self.connection_changed(&joiner.id, false);
+                    }
                     if was_reconnecting || renamed {
                         self.announce_update(&joiner.id);
                     }
@@ -346,6 +343,10 @@ impl Room {
             recent_reactions: VecDeque::new(),
         });
         if waits {
+            self.event(RoomEvent::Waiting {
+                participant: joiner.id.clone(),
+                role: joiner.role,
+            });
             self.send(&joiner.id, ServerMessage::Waiting);
             self.announce_waiting_room();
         } else {
@@ -367,6 +368,7 @@ impl Room {
         let was_reconnecting = member.is_reconnecting();
         member.reconnecting_until = None;
         if was_reconnecting != member.is_reconnecting() {
+            self.connection_changed(id, false);
             self.announce_update(id);
         }
         // A socket that dropped usually means a network that changed: the peers' ICE is
@@ -400,13 +402,15 @@ impl Room {
             member.media_down.until = None;
         }
         let socket_up = member.reconnecting_until.is_none();
-        let changed = was_reconnecting != member.is_reconnecting();
+        let reconnecting = member.is_reconnecting();
+        let changed = was_reconnecting != reconnecting;
         if !up && !was_down && pc == PcKind::Subscribe && socket_up {
             self.effects.push(Effect::RestartIce {
                 participant: id.clone(),
             });
         }
         if changed {
+            self.connection_changed(id, reconnecting);
             self.announce_update(id);
         }
         self.finish();
@@ -430,6 +434,7 @@ impl Room {
                     let was_reconnecting = member.is_reconnecting();
                     member.reconnecting_until = Some(now + self.config.resume_grace_ms);
                     if !was_reconnecting {
+                        self.connection_changed(id, true);
                         self.announce_update(id);
                     }
                 }
@@ -685,6 +690,7 @@ impl Room {
         match message {
             M::Admit { participant } => {
                 self.expect_waiting(&participant)?;
+                self.moderated(from, Moderation::Admitted, Some(&participant));
                 self.admit_member(&participant);
                 self.announce_waiting_room();
             }
@@ -694,6 +700,7 @@ impl Room {
                 self.denied_until.retain(|_, until| *until > now);
                 self.denied_until
                     .insert(participant.clone(), now + self.config.knock_cooldown_ms);
+                self.moderated(from, Moderation::Denied, Some(&participant));
                 self.send(&participant, ServerMessage::Denied);
                 self.effects.push(Effect::Close {
                     to: participant.clone(),
@@ -711,6 +718,7 @@ impl Room {
                     .collect();
                 if !waiting.is_empty() {
                     for p in &waiting {
+                        self.moderated(from, Moderation::Admitted, Some(p));
                         self.admit_member(p);
                     }
                     self.announce_waiting_room();
@@ -811,8 +819,8 @@ impl Room {
                 self.hand(&target, status, None);
                 self.announce_floor();
             }
-            M::Mute { participant } => self.set_muted(&participant, true)?,
-            M::Unmute { participant } => self.set_muted(&participant, false)?,
+            M::Mute { participant } => self.set_muted(from, &participant, true)?,
+            M::Unmute { participant } => self.set_muted(from, &participant, false)?,
             M::Remove { participant } => {
                 let target = self.member(&participant).ok_or_else(|| {
                     RoomError::NotFound("no such participant in this room".into())
@@ -824,6 +832,7 @@ impl Room {
                 }
                 let was_admitted = target.is_admitted();
                 self.banned.insert(participant.clone());
+                self.moderated(from, Moderation::Removed, Some(&participant));
                 self.effects.push(Effect::Banned {
                     participant: participant.clone(),
                 });
@@ -842,6 +851,12 @@ impl Room {
             M::LockRoom { locked } => {
                 if locked != self.locked {
                     self.locked = locked;
+                    let action = if locked {
+                        Moderation::Locked
+                    } else {
+                        Moderation::Unlocked
+                    };
+                    self.moderated(from, action, None);
                     self.announce_room_settings();
                 }
             }
@@ -849,6 +864,7 @@ impl Room {
                 if let Some(id) = id {
                     self.send(from, ServerMessage::Ok { id });
                 }
+                self.moderated(from, Moderation::Ended, None);
                 self.end(EndReason::EndedByFacilitator, close::SESSION_ENDED);
                 return Ok(Reply::Sent);
             }
@@ -1069,7 +1085,12 @@ impl Room {
         Ok(Reply::Ok)
     }
 
-    fn set_muted(&mut self, participant: &ParticipantId, muted: bool) -> Result<(), RoomError> {
+    fn set_muted(
+        &mut self,
+        by: &ParticipantId,
+        participant: &ParticipantId,
+        muted: bool,
+    ) -> Result<(), RoomError> {
         let target = self
             .member(participant)
             .filter(|m| m.is_admitted())
@@ -1082,6 +1103,12 @@ impl Room {
         let member = self.member_mut(participant).expect("checked above");
         if member.muted != muted {
             member.muted = muted;
+            let action = if muted {
+                Moderation::Muted
+            } else {
+                Moderation::Unmuted
+            };
+            self.moderated(by, action, Some(participant));
             self.announce_update(participant);
         }
         Ok(())
@@ -1145,6 +1172,14 @@ impl Room {
         member.presence = Presence::Admitted;
         let role = member.role;
         let view = member.view();
+        if !self.started {
+            self.started = true;
+            self.event(RoomEvent::Started);
+        }
+        self.event(RoomEvent::Admitted {
+            participant: id.clone(),
+            role,
+        });
         self.effects.push(Effect::Welcome { to: id.clone() });
         for to in self.admitted_ids() {
             if &to != id {
@@ -1169,6 +1204,18 @@ impl Room {
     fn depart(&mut self, id: &ParticipantId, reason: LeaveReason) {
         let Some(i) = self.index_of(id) else { return };
         let was_admitted = self.members[i].is_admitted();
+        if was_admitted {
+            let reason = match reason {
+                LeaveReason::Left => LeftReason::Left,
+                LeaveReason::Removed => LeftReason::Removed,
+                LeaveReason::Timeout => LeftReason::Timeout,
+            };
+            self.event(RoomEvent::Left {
+                participant: id.clone(),
+                role: self.members[i].role,
+                reason,
+            });
+        }
         if reason == LeaveReason::Left {
             self.effects.push(Effect::Close {
                 to: id.clone(),
@@ -1229,6 +1276,23 @@ impl Room {
             return;
         }
         self.ended = true;
+        self.end_reason = Some(match reason {
+            EndReason::EndedByFacilitator => FinishReason::EndedByFacilitator,
+            EndReason::ServerShutdown => FinishReason::ServerShutdown,
+        });
+        let admitted: Vec<(ParticipantId, Role)> = self
+            .members
+            .iter()
+            .filter(|m| m.is_admitted())
+            .map(|m| (m.id.clone(), m.role))
+            .collect();
+        for (participant, role) in admitted {
+            self.event(RoomEvent::Left {
+                participant,
+                role,
+                reason: LeftReason::Ended,
+            });
+        }
         let everyone: Vec<ParticipantId> = self.members.iter().map(|m| m.id.clone()).collect();
         for id in &everyone {
             self.send(id, ServerMessage::SessionEnded { reason });
@@ -1282,6 +1346,17 @@ impl Room {
     /// Ends every step: tells the media path each gate that changed, and each participant the
     /// speakers they may now see, when that changed.
     fn finish(&mut self) {
+        if self.started && !self.finish_told && self.is_finished() {
+            self.finish_told = true;
+            let reason = self.end_reason.unwrap_or(FinishReason::Empty);
+            self.event(RoomEvent::Finished { reason });
+            if !self.ended {
+                // Emptied, not ended: the room's task stops here, but rules that are driven on
+                // (tests do) start a new session with the next admission.
+                self.started = false;
+                self.finish_told = false;
+            }
+        }
         let publishers: Vec<ParticipantId> = self
             .members
             .iter()
@@ -1393,6 +1468,33 @@ impl Room {
         for to in self.admitted_ids() {
             self.send(&to, message.clone());
         }
+    }
+
+    fn event(&mut self, event: RoomEvent) {
+        self.effects.push(Effect::Event(event));
+    }
+
+    fn moderated(
+        &mut self,
+        by: &ParticipantId,
+        action: Moderation,
+        target: Option<&ParticipantId>,
+    ) {
+        self.event(RoomEvent::Moderated {
+            by: by.clone(),
+            action,
+            target: target.cloned(),
+        });
+    }
+
+    /// Tells the rest of the server that someone's connection dropped or came back.
+    fn connection_changed(&mut self, id: &ParticipantId, reconnecting: bool) {
+        let participant = id.clone();
+        self.event(if reconnecting {
+            RoomEvent::Reconnecting { participant }
+        } else {
+            RoomEvent::Back { participant }
+        });
     }
 
     fn send(&mut self, to: &ParticipantId, message: ServerMessage) {

@@ -8,6 +8,7 @@ use proptest::prelude::*;
 
 use super::state::{Effect, Joiner, Room, RoomConfig};
 use super::RoomError;
+use crate::events::{FinishReason, LeftReason, Moderation, RoomEvent};
 
 fn pid(s: &str) -> ParticipantId {
     ParticipantId::from(s)
@@ -1068,6 +1069,171 @@ fn a_second_hello_replaces_without_losing_the_stick() {
     assert_eq!(state.floor.holder, Some(pid("a")));
 }
 
+// ---- room events ----
+
+fn events(effects: &[Effect]) -> Vec<RoomEvent> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Event(event) => Some(event.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_session_is_told_as_events_from_the_first_admission_to_the_last_leave() {
+    let mut r = room();
+    let mut told = Vec::new();
+    r.join(
+        0,
+        Joiner {
+            id: pid("f"),
+            name: "Sam".into(),
+            role: Role::Facilitator,
+        },
+    )
+    .unwrap();
+    told.extend(events(&r.take_effects()));
+    r.join(
+        0,
+        Joiner {
+            id: pid("a"),
+            name: "River".into(),
+            role: Role::Member,
+        },
+    )
+    .unwrap();
+    told.extend(events(&r.take_effects()));
+    told.extend(events(&req(
+        &mut r,
+        0,
+        "f",
+        M::Admit {
+            participant: pid("a"),
+        },
+    )));
+    told.extend(events(&req(
+        &mut r,
+        0,
+        "f",
+        M::Mute {
+            participant: pid("a"),
+        },
+    )));
+    told.extend(events(&req(&mut r, 0, "f", M::LockRoom { locked: true })));
+    r.disconnected(10, &pid("a"));
+    told.extend(events(&r.take_effects()));
+    r.resume(&pid("a")).unwrap();
+    told.extend(events(&r.take_effects()));
+    told.extend(events(&req(&mut r, 20, "a", M::Leave)));
+    told.extend(events(&req(&mut r, 30, "f", M::Leave)));
+    let moderated = |action, target: Option<&str>| RoomEvent::Moderated {
+        by: pid("f"),
+        action,
+        target: target.map(pid),
+    };
+    assert_eq!(
+        told,
+        vec![
+            RoomEvent::Started,
+            RoomEvent::Admitted {
+                participant: pid("f"),
+                role: Role::Facilitator
+            },
+            RoomEvent::Waiting {
+                participant: pid("a"),
+                role: Role::Member
+            },
+            moderated(Moderation::Admitted, Some("a")),
+            RoomEvent::Admitted {
+                participant: pid("a"),
+                role: Role::Member
+            },
+            moderated(Moderation::Muted, Some("a")),
+            moderated(Moderation::Locked, None),
+            RoomEvent::Reconnecting {
+                participant: pid("a")
+            },
+            RoomEvent::Back {
+                participant: pid("a")
+            },
+            RoomEvent::Left {
+                participant: pid("a"),
+                role: Role::Member,
+                reason: LeftReason::Left
+            },
+            RoomEvent::Left {
+                participant: pid("f"),
+                role: Role::Facilitator,
+                reason: LeftReason::Left
+            },
+            RoomEvent::Finished {
+                reason: FinishReason::Empty
+            },
+        ]
+    );
+    // Nothing said in the room travels with an event: no names at all.
+    assert!(!format!("{told:?}").contains("River") && !format!("{told:?}").contains("Sam"));
+}
+
+#[test]
+fn ending_the_session_tells_everyone_left_and_why_it_finished() {
+    let mut r = group();
+    let e = req(&mut r, 0, "f", M::EndSession);
+    let told = events(&e);
+    assert_eq!(
+        told[0],
+        RoomEvent::Moderated {
+            by: pid("f"),
+            action: Moderation::Ended,
+            target: None
+        }
+    );
+    for who in ["f", "a", "b", "c"] {
+        assert!(told.iter().any(|ev| matches!(ev,
+            RoomEvent::Left { participant, reason: LeftReason::Ended, .. } if participant.as_str() == who)));
+    }
+    assert_eq!(
+        told.last(),
+        Some(&RoomEvent::Finished {
+            reason: FinishReason::EndedByFacilitator
+        })
+    );
+    let mut r = group();
+    r.shut_down();
+    assert_eq!(
+        events(&r.take_effects()).last(),
+        Some(&RoomEvent::Finished {
+            reason: FinishReason::ServerShutdown
+        })
+    );
+}
+
+#[test]
+fn a_room_nobody_was_admitted_to_never_starts_or_finishes() {
+    let mut r = room();
+    r.join(
+        0,
+        Joiner {
+            id: pid("a"),
+            name: "a".into(),
+            role: Role::Member,
+        },
+    )
+    .unwrap();
+    r.disconnected(5, &pid("a"));
+    let told = events(&r.take_effects());
+    assert_eq!(
+        told,
+        vec![RoomEvent::Waiting {
+            participant: pid("a"),
+            role: Role::Member
+        }]
+    );
+    assert!(r.is_finished());
+}
+
 // ---- media recovery ----
 
 fn connection_of(
@@ -1327,6 +1493,7 @@ proptest! {
         let mut now = 0u64;
         // The answers to the first check-in that were accepted, latest per person.
         let mut c1_answers: std::collections::HashMap<&str, usize> = Default::default();
+        let mut told = Vec::new();
         for step in steps {
             match step {
                 Step::Join(i, role) => {
@@ -1346,6 +1513,7 @@ proptest! {
                     let reacts = matches!(m, M::React { .. });
                     r.request(now, &pid(PEOPLE[i]), Some(7), m);
                     let effects = r.take_effects();
+                    told.extend(events(&effects));
                     if is_anonymous {
                         prop_assert!(!names_sender_to_others(&effects, PEOPLE[i]),
                             "an anonymous act named its sender: {:?}", effects);
@@ -1388,7 +1556,9 @@ proptest! {
                         if t > now { break; }
                         r.handle_timeout(t);
                         // Timed-out reaction windows are flushed as counts only.
-                        for e in r.take_effects() {
+                        let effects = r.take_effects();
+                        told.extend(events(&effects));
+                        for e in effects {
                             if let Effect::Send { message: S::Reactions { counts }, .. } = &e {
                                 prop_assert!(counts.values().all(|n| *n > 0));
                             }
@@ -1396,9 +1566,32 @@ proptest! {
                     }
                 }
             }
-            r.take_effects();
+            told.extend(events(&r.take_effects()));
             if let Err(e) = r.check_invariants() {
                 prop_assert!(false, "{}", e);
+            }
+        }
+        // The events tell a consistent story: each session starts before its first admission
+        // and finishes once everyone admitted has left, and nobody leaves who was not admitted
+        // (or leaves twice).
+        let mut inside = std::collections::HashSet::new();
+        let mut live = false;
+        for event in &told {
+            match event {
+                RoomEvent::Started => { prop_assert!(!live, "{:?}", told); live = true; }
+                RoomEvent::Finished { .. } => {
+                    prop_assert!(live, "{:?}", told);
+                    prop_assert!(inside.is_empty(), "finished with {:?} inside: {:?}", inside, told);
+                    live = false;
+                }
+                RoomEvent::Admitted { participant, .. } => {
+                    prop_assert!(live, "{:?}", told);
+                    prop_assert!(inside.insert(participant.clone()), "{} admitted twice", participant);
+                }
+                RoomEvent::Left { participant, .. } => {
+                    prop_assert!(inside.remove(participant), "{} left without being admitted", participant);
+                }
+                _ => {}
             }
         }
     }

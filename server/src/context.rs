@@ -1,0 +1,187 @@
+//! What every part of the server shares and nothing finds by: the settings, the join-token keys,
+//! the media engine, the task tracker and shutdown signal, the removals remembered past a room's
+//! life, and the counts and caps read across connections. Rooms are found in `registry`.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use circle_protocol::{ParticipantId, RoomId};
+use dashmap::DashMap;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Settings;
+use crate::events::EventBus;
+use crate::media::{Media, MediaError};
+use crate::token::TokenKeys;
+
+#[derive(Debug)]
+pub struct Context {
+    settings: Settings,
+    keys: TokenKeys,
+    media: Media,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+    bans: Bans,
+    events: EventBus,
+    next_session: AtomicU64,
+    /// Sessions whose task is running, for `/stats`.
+    live_sessions: AtomicUsize,
+    /// Open connections per client address, for the per-address cap.
+    connections: DashMap<IpAddr, usize>,
+}
+
+impl Context {
+    pub fn new(
+        settings: Settings,
+        shutdown: CancellationToken,
+        tracker: TaskTracker,
+    ) -> Result<Arc<Self>, MediaError> {
+        let keys = TokenKeys::with_max_lifetime(
+            &settings.token_secret,
+            settings.max_token_lifetime.as_secs(),
+        );
+        let mut media_config = settings.media.clone();
+        media_config.ice_servers = settings.ice_servers.clone();
+        let media = Media::new(media_config)?;
+        let bans = Bans {
+            until: DashMap::new(),
+            // A token's `iat` may lie a little in the future, so its `exp` a little further.
+            keep: settings.max_token_lifetime + Duration::from_secs(120),
+        };
+        let events = EventBus::new(settings.event_queue);
+        Ok(Arc::new(Self {
+            settings,
+            keys,
+            media,
+            tracker,
+            shutdown,
+            bans,
+            events,
+            next_session: AtomicU64::new(1),
+            live_sessions: AtomicUsize::new(0),
+            connections: DashMap::new(),
+        }))
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn keys(&self) -> &TokenKeys {
+        &self.keys
+    }
+
+    pub fn media(&self) -> &Media {
+        &self.media
+    }
+
+    pub fn tracker(&self) -> &TaskTracker {
+        &self.tracker
+    }
+
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// What happens in every room, for whoever subscribes.
+    pub fn events(&self) -> &EventBus {
+        &self.events
+    }
+
+    /// Remembers that `participant` was removed from `room`.
+    pub fn ban(&self, room: RoomId, participant: ParticipantId) {
+        self.bans.insert(room, participant, Instant::now());
+    }
+
+    /// Whether `participant` was removed from `room` and may not come back yet.
+    pub fn is_banned(&self, room: &RoomId, participant: &ParticipantId) -> bool {
+        self.bans.contains(room, participant, Instant::now())
+    }
+
+    pub fn next_session_id(&self) -> u64 {
+        self.next_session.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Counts a running session until the guard drops.
+    pub fn session_started(self: &Arc<Self>) -> SessionCount {
+        self.live_sessions.fetch_add(1, Ordering::Relaxed);
+        SessionCount {
+            context: self.clone(),
+        }
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.live_sessions.load(Ordering::Relaxed)
+    }
+
+    /// Counts a new connection from `ip`, or refuses it when that address is at its cap.
+    pub fn open_connection(self: &Arc<Self>, ip: IpAddr) -> Option<ConnectionSlot> {
+        let cap = self.settings.max_connections_per_ip;
+        let mut count = self.connections.entry(ip).or_insert(0);
+        if cap > 0 && *count >= cap {
+            return None;
+        }
+        *count += 1;
+        drop(count);
+        Some(ConnectionSlot {
+            context: self.clone(),
+            ip,
+        })
+    }
+}
+
+/// One counted connection; uncounted when dropped.
+#[derive(Debug)]
+pub struct ConnectionSlot {
+    context: Arc<Context>,
+    ip: IpAddr,
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.context.connections.remove_if_mut(&self.ip, |_, n| {
+            *n -= 1;
+            *n == 0
+        });
+    }
+}
+
+/// One running session, counted in `/stats` until dropped.
+#[derive(Debug)]
+pub struct SessionCount {
+    context: Arc<Context>,
+}
+
+impl Drop for SessionCount {
+    fn drop(&mut self) {
+        self.context.live_sessions.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Who was removed from which room, remembered past the room's own life: a room closes when its
+/// last participant leaves or the session ends, and a removal must still hold when the same link
+/// is used to start it again. Each entry lasts as long as any token can (`max_token_lifetime`),
+/// so a link that was valid at the removal has expired by the time the entry goes.
+#[derive(Debug)]
+struct Bans {
+    until: DashMap<(RoomId, ParticipantId), Instant>,
+    keep: Duration,
+}
+
+impl Bans {
+    fn insert(&self, room: RoomId, participant: ParticipantId, now: Instant) {
+        // Bans are few (a facilitator's decisions); pruning on each one keeps the map bounded
+        // without a timer.
+        self.until.retain(|_, until| *until > now);
+        self.until.insert((room, participant), now + self.keep);
+    }
+
+    fn contains(&self, room: &RoomId, participant: &ParticipantId, now: Instant) -> bool {
+        self.until
+            .get(&(room.clone(), participant.clone()))
+            .is_some_and(|until| *until > now)
+    }
+}

@@ -1,0 +1,190 @@
+//! The way into a room from outside its task: a cheap handle whose methods send the room its
+//! commands, and the channel types a session gives the room to reach it. The command enum stays
+//! private to the room module.
+
+use std::sync::Arc;
+
+use circle_protocol::{ClientFrame, ErrorCode, ParticipantId};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::state::Joiner;
+use super::RoomError;
+
+/// What a session's writer sends on the socket.
+#[derive(Debug, Clone)]
+pub enum Outbound {
+    Text(Arc<str>),
+    /// Send a close frame with this code, then stop.
+    Close(u16),
+}
+
+/// The room's way to reach one session.
+#[derive(Debug, Clone)]
+pub struct SessionLink {
+    pub id: u64,
+    pub tx: mpsc::Sender<Outbound>,
+    /// Cancelled to drop the connection at once (a client too slow to take a close frame).
+    pub kill: CancellationToken,
+}
+
+impl SessionLink {
+    /// Queues a close frame, or drops the connection when even that does not fit.
+    pub(super) fn close(&self, code: u16) {
+        if self.tx.try_send(Outbound::Close(code)).is_err() {
+            self.kill.cancel();
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(super) enum RoomCommand {
+    Join {
+        joiner: Joiner,
+        /// The `hello`'s request id, answered with `ok` after `welcome` or `waiting`.
+        id: Option<u32>,
+        link: SessionLink,
+        reply: oneshot::Sender<Result<(), RoomError>>,
+    },
+    Resume {
+        token: String,
+        /// The `resume`'s request id, answered with `ok` after what is replayed.
+        id: Option<u32>,
+        last_seq: u64,
+        link: SessionLink,
+        reply: oneshot::Sender<Result<ParticipantId, RoomError>>,
+    },
+    Request {
+        participant: ParticipantId,
+        session: u64,
+        frame: ClientFrame,
+    },
+    /// The session refused a frame itself (undecodable, binary, over its rate); the room only
+    /// numbers the error so it stays in the participant's sequence.
+    Refuse {
+        participant: ParticipantId,
+        session: u64,
+        id: Option<u32>,
+        code: ErrorCode,
+        message: String,
+    },
+    Disconnected {
+        participant: ParticipantId,
+        session: u64,
+    },
+}
+
+/// Why the room could not take a command.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Sent {
+    /// The room's task has ended (it closed between the look-up and the command).
+    #[error("the room has closed")]
+    Closed,
+    #[error(transparent)]
+    Refused(#[from] RoomError),
+}
+
+/// A cheap handle to a room's task. Every method waits only for room in the room's queue (and,
+/// for a join or resume, for the room's answer): the room itself never waits on a session.
+#[derive(Debug, Clone)]
+pub struct RoomHandle {
+    tx: mpsc::Sender<RoomCommand>,
+    generation: u64,
+}
+
+impl RoomHandle {
+    pub(super) fn new(tx: mpsc::Sender<RoomCommand>, generation: u64) -> Self {
+        Self { tx, generation }
+    }
+
+    /// Tells this room apart from a later one with the same id.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// A new session's `hello`: admitted, waiting, or refused.
+    pub async fn join(
+        &self,
+        joiner: Joiner,
+        request: Option<u32>,
+        link: SessionLink,
+    ) -> Result<(), Sent> {
+        let (reply, answer) = oneshot::channel();
+        self.send(RoomCommand::Join {
+            joiner,
+            id: request,
+            link,
+            reply,
+        })
+        .await?;
+        Ok(answer.await.map_err(|_| Sent::Closed)??)
+    }
+
+    /// A reconnecting session's `resume`: whose seat the token holds, once the missed messages
+    /// are on their way.
+    pub async fn resume(
+        &self,
+        token: String,
+        request: Option<u32>,
+        last_seq: u64,
+        link: SessionLink,
+    ) -> Result<ParticipantId, Sent> {
+        let (reply, answer) = oneshot::channel();
+        self.send(RoomCommand::Resume {
+            token,
+            id: request,
+            last_seq,
+            link,
+            reply,
+        })
+        .await?;
+        Ok(answer.await.map_err(|_| Sent::Closed)??)
+    }
+
+    /// One request from a joined session.
+    pub async fn request(
+        &self,
+        participant: ParticipantId,
+        session: u64,
+        frame: ClientFrame,
+    ) -> Result<(), Sent> {
+        self.send(RoomCommand::Request {
+            participant,
+            session,
+            frame,
+        })
+        .await
+    }
+
+    /// A frame the session refused itself, for the room to answer in the participant's sequence.
+    pub async fn refuse(
+        &self,
+        participant: ParticipantId,
+        session: u64,
+        id: Option<u32>,
+        code: ErrorCode,
+        message: String,
+    ) -> Result<(), Sent> {
+        self.send(RoomCommand::Refuse {
+            participant,
+            session,
+            id,
+            code,
+            message,
+        })
+        .await
+    }
+
+    /// The session's socket ended without `leave`.
+    pub async fn disconnected(&self, participant: ParticipantId, session: u64) -> Result<(), Sent> {
+        self.send(RoomCommand::Disconnected {
+            participant,
+            session,
+        })
+        .await
+    }
+
+    async fn send(&self, command: RoomCommand) -> Result<(), Sent> {
+        self.tx.send(command).await.map_err(|_| Sent::Closed)
+    }
+}
