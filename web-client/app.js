@@ -4,6 +4,7 @@
 // state.js (the room as we know it), view.js (drawing it). Nothing here logs names or tokens.
 
 import { Connection } from './connection.js';
+import { CLIENT, SERVER } from './protocol.js';
 import { Media, openLocalMedia, listDevices, startLevelMeter } from './media.js';
 import { emptyState, applyMessage, isFacilitator, isObserver, iHoldStick, nameOf, ordinal } from './state.js';
 import {
@@ -313,7 +314,7 @@ function onMessage(msg) {
   const before = state.phase;
   const events = applyMessage(state, msg);
   switch (msg.type) {
-    case 'welcome':
+    case SERVER.welcome:
       if (before === 'room') {
         // A resume the server could not replay: everything was rebuilt from this welcome, and
         // the server may have dropped our media, so start it afresh too.
@@ -323,7 +324,7 @@ function onMessage(msg) {
         enterRoom();
       }
       break;
-    case 'waiting':
+    case SERVER.waiting:
       show('screen-waiting');
       document.title = 'Circle: waiting room';
       $('waiting-status').textContent = '';
@@ -331,18 +332,18 @@ function onMessage(msg) {
       // Focus the heading, not Leave: a second press of Enter must not undo the join.
       $('waiting-title-h').focus();
       break;
-    case 'sdp': media?.handleSdp(msg); break;
-    case 'ice': media?.handleIce(msg); break;
-    case 'denied': conn.stop(); state.phase = 'gone'; showMessage(...DENIED); return;
-    case 'removed': conn.stop(); state.phase = 'gone'; showMessage('You were removed from this session', 'A facilitator removed you from this session. If this is unexpected, please contact your clinic.'); return;
-    case 'session_ended':
+    case SERVER.sdp: media?.handleSdp(msg); break;
+    case SERVER.ice: media?.handleIce(msg); break;
+    case SERVER.denied: conn.stop(); state.phase = 'gone'; showMessage(...DENIED); return;
+    case SERVER.removed: conn.stop(); state.phase = 'gone'; showMessage('You were removed from this session', 'A facilitator removed you from this session. If this is unexpected, please contact your clinic.'); return;
+    case SERVER.session_ended:
       conn.stop();
       state.phase = 'gone';
       showMessage('The session has ended', msg.reason === 'server_shutdown'
         ? 'The server had to stop. Thank you for taking part; your clinic will be in touch about the next session.'
         : 'Thank you for taking part. Take care of yourself.');
       return;
-    case 'error':
+    case SERVER.error:
       // Errors with an id are shown by the request that caused them. Those without one answer
       // hello/resume (handled by the connection) or messages we send without expecting a reply
       // (ice, set_media, a subscribe answer): media trouble shows in the media status instead.
@@ -451,7 +452,7 @@ function startMedia() {
   if (!isObserver(state)) {
     media.setEnabled('audio', prefs.audio);
     media.setEnabled('video', prefs.video);
-    conn.send('set_media', { audio: prefs.audio, video: prefs.video });
+    conn.send(CLIENT.set_media, { audio: prefs.audio, video: prefs.video });
     media.startPublishing();
   } else {
     // Observers only receive; the server offers once someone publishes.
@@ -466,7 +467,7 @@ function restartMedia() {
   media.closePc('subscribe');
   media.iceServers = state.iceServers;
   if (!isObserver(state)) {
-    conn.send('set_media', { audio: prefs.audio, video: prefs.video });
+    conn.send(CLIENT.set_media, { audio: prefs.audio, video: prefs.video });
     media.startPublishing();
   }
 }
@@ -541,17 +542,17 @@ function renderOwnControls() {
 
 // Everything the view's buttons call.
 const actions = {
-  admit: (id) => ask('admit', { participant: id }),
-  deny: (id) => ask('deny', { participant: id }),
-  grant: (id) => ask('grant_floor', { participant: id }),
-  invite: async (id) => { if (await ask('invite_to_speak', { participant: id })) toast(`Invitation sent to ${nameOf(state, id)}.`); },
-  lowerHand: (id) => ask('lower_hand', { participant: id }),
+  admit: (id) => ask(CLIENT.admit, { participant: id }),
+  deny: (id) => ask(CLIENT.deny, { participant: id }),
+  grant: (id) => ask(CLIENT.grant_floor, { participant: id }),
+  invite: async (id) => { if (await ask(CLIENT.invite_to_speak, { participant: id })) toast(`Invitation sent to ${nameOf(state, id)}.`); },
+  lowerHand: (id) => ask(CLIENT.lower_hand, { participant: id }),
   toggleMute: (id) => {
     const p = state.participants.get(id);
-    if (p) ask(p.muted ? 'unmute' : 'mute', { participant: id });
+    if (p) ask(p.muted ? CLIENT.unmute : CLIENT.mute, { participant: id });
   },
-  remove: (id) => ask('remove', { participant: id }),
-  passTo: (id) => ask('pass_floor', { to: id }),
+  remove: (id) => ask(CLIENT.remove, { participant: id }),
+  passTo: (id) => ask(CLIENT.pass_floor, { to: id }),
   dismissResult: () => { state.checkInResult = null; render(); },
   dismissPrivate: (key) => {
     state.helpRequests = state.helpRequests.filter((h) => `h${h.at}${h.participant}` !== key);
@@ -565,14 +566,14 @@ $('btn-mic').addEventListener('click', () => {
   prefs.audio = !prefs.audio;
   $('prejoin-mic-on').checked = prefs.audio;
   media?.setEnabled('audio', prefs.audio);
-  conn.send('set_media', { audio: prefs.audio, video: prefs.video });
+  conn.send(CLIENT.set_media, { audio: prefs.audio, video: prefs.video });
   render();
 });
 $('btn-cam').addEventListener('click', () => {
   prefs.video = !prefs.video;
   $('prejoin-cam-on').checked = prefs.video;
   media?.setEnabled('video', prefs.video);
-  conn.send('set_media', { audio: prefs.audio, video: prefs.video });
+  conn.send(CLIENT.set_media, { audio: prefs.audio, video: prefs.video });
   render();
 });
 $('btn-leave').addEventListener('click', () => { state.phase = 'gone'; conn?.leave(); onClosedLeft(); });
@@ -583,13 +584,13 @@ function onClosedLeft() {
   });
 }
 $('btn-help').addEventListener('click', async () => {
-  if (await ask('need_help', {})) toast('The facilitator has been told, privately. Nobody else sees this.');
+  if (await ask(CLIENT.need_help, {})) toast('The facilitator has been told, privately. Nobody else sees this.');
 });
 for (const b of document.querySelectorAll('.reaction')) {
   b.addEventListener('click', async () => {
     b.classList.add('sent');
     setTimeout(() => b.classList.remove('sent'), 400);
-    await ask('react', { kind: b.dataset.kind }, {
+    await ask(CLIENT.react, { kind: b.dataset.kind }, {
       // The server counts reactions only among three or more, so nobody can tell who sent one.
       conflict: 'Reactions are sent once at least three people are here, so nobody can tell who sent them.',
     });
@@ -599,23 +600,23 @@ for (const b of document.querySelectorAll('.reaction')) {
 // Member floor controls
 $('btn-raise').addEventListener('click', async () => {
   const note = $('hand-note').value.trim();
-  if (await ask('raise_hand', note ? { note } : {})) $('hand-note').value = '';
+  if (await ask(CLIENT.raise_hand, note ? { note } : {})) $('hand-note').value = '';
   if (!$('btn-lower').hidden) $('btn-lower').focus();
 });
 $('btn-lower').addEventListener('click', async () => {
-  await ask('lower_hand', {});
+  await ask(CLIENT.lower_hand, {});
   if (!$('btn-raise').hidden) $('btn-raise').focus();
 });
-$('btn-done').addEventListener('click', () => ask('release_floor', {}));
-$('btn-accept').addEventListener('click', async () => { state.invited = false; render(); await ask('answer_invite', { accept: true }); });
-$('btn-pass').addEventListener('click', async () => { state.invited = false; render(); await ask('answer_invite', { accept: false }); });
+$('btn-done').addEventListener('click', () => ask(CLIENT.release_floor, {}));
+$('btn-accept').addEventListener('click', async () => { state.invited = false; render(); await ask(CLIENT.answer_invite, { accept: true }); });
+$('btn-pass').addEventListener('click', async () => { state.invited = false; render(); await ask(CLIENT.answer_invite, { accept: false }); });
 
 // Check-in
 $('btn-checkin-send').addEventListener('click', async () => {
   const chosen = document.querySelector('#checkin-options input:checked');
   if (!chosen || !state.checkIn) { toast('Choose an answer first.'); return; }
   const option = Number(chosen.value);
-  if (await ask('answer_check_in', { check_in: state.checkIn.check_in, option })) {
+  if (await ask(CLIENT.answer_check_in, { check_in: state.checkIn.check_in, option })) {
     state.myCheckInAnswer = option;
     render();
   }
@@ -624,10 +625,10 @@ $('btn-checkin-start').addEventListener('click', async () => {
   const question = $('checkin-question').value.trim();
   const options = $('checkin-options-input').value.split('\n').map((s) => s.trim()).filter(Boolean);
   if (!question || options.length < 2 || options.length > 10) { toast('Write a question and 2 to 10 options, one per line.'); return; }
-  await ask('start_check_in', { question, options });
+  await ask(CLIENT.start_check_in, { question, options });
 });
 $('btn-checkin-close').addEventListener('click', () => {
-  if (state.checkIn) ask('close_check_in', { check_in: state.checkIn.check_in });
+  if (state.checkIn) ask(CLIENT.close_check_in, { check_in: state.checkIn.check_in });
 });
 
 // Facilitator floor and session controls
@@ -636,18 +637,18 @@ $('switch-stick').addEventListener('change', async (e) => {
   // Any render before the server's answer (a speaking update, someone joining) would otherwise
   // flip the switch back to the old mode under the facilitator's finger.
   state.pendingFloorMode = mode;
-  const ok = await ask('set_floor_mode', { mode });
+  const ok = await ask(CLIENT.set_floor_mode, { mode });
   state.pendingFloorMode = null;
   if (!ok) e.target.checked = state.floor.mode === 'stick';
 });
-$('btn-grant-next').addEventListener('click', () => ask('grant_next', {}));
-$('btn-revoke').addEventListener('click', () => ask('revoke_floor', {}));
+$('btn-grant-next').addEventListener('click', () => ask(CLIENT.grant_next, {}));
+$('btn-revoke').addEventListener('click', () => ask(CLIENT.revoke_floor, {}));
 $('turn-limit').addEventListener('input', (e) => { e.target.dataset.userEdited = '1'; });
 $('btn-turn-limit').addEventListener('click', async () => {
   const raw = $('turn-limit').value.trim();
   const seconds = raw === '' ? null : Math.round(Number(raw));
   if (seconds !== null && !(seconds >= 1 && seconds <= 3600)) { toast('A turn limit is between 1 and 3600 seconds, or empty for none.'); return; }
-  if (await ask('set_turn_limit', { seconds })) {
+  if (await ask(CLIENT.set_turn_limit, { seconds })) {
     // Protocol v1 has no event for the turn limit (this server adds `room_updated`).
     state.turnLimit = seconds;
     $('turn-limit').dataset.userEdited = '';
@@ -657,7 +658,7 @@ $('btn-turn-limit').addEventListener('click', async () => {
 });
 $('btn-lock').addEventListener('click', async () => {
   const locked = !state.locked;
-  if (await ask('lock_room', { locked })) {
+  if (await ask(CLIENT.lock_room, { locked })) {
     // Protocol v1 has no event for the lock (this server adds `room_updated`); the ok means
     // it is applied, so show it even without the event.
     if (state.locked !== locked) handleEvent({ kind: 'locked', locked });
@@ -665,8 +666,8 @@ $('btn-lock').addEventListener('click', async () => {
     render();
   }
 });
-$('btn-end').addEventListener('click', () => ask('end_session', {}));
-$('btn-admit-all').addEventListener('click', () => ask('admit_all', {}));
+$('btn-end').addEventListener('click', () => ask(CLIENT.end_session, {}));
+$('btn-admit-all').addEventListener('click', () => ask(CLIENT.admit_all, {}));
 
 // Audio that the browser refused to start without a tap.
 document.addEventListener('circle-autoplay-blocked', () => {

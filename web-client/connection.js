@@ -5,6 +5,8 @@
 // the socket drops unexpectedly it reconnects by itself with jittered exponential backoff.
 // It never logs names or tokens.
 
+import { CLIENT, SERVER } from './protocol.js';
+
 export const PROTOCOL = 1;
 
 // Close codes after which reconnecting would be wrong (see protocol.md, "Close codes").
@@ -85,8 +87,8 @@ export class Connection {
   send(type, fields = {}) {
     const msg = { type, ...fields };
     if (this.#sendRaw(msg)) return true;
-    if (this.resumeToken && !this.finished && (type === 'set_media' || type === 'sdp')) {
-      this.outbox = this.outbox.filter((m) => m.type !== type || (type === 'sdp' && m.pc !== msg.pc));
+    if (this.resumeToken && !this.finished && (type === CLIENT.set_media || type === CLIENT.sdp)) {
+      this.outbox = this.outbox.filter((m) => m.type !== type || (type === CLIENT.sdp && m.pc !== msg.pc));
       this.outbox.push(msg);
     }
     return false;
@@ -99,7 +101,7 @@ export class Connection {
     this.#clearTimers();
     if (this.ws && this.ws.readyState === WebSocket.OPEN && !this.resuming) {
       this.finished = true;
-      this.ws.send(JSON.stringify({ type: 'leave' }));
+      this.ws.send(JSON.stringify({ type: CLIENT.leave }));
       // The server closes; close ourselves too if it does not within a moment.
       const ws = this.ws;
       setTimeout(() => ws.close(1000), 1000);
@@ -160,13 +162,13 @@ export class Connection {
       this.finalError = null;
       if (resuming) {
         ws.send(JSON.stringify({
-          type: 'resume', protocol: PROTOCOL, resume_token: this.resumeToken, last_seq: this.lastSeq,
+          type: CLIENT.resume, protocol: PROTOCOL, resume_token: this.resumeToken, last_seq: this.lastSeq,
         }));
         // The server answers a successful resume with the missed messages (maybe none) or a fresh
         // welcome. A ping right behind it tells us, by its pong, that the resume was accepted.
-        ws.send(JSON.stringify({ type: 'ping' }));
+        ws.send(JSON.stringify({ type: CLIENT.ping }));
       } else {
-        ws.send(JSON.stringify({ type: 'hello', protocol: PROTOCOL, token: this.token }));
+        ws.send(JSON.stringify({ type: CLIENT.hello, protocol: PROTOCOL, token: this.token }));
       }
       this.#startKeepalive();
     };
@@ -202,19 +204,19 @@ export class Connection {
     if (!this.accepted) {
       // The first answer to hello/resume. A refusal is an `error` without an id (with `seq` 1,
       // whatever we saw before), then the server closes with 1008.
-      if (msg.type === 'error' && msg.id == null) {
+      if (msg.type === SERVER.error && msg.id == null) {
         this.finalError = { ...msg, duringResume: this.resuming };
         return;
       }
       this.accepted = true;
     }
     if (typeof msg.seq === 'number') {
-      if (msg.seq <= this.lastSeq && msg.type !== 'welcome') return; // a replayed duplicate
+      if (msg.seq <= this.lastSeq && msg.type !== SERVER.welcome) return; // a replayed duplicate
       this.lastSeq = Math.max(this.lastSeq, msg.seq);
     }
     // Anything arriving means the link is alive.
     this.pongDeadline = null;
-    if (msg.type === 'welcome') {
+    if (msg.type === SERVER.welcome) {
       // A fresh welcome means the server rebuilt our session: queued answers are stale.
       this.outbox = [];
       this.resumeToken = msg.resume_token ?? null;
@@ -222,20 +224,20 @@ export class Connection {
       this.resuming = false;
       this.giveUpAt = 0;
     }
-    if (msg.type === 'resumed') {
+    if (msg.type === SERVER.resumed) {
       // Each resume token works once: the server hands the next one after every resume.
       this.resumeToken = msg.resume_token ?? this.resumeToken;
     }
-    if (msg.type === 'waiting') {
+    if (msg.type === SERVER.waiting) {
       this.attempt = 0;
       this.giveUpAt = 0;
     }
-    if (msg.type === 'pong' && this.resuming && this.leaveAfterResume) {
+    if (msg.type === SERVER.pong && this.resuming && this.leaveAfterResume) {
       this.finished = true;
-      this.#sendRaw({ type: 'leave' });
+      this.#sendRaw({ type: CLIENT.leave });
       return;
     }
-    if (msg.type === 'pong' && this.resuming) {
+    if (msg.type === SERVER.pong && this.resuming) {
       this.resuming = false;
       this.attempt = 0;
       this.giveUpAt = 0;
@@ -244,16 +246,16 @@ export class Connection {
       for (const m of queued) this.#sendRaw(m);
       this.onStatus('resumed');
     }
-    if (msg.type === 'ok' || msg.type === 'error') {
+    if (msg.type === SERVER.ok || msg.type === SERVER.error) {
       const p = msg.id != null ? this.pending.get(msg.id) : undefined;
       if (p) {
         this.pending.delete(msg.id);
-        if (msg.type === 'ok') p.resolve(msg);
+        if (msg.type === SERVER.ok) p.resolve(msg);
         else p.reject(Object.assign(new Error(msg.message || msg.code), { code: msg.code, request: p.type }));
         return;
       }
     }
-    if (msg.type === 'pong') return;
+    if (msg.type === SERVER.pong) return;
     this.onMessage(msg);
   }
 
@@ -282,7 +284,7 @@ export class Connection {
         // onclose will not report a final code; it schedules a resume.
         return;
       }
-      if (this.#sendRaw({ type: 'ping' }) && !this.pongDeadline) this.pongDeadline = Date.now() + 10_000;
+      if (this.#sendRaw({ type: CLIENT.ping }) && !this.pongDeadline) this.pongDeadline = Date.now() + 10_000;
     }, 15_000);
   }
 

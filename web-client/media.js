@@ -7,6 +7,8 @@
 // Media failures never throw into the app: they are reported through `onStatus` so the page can
 // say so plainly while everything else (the floor, reactions, check-ins) keeps working.
 
+import { CLIENT } from './protocol.js';
+
 /** Ask for camera and microphone. Returns {stream, problem}: stream may lack a kind. */
 export async function openLocalMedia({ audioDeviceId, videoDeviceId, audio = true, video = true } = {}) {
   if (!navigator.mediaDevices?.getUserMedia) {
@@ -136,7 +138,7 @@ export class Media {
           this.onStatus('unavailable', 'The server did not answer our video and sound offer.');
         }
       }, 15_000);
-      await this.request('sdp', { pc: 'publish', sdp_type: 'offer', sdp: pc.localDescription.sdp });
+      await this.request(CLIENT.sdp, { pc: 'publish', sdp_type: 'offer', sdp: pc.localDescription.sdp });
     } catch (e) {
       if (this.publish !== pc) return;
       clearTimeout(this.answerTimer);
@@ -159,7 +161,7 @@ export class Media {
       const offer = await pc.createOffer({ iceRestart: true });
       if (this.publish !== pc) return;
       await pc.setLocalDescription(offer);
-      await this.request('sdp', { pc: 'publish', sdp_type: 'offer', sdp: pc.localDescription.sdp });
+      await this.request(CLIENT.sdp, { pc: 'publish', sdp_type: 'offer', sdp: pc.localDescription.sdp });
     } catch (e) {
       // A refused restart leaves the old connection as it was; the next resume tries again.
     }
@@ -191,7 +193,7 @@ export class Media {
       await this.#flushIce('subscribe');
       const answer = await pc.createAnswer();
       await pc.setLocalDescription(answer);
-      this.send('sdp', { pc: 'subscribe', sdp_type: 'answer', sdp: pc.localDescription.sdp });
+      this.send(CLIENT.sdp, { pc: 'subscribe', sdp_type: 'answer', sdp: pc.localDescription.sdp });
       this.#pruneRemote();
     } catch (e) {
       this.onStatus('unavailable', 'Could not receive the others’ video and sound.');
@@ -222,7 +224,7 @@ export class Media {
   #newPc(which) {
     const pc = new RTCPeerConnection({ iceServers: this.iceServers });
     pc.onicecandidate = (ev) => {
-      this.send('ice', { pc: which, candidate: ev.candidate ? ev.candidate.toJSON() : null });
+      this.send(CLIENT.ice, { pc: which, candidate: ev.candidate ? ev.candidate.toJSON() : null });
     };
     pc.onconnectionstatechange = () => {
       if (which === 'publish' && pc === this.publish || which === 'subscribe' && pc === this.subscribe) {

@@ -3,6 +3,8 @@
 // `applyMessage(state, msg)` changes `state` in place and returns a list of notable events for
 // the UI to announce (admission, the stick arriving, being next, ...).
 
+import { SERVER } from './protocol.js';
+
 export function emptyState() {
   return {
     phase: 'prejoin', // prejoin | joining | waiting | room | gone
@@ -71,7 +73,7 @@ function loadWelcome(state, msg) {
 export function applyMessage(state, msg) {
   const events = [];
   switch (msg.type) {
-    case 'welcome': {
+    case SERVER.welcome: {
       const wasWaiting = state.phase === 'waiting';
       const wasIn = state.phase === 'room';
       loadWelcome(state, msg);
@@ -79,26 +81,26 @@ export function applyMessage(state, msg) {
       if (state.floor.holder === state.me.id) events.push({ kind: 'stick-arrived' });
       break;
     }
-    case 'resumed': // an extension of this server: the next resume token and fresh ICE servers
+    case SERVER.resumed: // an extension of this server: the next resume token and fresh ICE servers
       state.resumeToken = msg.resume_token;
       state.iceServers = msg.ice_servers ?? state.iceServers;
       break;
-    case 'waiting':
+    case SERVER.waiting:
       state.phase = 'waiting';
       events.push({ kind: 'waiting' });
       break;
-    case 'waiting_room':
+    case SERVER.waiting_room:
       state.waiting = msg.waiting ?? [];
       events.push({ kind: 'waiting-room' });
       break;
-    case 'participant_joined':
-    case 'participant_updated': {
+    case SERVER.participant_joined:
+    case SERVER.participant_updated: {
       const p = msg.participant;
       state.participants.set(p.id, p);
       if (state.me && p.id === state.me.id) state.me = p;
       break;
     }
-    case 'participant_left': {
+    case SERVER.participant_left: {
       const id = msg.participant;
       const p = state.participants.get(id);
       if (p) state.leftNames.set(id, p.name);
@@ -106,46 +108,46 @@ export function applyMessage(state, msg) {
       state.speaking.delete(id);
       break;
     }
-    case 'floor':
+    case SERVER.floor:
       setFloor(state, msg, events);
       break;
-    case 'room_updated': // an extension of this server: the lock or the turn limit changed
+    case SERVER.room_updated: // an extension of this server: the lock or the turn limit changed
       if (typeof msg.locked === 'boolean' && msg.locked !== state.locked) events.push({ kind: 'locked', locked: msg.locked });
       if (typeof msg.locked === 'boolean') state.locked = msg.locked;
       if ('turn_limit' in msg) state.turnLimit = msg.turn_limit ?? null;
       break;
-    case 'hand':
+    case SERVER.hand:
       events.push({ kind: 'hand', status: msg.status, position: msg.position ?? null });
       if (msg.status === 'queued' && msg.position != null) state.floor = { ...state.floor, position: msg.position };
       if (['cancelled', 'denied', 'granted'].includes(msg.status)) state.floor = { ...state.floor, position: null };
       break;
-    case 'invited_to_speak':
+    case SERVER.invited_to_speak:
       state.invited = true;
       events.push({ kind: 'invited' });
       break;
-    case 'invite_answered':
+    case SERVER.invite_answered:
       state.inviteAnswers.unshift({ participant: msg.participant, name: nameOf(state, msg.participant), accepted: msg.accepted, at: Date.now() });
       state.inviteAnswers.length = Math.min(state.inviteAnswers.length, 10);
       events.push({ kind: 'invite-answered', accepted: msg.accepted, participant: msg.participant });
       break;
-    case 'turn_warning':
+    case SERVER.turn_warning:
       events.push({ kind: 'turn-warning', seconds: msg.seconds_left });
       break;
-    case 'reactions':
+    case SERVER.reactions:
       events.push({ kind: 'reactions', counts: msg.counts ?? {} });
       break;
-    case 'help_requested':
+    case SERVER.help_requested:
       state.helpRequests.unshift({ participant: msg.participant, name: nameOf(state, msg.participant), note: msg.note ?? '', at: Date.now() });
       state.helpRequests.length = Math.min(state.helpRequests.length, 20);
       events.push({ kind: 'help', participant: msg.participant });
       break;
-    case 'check_in':
+    case SERVER.check_in:
       if (state.checkIn?.check_in !== msg.check_in) state.myCheckInAnswer = null;
       state.checkIn = { check_in: msg.check_in, question: msg.question, options: msg.options };
       state.checkInResult = null;
       events.push({ kind: 'check-in' });
       break;
-    case 'check_in_result': {
+    case SERVER.check_in_result: {
       const open = state.checkIn && state.checkIn.check_in === msg.check_in ? state.checkIn : null;
       state.checkInResult = {
         check_in: msg.check_in,
@@ -159,18 +161,18 @@ export function applyMessage(state, msg) {
       events.push({ kind: 'check-in-result' });
       break;
     }
-    case 'speaking':
+    case SERVER.speaking:
       state.speaking = new Set(msg.participants ?? []);
       break;
-    case 'session_ended':
+    case SERVER.session_ended:
       state.phase = 'gone';
       events.push({ kind: 'ended', reason: msg.reason });
       break;
-    case 'removed':
+    case SERVER.removed:
       state.phase = 'gone';
       events.push({ kind: 'removed' });
       break;
-    case 'denied':
+    case SERVER.denied:
       state.phase = 'gone';
       events.push({ kind: 'denied' });
       break;

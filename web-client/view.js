@@ -1,18 +1,10 @@
 // Drawing the room from the state: video tiles, the floor box, the facilitator's lists.
 // Elements are kept by key and updated in place, so keyboard focus survives updates.
 
+import { REACTIONS } from './protocol.js';
 import { isFacilitator, isObserver, iHoldStick, nameOf, ordinal } from './state.js';
 
 export const $ = (id) => document.getElementById(id);
-
-export const REACTIONS = {
-  heart: { label: 'Heart', emoji: '❤️' },
-  applause: { label: 'Applause', emoji: '👏' },
-  support: { label: 'Support', emoji: '🤝' },
-  thanks: { label: 'Thanks', emoji: '🙏' },
-  me_too: { label: 'Me too', emoji: '🙋' },
-  laugh: { label: 'Laugh', emoji: '😊' },
-};
 
 const ROLE_LABEL = { facilitator: 'Facilitator', member: 'Member', observer: 'Observer' };
 
