@@ -1,7 +1,11 @@
-// The room as this client knows it, updated from server messages. Pure data: no DOM, no socket.
+// The room as this client knows it, and its only writer. Pure data: no DOM, no socket.
 //
-// `applyMessage(state, msg)` changes `state` in place and returns a list of notable events for
-// the UI to announce (admission, the stick arriving, being next, ...).
+// Two entries change `state` in place, and both return a list of notable events for the UI to
+// announce (admission, the stick arriving, being next, the room locked, ...):
+// - `applyMessage(state, msg)`: a message from the server;
+// - `applyAction(state, action)`: something the person did here that the state must show before
+//   (or without) the server's word, such as the mode a facilitator just asked for.
+// Nothing else assigns into the state, so every change to what the page shows can be found here.
 
 import { SERVER } from './protocol.js';
 
@@ -33,6 +37,12 @@ export const isFacilitator = (s) => s.me?.role === 'facilitator';
 export const isObserver = (s) => s.me?.role === 'observer';
 export const iHoldStick = (s) => !!s.me && s.floor.holder === s.me.id;
 export const nameOf = (s, id) => s.participants.get(id)?.name ?? s.waiting.find((p) => p.id === id)?.name ?? s.leftNames.get(id) ?? 'Someone who left';
+
+/** The keys of a facilitator's private messages: the view lists them by it, Dismiss names it. */
+export const privateKey = {
+  help: (h) => `h${h.at}${h.participant}`,
+  answer: (a) => `i${a.at}${a.participant}`,
+};
 
 /** 1 -> "1st", 2 -> "2nd", 3 -> "3rd", 11 -> "11th" ... */
 export function ordinal(n) {
@@ -89,10 +99,13 @@ export function applyMessage(state, msg) {
       state.phase = 'waiting';
       events.push({ kind: 'waiting' });
       break;
-    case SERVER.waiting_room:
+    case SERVER.waiting_room: {
+      // Only a longer list is announced: someone admitted or gone needs no words.
+      const before = state.waiting.length;
       state.waiting = msg.waiting ?? [];
-      events.push({ kind: 'waiting-room' });
+      events.push({ kind: 'waiting-room', grew: state.waiting.length > before });
       break;
+    }
     case SERVER.participant_joined:
     case SERVER.participant_updated: {
       const p = msg.participant;
@@ -178,6 +191,68 @@ export function applyMessage(state, msg) {
       break;
     default:
       break;
+  }
+  return events;
+}
+
+/**
+ * The UI's own changes to the state. `action.kind`:
+ * - 'prejoin-started': a fresh start (the first one, or Rejoin): everything forgotten;
+ * - 'join-started': the person pressed Join; 'left': they pressed Leave;
+ * - 'reconnecting' {on}: our own tile shows our reconnecting, the way the others see us;
+ * - 'invite-answering': the invitation box goes away at once, before the server's ok;
+ * - 'check-in-answered' {option}: the answer the server accepted, so the page can say it was sent;
+ * - 'result-dismissed', 'private-dismissed' {key}: the person closed a result or a private message;
+ * - 'mode-requested' {mode}, 'mode-request-done': the mode a facilitator asked for, held while the
+ *   server answers, so that a render in between does not flip the switch back under their finger;
+ * - 'turn-limit-set' {seconds}, 'lock-set' {locked}: applied on the server's ok, because protocol v1
+ *   has no event for either (this server adds `room_updated`).
+ */
+export function applyAction(state, action) {
+  const events = [];
+  switch (action.kind) {
+    case 'prejoin-started':
+      Object.assign(state, emptyState());
+      break;
+    case 'join-started':
+      state.phase = 'joining';
+      break;
+    case 'left':
+      state.phase = 'gone';
+      break;
+    case 'reconnecting': {
+      const me = state.me && state.participants.get(state.me.id);
+      if (me) me.connection = action.on ? 'reconnecting' : 'connected';
+      break;
+    }
+    case 'invite-answering':
+      state.invited = false;
+      break;
+    case 'check-in-answered':
+      state.myCheckInAnswer = action.option;
+      break;
+    case 'result-dismissed':
+      state.checkInResult = null;
+      break;
+    case 'private-dismissed':
+      state.helpRequests = state.helpRequests.filter((h) => privateKey.help(h) !== action.key);
+      state.inviteAnswers = state.inviteAnswers.filter((a) => privateKey.answer(a) !== action.key);
+      break;
+    case 'mode-requested':
+      state.pendingFloorMode = action.mode;
+      break;
+    case 'mode-request-done':
+      state.pendingFloorMode = null;
+      break;
+    case 'turn-limit-set':
+      state.turnLimit = action.seconds;
+      break;
+    case 'lock-set':
+      if (state.locked !== action.locked) events.push({ kind: 'locked', locked: action.locked });
+      state.locked = action.locked;
+      break;
+    default:
+      throw new Error(`unknown action: ${action.kind}`);
   }
   return events;
 }

@@ -2,7 +2,7 @@
 // Elements are kept by key and updated in place, so keyboard focus survives updates.
 
 import { REACTIONS } from './protocol.js';
-import { isFacilitator, isObserver, iHoldStick, nameOf, ordinal } from './state.js';
+import { isFacilitator, isObserver, iHoldStick, nameOf, ordinal, privateKey } from './state.js';
 
 export const $ = (id) => document.getElementById(id);
 
@@ -354,8 +354,8 @@ export function renderFacilitator(s, actions) {
 
   // Private messages: help requests and invitation answers.
   const msgs = [
-    ...s.helpRequests.map((h) => ({ key: `h${h.at}${h.participant}`, text: `${h.name} asked for the facilitator${h.note ? `: “${h.note}”` : '.'}`, cls: 'help' })),
-    ...s.inviteAnswers.map((a) => ({ key: `i${a.at}${a.participant}`, text: `${a.name} ${a.accepted ? 'accepted' : 'passed on'} your invitation to speak.`, cls: 'answer' })),
+    ...s.helpRequests.map((h) => ({ key: privateKey.help(h), text: `${h.name} asked for the facilitator${h.note ? `: “${h.note}”` : '.'}`, cls: 'help' })),
+    ...s.inviteAnswers.map((a) => ({ key: privateKey.answer(a), text: `${a.name} ${a.accepted ? 'accepted' : 'passed on'} your invitation to speak.`, cls: 'answer' })),
   ];
   $('help-box').hidden = msgs.length === 0;
   syncList($('help-list'), msgs, (m) => m.key, (m) => {
