@@ -87,7 +87,7 @@ pub struct RoomConfig {
     /// Reactions one participant may send per second.
     pub reactions_per_second: usize,
     /// Fewest check-in answers for which counts are published; also the fewest people who must
-    /// be in the room for a reaction to be counted (never fewer than [`ANONYMITY_FLOOR`]).
+    /// be in the room for a reaction to be counted (never fewer than three: see `room::anonymous`).
     pub anonymity_threshold: u32,
     pub resume_grace_ms: u64,
     /// How long someone a facilitator denied must wait before knocking again.

@@ -3,8 +3,11 @@
 //! ([`handle`]).
 
 pub mod actor;
+mod anonymous;
+mod floor;
 pub mod handle;
 pub mod outbox;
+mod permissions;
 pub mod state;
 
 pub use actor::{spawn, OnClose};

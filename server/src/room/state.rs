@@ -5,25 +5,23 @@
 //! "Panic means bug, never on user input": every input from a client is validated and answered
 //! with an error effect instead.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 
 use circle_protocol::{
-    close, CheckIn, CheckInId, ClientMessage, Connection, EndReason, FloorMode, FloorState,
-    HandStatus, LeaveReason, Participant, ParticipantId, PcKind, QueueEntry, ReactionKind,
-    RequestId, Role, RoomId, RoomState, ServerMessage, MAX_CHECK_IN_OPTION_CHARS,
-    MAX_CHECK_IN_QUESTION_CHARS, MAX_HAND_NOTE_CHARS, MAX_HELP_NOTE_CHARS,
+    close, ClientMessage, Connection, EndReason, FloorMode, FloorState, HandStatus, LeaveReason,
+    Participant, ParticipantId, PcKind, RequestId, Role, RoomId, RoomState, ServerMessage,
+    MAX_HAND_NOTE_CHARS, MAX_HELP_NOTE_CHARS,
 };
 
+use super::anonymous::{CheckIns, Reactions};
+use super::floor::{Floor, TurnTimer};
+use super::permissions;
 use super::RoomError;
 pub use crate::config::RoomConfig;
 use crate::events::{FinishReason, LeftReason, Moderation, RoomEvent};
 
 /// Unix time in milliseconds: the only clock the rules know, always passed in.
 pub type Millis = u64;
-
-/// The fewest people, the sender included, among whom a reaction is counted. With two, each
-/// knows that any reaction they did not send came from the other.
-pub const ANONYMITY_FLOOR: u32 = 3;
 
 impl Default for RoomConfig {
     fn default() -> Self {
@@ -118,8 +116,6 @@ struct Member {
     /// The peers whose ICE failed and has not recovered, and when the grace for them runs
     /// out: media down counts as reconnecting, even with the socket up.
     media_down: MediaDown,
-    /// Timestamps of recent reactions, for the rate limit; never which kind.
-    recent_reactions: VecDeque<Millis>,
 }
 
 impl Member {
@@ -169,20 +165,6 @@ impl MediaDown {
     }
 }
 
-#[derive(Debug, Clone)]
-struct Turn {
-    ends_at: Option<Millis>,
-    warn_at: Option<Millis>,
-}
-
-#[derive(Debug)]
-struct OpenCheckIn {
-    check_in: CheckIn,
-    /// Each answerer's current choice, held only while open so that answering again replaces
-    /// it; dropped unread when the check-in closes. Only the counts leave this struct.
-    choices: HashMap<ParticipantId, usize>,
-}
-
 /// One room's state and rules.
 #[derive(Debug)]
 pub struct Room {
@@ -196,16 +178,9 @@ pub struct Room {
     /// Who a facilitator denied, and until when they may not knock again.
     denied_until: HashMap<ParticipantId, Millis>,
     locked: bool,
-    mode: FloorMode,
-    holder: Option<ParticipantId>,
-    turn: Option<Turn>,
-    turn_limit: Option<u32>,
-    queue: VecDeque<QueueEntry>,
-    invited: Option<ParticipantId>,
-    reaction_counts: [u32; ReactionKind::ALL.len()],
-    reactions_flush_at: Option<Millis>,
-    check_in: Option<OpenCheckIn>,
-    next_check_in: u64,
+    floor: Floor,
+    reactions: Reactions,
+    check_ins: CheckIns,
     /// The gate last told to the media path, per participant who may publish.
     gates: HashMap<ParticipantId, bool>,
     speaking: Vec<ParticipantId>,
@@ -223,6 +198,11 @@ pub struct Room {
 
 impl Room {
     pub fn new(id: RoomId, config: RoomConfig) -> Self {
+        let reactions = Reactions::new(
+            config.anonymity_threshold,
+            config.reactions_per_second,
+            config.reaction_window_ms,
+        );
         Self {
             id,
             config,
@@ -230,16 +210,9 @@ impl Room {
             banned: HashSet::new(),
             denied_until: HashMap::new(),
             locked: false,
-            mode: FloorMode::Open,
-            holder: None,
-            turn: None,
-            turn_limit: None,
-            queue: VecDeque::new(),
-            invited: None,
-            reaction_counts: [0; ReactionKind::ALL.len()],
-            reactions_flush_at: None,
-            check_in: None,
-            next_check_in: 1,
+            floor: Floor::new(),
+            reactions,
+            check_ins: CheckIns::new(),
             gates: HashMap::new(),
             speaking: Vec::new(),
             speaking_sent: HashMap::new(),
@@ -340,7 +313,6 @@ impl Room {
             muted: false,
             reconnecting_until: None,
             media_down: MediaDown::default(),
-            recent_reactions: VecDeque::new(),
         });
         if waits {
             self.event(RoomEvent::Waiting {
@@ -481,48 +453,40 @@ impl Room {
 
     /// The earliest time [`Room::handle_timeout`] has work to do.
     pub fn poll_timeout(&self) -> Option<Millis> {
-        let turn = self
-            .turn
-            .as_ref()
-            .map(|t| [t.warn_at, t.ends_at])
-            .unwrap_or_default();
         let graces = self
             .members
             .iter()
             .flat_map(|m| [m.reconnecting_until, m.media_down.until])
             .flatten();
-        turn.into_iter()
-            .flatten()
-            .chain(self.reactions_flush_at)
+        self.floor
+            .poll_timeout()
+            .into_iter()
+            .chain(self.reactions.poll_timeout())
             .chain(graces)
             .min()
     }
 
     /// Runs every timer that is due at `now`.
     pub fn handle_timeout(&mut self, now: Millis) {
-        if self.reactions_flush_at.is_some_and(|t| t <= now) {
-            self.flush_reactions();
+        if let Some(counts) = self.reactions.handle_timeout(now) {
+            self.broadcast(ServerMessage::Reactions { counts });
         }
-        if let (Some(turn), Some(holder)) = (self.turn.clone(), self.holder.clone()) {
-            if turn.ends_at.is_some_and(|t| t <= now) {
-                self.holder = None;
-                self.turn = None;
+        match self.floor.handle_timeout(now) {
+            Some(TurnTimer::Ended(holder)) => {
                 self.hand(&holder, HandStatus::Revoked, None);
                 self.announce_floor();
-            } else if let (Some(warn_at), Some(ends_at)) = (turn.warn_at, turn.ends_at) {
-                if warn_at <= now {
-                    if let Some(t) = self.turn.as_mut() {
-                        t.warn_at = None;
-                    }
-                    let seconds_left = u32::try_from(ends_at.saturating_sub(now).div_ceil(1000))
-                        .unwrap_or(u32::MAX);
-                    let message = ServerMessage::TurnWarning { seconds_left };
-                    self.send(&holder, message.clone());
-                    for f in self.facilitator_ids() {
-                        self.send(&f, message.clone());
-                    }
+            }
+            Some(TurnTimer::Warn {
+                holder,
+                seconds_left,
+            }) => {
+                let message = ServerMessage::TurnWarning { seconds_left };
+                self.send(&holder, message.clone());
+                for f in self.facilitator_ids() {
+                    self.send(&f, message.clone());
                 }
             }
+            None => {}
         }
         let expired: Vec<ParticipantId> = self
             .members
@@ -554,8 +518,8 @@ impl Room {
                 .collect(),
             floor: self.floor_for(to),
             locked: self.locked,
-            turn_limit: self.turn_limit,
-            check_in: self.check_in.as_ref().map(|c| c.check_in.clone()),
+            turn_limit: self.floor.turn_limit(),
+            check_in: self.check_ins.open().cloned(),
         };
         Some((me.view(), state))
     }
@@ -583,27 +547,10 @@ impl Room {
         if self.members.len() > self.config.max_participants {
             return Err("more participants than the cap".into());
         }
-        if let Some(h) = &self.holder {
-            let m = self.member(h).ok_or("the holder is not present")?;
-            if !m.is_admitted() || m.role != Role::Member {
-                return Err(format!("the holder {h} is not an admitted member"));
-            }
-            if self.queue.iter().any(|e| &e.participant == h) {
-                return Err("the holder is in the queue".into());
-            }
-        } else if self.turn.is_some() {
-            return Err("a turn runs with no holder".into());
-        }
-        let mut queued = HashSet::new();
-        for e in &self.queue {
-            if !queued.insert(&e.participant) {
-                return Err(format!("{} is queued twice", e.participant));
-            }
-            let m = self.member(&e.participant).ok_or("a queued id is absent")?;
-            if !m.is_admitted() || m.role != Role::Member {
-                return Err(format!("{} is queued but not an admitted member", m.id));
-            }
-        }
+        self.floor.check_invariants(|id| {
+            self.member(id)
+                .is_some_and(|m| m.is_admitted() && m.role == Role::Member)
+        })?;
         for m in &self.members {
             if m.media_down.any() != m.media_down.until.is_some() {
                 return Err(format!("{}'s media grace is out of step", m.id));
@@ -647,46 +594,7 @@ impl Room {
             }
             _ => {}
         }
-        if !admitted {
-            return Err(RoomError::Forbidden(
-                "you are in the waiting room until a facilitator admits you".into(),
-            ));
-        }
-        let facilitator_only = matches!(
-            message,
-            M::Admit { .. }
-                | M::Deny { .. }
-                | M::AdmitAll
-                | M::SetFloorMode { .. }
-                | M::GrantFloor { .. }
-                | M::GrantNext
-                | M::RevokeFloor
-                | M::SetTurnLimit { .. }
-                | M::InviteToSpeak { .. }
-                | M::Mute { .. }
-                | M::Unmute { .. }
-                | M::Remove { .. }
-                | M::LockRoom { .. }
-                | M::EndSession
-                | M::StartCheckIn { .. }
-                | M::CloseCheckIn { .. }
-        );
-        if facilitator_only && role != Role::Facilitator {
-            return Err(RoomError::Forbidden(format!(
-                "only a facilitator may send `{}`",
-                message.type_name()
-            )));
-        }
-        let member_only = matches!(
-            message,
-            M::RaiseHand { .. } | M::NeedHelp { .. } | M::AnswerCheckIn { .. }
-        );
-        if member_only && role != Role::Member {
-            return Err(RoomError::Forbidden(format!(
-                "only a member may send `{}`",
-                message.type_name()
-            )));
-        }
+        permissions::check(&message, role, admitted)?;
         match message {
             M::Admit { participant } => {
                 self.expect_waiting(&participant)?;
@@ -725,14 +633,13 @@ impl Room {
                 }
             }
             M::SetFloorMode { mode } => {
-                if mode != self.mode {
-                    self.mode = mode;
+                if self.floor.set_mode(mode) {
                     self.announce_floor();
                 }
             }
             M::GrantFloor { participant } => {
                 self.expect_speaker(&participant)?;
-                if self.holder.as_ref() == Some(&participant) {
+                if self.floor.holds(&participant) {
                     return Err(RoomError::Conflict(
                         "that member already holds the stick".into(),
                     ));
@@ -741,48 +648,28 @@ impl Room {
             }
             M::GrantNext => {
                 let next = self
-                    .queue
-                    .front()
-                    .map(|e| e.participant.clone())
+                    .floor
+                    .head_of_queue()
+                    .cloned()
                     .ok_or_else(|| RoomError::Conflict("the queue is empty".into()))?;
                 self.give_stick(now, &next);
             }
             M::RevokeFloor => {
-                let holder = self
-                    .holder
-                    .take()
-                    .ok_or_else(|| RoomError::Conflict("nobody holds the stick".into()))?;
-                self.turn = None;
+                let holder = self.floor.revoke()?;
                 self.hand(&holder, HandStatus::Revoked, None);
                 self.announce_floor();
             }
             M::SetTurnLimit { seconds } => {
-                if let Some(s) = seconds {
-                    if !(1..=3600).contains(&s) {
-                        return Err(RoomError::BadRequest(
-                            "`seconds` must be between 1 and 3600, or null".into(),
-                        ));
-                    }
-                }
-                if seconds != self.turn_limit {
-                    self.turn_limit = seconds;
+                if self.floor.set_turn_limit(now, seconds)? {
                     self.announce_room_settings();
-                    if self.holder.is_some() {
-                        // The limit applies to the running turn from now: a limit set mid-turn
-                        // must not end a turn that has already run longer without warning.
-                        self.turn = Some(self.new_turn(now));
+                    if self.floor.holder().is_some() {
                         self.announce_floor();
                     }
                 }
             }
             M::InviteToSpeak { participant } => {
                 self.expect_speaker(&participant)?;
-                if self.holder.as_ref() == Some(&participant) {
-                    return Err(RoomError::Conflict(
-                        "that member already holds the stick".into(),
-                    ));
-                }
-                self.invited = Some(participant.clone());
+                self.floor.invite(&participant)?;
                 self.send(&participant, ServerMessage::InvitedToSpeak);
             }
             M::LowerHand { participant } => {
@@ -805,12 +692,7 @@ impl Room {
                         "no such participant in this room".into(),
                     ));
                 }
-                let at = self
-                    .queue
-                    .iter()
-                    .position(|e| e.participant == target)
-                    .ok_or_else(|| RoomError::Conflict("that hand is not raised".into()))?;
-                self.queue.remove(at);
+                self.floor.lower(&target)?;
                 let status = if &target == from {
                     HandStatus::Cancelled
                 } else {
@@ -869,57 +751,17 @@ impl Room {
                 return Ok(Reply::Sent);
             }
             M::StartCheckIn { question, options } => {
-                if self.check_in.is_some() {
-                    return Err(RoomError::Conflict("close the open check-in first".into()));
-                }
-                let question = question.trim().to_owned();
-                if question.is_empty() || question.chars().count() > MAX_CHECK_IN_QUESTION_CHARS {
-                    return Err(RoomError::BadRequest(format!(
-                        "`question` must be 1 to {MAX_CHECK_IN_QUESTION_CHARS} characters"
-                    )));
-                }
-                if !(2..=10).contains(&options.len()) {
-                    return Err(RoomError::BadRequest(
-                        "`options` must hold 2 to 10 choices".into(),
-                    ));
-                }
-                let options: Vec<String> = options.iter().map(|o| o.trim().to_owned()).collect();
-                if options
-                    .iter()
-                    .any(|o| o.is_empty() || o.chars().count() > MAX_CHECK_IN_OPTION_CHARS)
-                {
-                    return Err(RoomError::BadRequest(format!(
-                        "each option must be 1 to {MAX_CHECK_IN_OPTION_CHARS} characters"
-                    )));
-                }
-                let check_in = CheckIn {
-                    check_in: CheckInId(format!("c{}", self.next_check_in)),
-                    question,
-                    options,
-                };
-                self.next_check_in += 1;
-                self.check_in = Some(OpenCheckIn {
-                    check_in: check_in.clone(),
-                    choices: HashMap::new(),
-                });
+                let check_in = self.check_ins.start(&question, &options)?;
                 self.broadcast(ServerMessage::CheckIn(check_in));
             }
             M::CloseCheckIn { check_in } => {
-                if self.check_in.as_ref().map(|c| &c.check_in.check_in) != Some(&check_in) {
-                    return Err(RoomError::NotFound("no such open check-in".into()));
-                }
-                let open = self.check_in.take().expect("checked above");
-                let mut counts = vec![0u32; open.check_in.options.len()];
-                for choice in open.choices.values() {
-                    counts[*choice] += 1;
-                }
-                let responses = u32::try_from(open.choices.len()).unwrap_or(u32::MAX);
-                let counts = counts_reveal_nobody(&counts, self.config.anonymity_threshold)
-                    .then_some(counts);
+                let result = self
+                    .check_ins
+                    .close(&check_in, self.config.anonymity_threshold)?;
                 self.broadcast(ServerMessage::CheckInResult {
                     check_in,
-                    counts,
-                    responses,
+                    counts: result.counts,
+                    responses: result.responses,
                 });
             }
             M::RaiseHand { note } => {
@@ -932,31 +774,17 @@ impl Room {
                     Some(n) if n.is_empty() => None,
                     other => other,
                 };
-                if self.holder.as_ref() == Some(from) {
-                    return Err(RoomError::Conflict("you hold the stick".into()));
-                }
-                if self.queue.iter().any(|e| &e.participant == from) {
-                    return Err(RoomError::Conflict("your hand is already raised".into()));
-                }
-                self.queue.push_back(QueueEntry {
-                    participant: from.clone(),
-                    note,
-                });
-                let position = self.queue.len() as u32;
+                let position = self.floor.raise(from, note)?;
                 self.hand(from, HandStatus::Queued, Some(position));
                 self.announce_floor();
             }
             M::ReleaseFloor => {
-                if self.holder.as_ref() != Some(from) {
-                    return Err(RoomError::Conflict("you do not hold the stick".into()));
-                }
-                self.holder = None;
-                self.turn = None;
+                self.floor.release(from)?;
                 self.hand(from, HandStatus::Released, None);
                 self.announce_floor();
             }
             M::PassFloor { to } => {
-                if self.holder.as_ref() != Some(from) {
+                if !self.floor.holds(from) {
                     return Err(RoomError::Conflict("you do not hold the stick".into()));
                 }
                 if self.member(&to).is_none() {
@@ -964,20 +792,13 @@ impl Room {
                         "no such participant in this room".into(),
                     ));
                 }
-                if !self.queue.iter().any(|e| e.participant == to) {
-                    return Err(RoomError::Conflict(
-                        "the stick passes only to someone in the queue".into(),
-                    ));
-                }
+                self.floor.check_pass(from, &to)?;
+                self.floor.release(from)?;
                 self.hand(from, HandStatus::Released, None);
-                self.holder = None;
                 self.give_stick(now, &to);
             }
             M::AnswerInvite { accept } => {
-                if self.invited.as_ref() != Some(from) {
-                    return Err(RoomError::Conflict("there is no invitation for you".into()));
-                }
-                self.invited = None;
+                self.floor.answer_invite(from)?;
                 for f in self.facilitator_ids() {
                     self.send(
                         &f,
@@ -998,32 +819,7 @@ impl Room {
                     .iter()
                     .filter(|m| m.is_admitted() && !m.is_reconnecting())
                     .count();
-                let needed = self.config.anonymity_threshold.max(ANONYMITY_FLOOR);
-                if present < needed as usize {
-                    return Err(RoomError::Conflict(format!(
-                        "reactions stay anonymous only with at least {needed} people in the room"
-                    )));
-                }
-                let window_start = now.saturating_sub(1000);
-                let limit = self.config.reactions_per_second;
-                let member = self.member_mut(from).expect("checked above");
-                while member
-                    .recent_reactions
-                    .front()
-                    .is_some_and(|t| *t <= window_start)
-                {
-                    member.recent_reactions.pop_front();
-                }
-                if member.recent_reactions.len() >= limit {
-                    return Err(RoomError::RateLimited(format!(
-                        "at most {limit} reactions a second"
-                    )));
-                }
-                member.recent_reactions.push_back(now);
-                self.reaction_counts[kind.index()] += 1;
-                if self.reactions_flush_at.is_none() {
-                    self.reactions_flush_at = Some(now + self.config.reaction_window_ms);
-                }
+                self.reactions.react(now, from, kind, present)?;
             }
             M::NeedHelp { note } => {
                 let note = note.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
@@ -1046,16 +842,7 @@ impl Room {
                 }
             }
             M::AnswerCheckIn { check_in, option } => {
-                let open = self
-                    .check_in
-                    .as_mut()
-                    .filter(|c| c.check_in.check_in == check_in)
-                    .ok_or_else(|| RoomError::NotFound("no such open check-in".into()))?;
-                let option = usize::try_from(option)
-                    .ok()
-                    .filter(|o| *o < open.check_in.options.len())
-                    .ok_or_else(|| RoomError::BadRequest("no such option".into()))?;
-                open.choices.insert(from.clone(), option);
+                self.check_ins.answer(from, &check_in, option)?;
             }
             M::SetMedia { audio, video } => {
                 let member = self.member_mut(from).expect("checked above");
@@ -1064,11 +851,6 @@ impl Room {
                     member.video = video;
                     self.announce_update(from);
                 }
-            }
-            M::Sdp { pc, .. } | M::Ice { pc, .. }
-                if pc == circle_protocol::PcKind::Publish && role == Role::Observer =>
-            {
-                return Err(RoomError::Forbidden("observers do not publish".into()));
             }
             message @ (M::Sdp { .. } | M::Ice { .. }) => {
                 self.effects.push(Effect::Media {
@@ -1138,33 +920,11 @@ impl Room {
     }
 
     fn give_stick(&mut self, now: Millis, to: &ParticipantId) {
-        if let Some(previous) = self.holder.take() {
+        if let Some(previous) = self.floor.give(now, to) {
             self.hand(&previous, HandStatus::Revoked, None);
         }
-        self.queue.retain(|e| &e.participant != to);
-        if self.invited.as_ref() == Some(to) {
-            self.invited = None;
-        }
-        self.holder = Some(to.clone());
-        self.turn = Some(self.new_turn(now));
         self.hand(to, HandStatus::Granted, None);
         self.announce_floor();
-    }
-
-    fn new_turn(&self, now: Millis) -> Turn {
-        let Some(limit) = self.turn_limit else {
-            return Turn {
-                ends_at: None,
-                warn_at: None,
-            };
-        };
-        let ends_at = now + u64::from(limit) * 1000;
-        // Ten seconds' notice, or half of a short turn; a one-second turn gets none.
-        let lead = if limit >= 20 { 10 } else { limit / 2 };
-        Turn {
-            ends_at: Some(ends_at),
-            warn_at: (lead > 0).then(|| ends_at - u64::from(lead) * 1000),
-        }
     }
 
     fn admit_member(&mut self, id: &ParticipantId) {
@@ -1227,7 +987,7 @@ impl Room {
             self.announce_waiting_room();
             return;
         }
-        let floor_changed = self.floor_changed_by_absence(id);
+        let floor_changed = self.floor.forget(id);
         for to in self.admitted_ids() {
             self.send(
                 &to,
@@ -1249,26 +1009,10 @@ impl Room {
         // An open check-in keeps a leaver's answer: they gave it while here.
         self.gates.remove(id);
         self.speaking_sent.remove(id);
+        self.reactions.forget(id);
         self.effects.push(Effect::Gone {
             participant: id.clone(),
         });
-    }
-
-    /// Clears a departed participant from the floor; true when the floor changed.
-    fn floor_changed_by_absence(&mut self, id: &ParticipantId) -> bool {
-        let mut changed = false;
-        if self.holder.as_ref() == Some(id) {
-            self.holder = None;
-            self.turn = None;
-            changed = true;
-        }
-        let before = self.queue.len();
-        self.queue.retain(|e| &e.participant != id);
-        changed |= self.queue.len() != before;
-        if self.invited.as_ref() == Some(id) {
-            self.invited = None;
-        }
-        changed
     }
 
     fn end(&mut self, reason: EndReason, code: u16) {
@@ -1310,23 +1054,9 @@ impl Room {
         self.gates.clear();
         self.speaking.clear();
         self.speaking_sent.clear();
-        self.queue.clear();
-        self.holder = None;
-        self.turn = None;
-        self.invited = None;
-        self.check_in = None;
-        self.reactions_flush_at = None;
-    }
-
-    fn flush_reactions(&mut self) {
-        self.reactions_flush_at = None;
-        let counts = ReactionKind::ALL
-            .iter()
-            .filter(|k| self.reaction_counts[k.index()] > 0)
-            .map(|k| (*k, self.reaction_counts[k.index()]))
-            .collect();
-        self.reaction_counts = [0; ReactionKind::ALL.len()];
-        self.broadcast(ServerMessage::Reactions { counts });
+        self.floor.clear();
+        self.check_ins.clear();
+        self.reactions.clear();
     }
 
     /// Whether the rules let this participant's audio reach the room.
@@ -1338,7 +1068,7 @@ impl Room {
             Role::Facilitator => true,
             Role::Observer => false,
             Role::Member => {
-                !m.muted && (self.mode == FloorMode::Open || self.holder.as_ref() == Some(id))
+                !m.muted && (self.floor.mode() == FloorMode::Open || self.floor.holds(id))
             }
         }
     }
@@ -1402,22 +1132,8 @@ impl Room {
     }
 
     fn floor_for(&self, to: &ParticipantId) -> FloorState {
-        let role = self.role_of(to);
-        let position = self
-            .queue
-            .iter()
-            .position(|e| &e.participant == to)
-            .map(|i| i as u32 + 1);
-        let holds = self.holder.as_ref() == Some(to);
-        FloorState {
-            mode: self.mode,
-            holder: self.holder.clone(),
-            queue_length: self.queue.len() as u32,
-            position,
-            queue: (role == Some(Role::Facilitator)).then(|| self.queue.iter().cloned().collect()),
-            turn_ends_at: self.turn.as_ref().and_then(|t| t.ends_at),
-            pass_to: holds.then(|| self.queue.iter().map(|e| e.participant.clone()).collect()),
-        }
+        let facilitator = self.role_of(to) == Some(Role::Facilitator);
+        self.floor.view_for(to, facilitator)
     }
 
     fn announce_floor(&mut self) {
@@ -1438,7 +1154,7 @@ impl Room {
     fn announce_room_settings(&mut self) {
         self.broadcast(ServerMessage::RoomUpdated {
             locked: self.locked,
-            turn_limit: self.turn_limit,
+            turn_limit: self.floor.turn_limit(),
         });
     }
 
@@ -1538,20 +1254,4 @@ enum Reply {
     Ok,
     /// The handler already answered.
     Sent,
-}
-
-/// Whether a check-in's counts may be published without revealing anyone's answer to anyone in
-/// the room, assuming the worst: that everyone knows who answered.
-///
-/// - Fewer answers than the room's threshold: withheld, as `protocol.md` says.
-/// - An option everyone chose (`[0, 3]`): each answerer's choice is known to all. Withheld.
-/// - An option all but one chose (`[1, 3]` of 4): the one who chose otherwise learns that every
-///   other answerer chose it. Withheld.
-///
-/// So every option's count must stay at most `responses - 2`: then whatever one answerer knows
-/// (their own choice), the others' choices still split over at least two options. Zero answers
-/// reveal nothing, and with fewer than three answers no split passes this rule.
-pub fn counts_reveal_nobody(counts: &[u32], threshold: u32) -> bool {
-    let responses: u32 = counts.iter().sum();
-    responses >= threshold.max(1) && counts.iter().all(|c| c + 2 <= responses)
 }
