@@ -15,7 +15,12 @@
 import { session, readToken, decodeClaims } from './session.js';
 import { showMessage } from './screens.js';
 import { startPrejoin } from './prejoin.js';
-import './controls.js'; // the room's buttons
+import { onRestart } from './dispatch.js';
+import { useActions } from './room.js';
+import { actions } from './controls.js'; // also wires the room's buttons
+
+onRestart(startPrejoin);
+useActions(actions);
 
 // For tests and for curious developers: the live objects (never the token).
 window.circle = {

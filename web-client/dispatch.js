@@ -12,13 +12,18 @@ import { applyMessage, applyAction, isFacilitator, iHoldStick, nameOf } from './
 import { $, showReactions } from './view.js';
 import { session } from './session.js';
 import { show, announce, showMessage, DENIED, EXPIRED, REMOVED, LEFT } from './screens.js';
-import { startPrejoin } from './prejoin.js';
 import { enterRoom, restartMedia, render } from './room.js';
 
 const reducedMotion = window.matchMedia('(prefers-reduced-motion: reduce)');
 
 /** Apply one of the UI's own actions (see state.js `applyAction`), announce what it caused and
  *  draw the room again; `quiet` skips the drawing (the room is not shown, or must not be yet). */
+// What "Rejoin" and "Try again" do: start over at the pre-join screen. The entry point hands it
+// in, so that this module and the pre-join screen (which connects through this one) do not
+// import each other.
+let restart = () => {};
+export function onRestart(start) { restart = start; }
+
 export function act(action, { quiet = false } = {}) {
   const events = applyAction(session.state, action);
   for (const ev of events) handleEvent(ev);
@@ -77,12 +82,12 @@ export function leave() {
 }
 
 function showLeft() {
-  showMessage(...LEFT, { rejoin: { label: 'Rejoin', action: () => startPrejoin() } });
+  showMessage(...LEFT, { rejoin: { label: 'Rejoin', action: () => restart() } });
 }
 
 function onClosed({ reason, error }) {
   if (session.state.phase === 'gone' && reason !== 'refused') return; // already showing why
-  const again = { label: 'Rejoin', action: () => startPrejoin() };
+  const again = { label: 'Rejoin', action: () => restart() };
   switch (reason) {
     case 'left': return showMessage(...LEFT, { rejoin: again });
     case 'removed': return showMessage(...REMOVED);
@@ -103,24 +108,24 @@ function onRefused(error) {
     case 'unauthorized':
       if (error.duringResume) {
         return showMessage('You were away too long', 'Your place in the session was released while you were disconnected. You can rejoin with the same link while it is valid.', {
-          rejoin: { label: 'Rejoin', action: () => startPrejoin() },
+          rejoin: { label: 'Rejoin', action: () => restart() },
         });
       }
       return showMessage(...EXPIRED);
     case 'room_locked':
       return showMessage('The room is locked', 'The facilitator has locked this session, so no one new can join right now. You can try again in a while, or contact your clinic.', {
-        rejoin: { label: 'Try again', action: () => startPrejoin() },
+        rejoin: { label: 'Try again', action: () => restart() },
       });
     case 'forbidden':
       return showMessage('You cannot rejoin this session', 'A facilitator removed you from this session. If this is unexpected, please contact your clinic.');
     case 'rate_limited':
-      return showMessage('Too many attempts', 'Please wait a moment, then try again.', { rejoin: { label: 'Try again', action: () => startPrejoin() } });
+      return showMessage('Too many attempts', 'Please wait a moment, then try again.', { rejoin: { label: 'Try again', action: () => restart() } });
     case 'room_full':
       return showMessage('The room is full', 'This session has as many people as it can hold. Please contact your clinic.');
     case 'unsupported_protocol':
       return showMessage('Please reload the page', 'This page is out of date for the server. Reloading usually fixes it.');
     default:
-      return showMessage('Could not join', 'The server refused the connection.', { rejoin: { label: 'Try again', action: () => startPrejoin() } });
+      return showMessage('Could not join', 'The server refused the connection.', { rejoin: { label: 'Try again', action: () => restart() } });
   }
 }
 

@@ -7,7 +7,11 @@ import { isObserver, iHoldStick } from './state.js';
 import { $, renderTiles, layoutGrid, renderMyFloor, updateCountdown, renderCheckIn, renderFacilitator } from './view.js';
 import { session } from './session.js';
 import { show } from './screens.js';
-import { actions } from './controls.js';
+
+// What the room's own controls do, handed in by the entry point (the controls draw the room
+// again after acting, so this module does not import them).
+let actions = {};
+export function useActions(given) { actions = given; }
 
 export function enterRoom() {
   const { state, localStream } = session;

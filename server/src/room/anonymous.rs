@@ -9,7 +9,7 @@ use circle_protocol::{
     MAX_CHECK_IN_QUESTION_CHARS,
 };
 
-use super::state::Millis;
+use super::time::Millis;
 use super::RoomError;
 
 /// The fewest people, the sender included, among whom a reaction is counted. With two, each

@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 
 use circle_protocol::{FloorMode, FloorState, ParticipantId, QueueEntry};
 
-use super::state::Millis;
+use super::time::Millis;
 use super::RoomError;
 
 #[derive(Debug, Clone)]

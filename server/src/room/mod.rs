@@ -9,6 +9,7 @@ pub mod handle;
 pub mod outbox;
 mod permissions;
 pub mod state;
+pub mod time;
 
 pub use actor::{spawn, OnClose};
 pub use handle::{Outbound, RoomHandle, Sent, SessionLink};

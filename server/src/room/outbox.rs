@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use circle_protocol::{ServerFrame, ServerMessage};
 
-use super::state::Millis;
+use super::time::Millis;
 pub use crate::config::ReplayLimit;
 
 #[derive(Debug)]
