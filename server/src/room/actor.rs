@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use circle_protocol::{ClientMessage, ErrorCode, ParticipantId, RoomId, ServerMessage};
+use circle_protocol::{ErrorCode, ParticipantId, RoomId, ServerMessage};
 use rand::RngCore;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -344,12 +344,7 @@ impl RoomActor {
             } => self.router.set_audio_gate(&participant, forward),
             Effect::RestartIce { participant } => self.router.restart_ice(&participant),
             Effect::Event(event) => self.publish(event),
-            Effect::Media { from, id, message } => {
-                let signal = match message {
-                    ClientMessage::Sdp { pc, sdp_type, sdp } => Signal::Sdp { pc, sdp_type, sdp },
-                    ClientMessage::Ice { pc, candidate } => Signal::Ice { pc, candidate },
-                    _ => unreachable!("the rules pass only sdp and ice to the media path"),
-                };
+            Effect::Media { from, id, signal } => {
                 let reply = match self.router.on_signal(&from, signal) {
                     Ok(()) => id.map(|id| ServerMessage::Ok { id }),
                     Err(e) => {

@@ -29,6 +29,7 @@ use super::permissions;
 use super::RoomError;
 pub use crate::config::RoomConfig;
 use crate::events::{FinishReason, LeftReason, Moderation, RoomEvent};
+use crate::media::Signal;
 
 pub use super::time::Millis;
 
@@ -92,7 +93,7 @@ pub enum Effect {
     Media {
         from: ParticipantId,
         id: Option<RequestId>,
-        message: ClientMessage,
+        signal: Signal,
     },
 }
 

@@ -380,11 +380,21 @@ impl Room {
                     self.announce_update(from);
                 }
             }
-            message @ (M::Sdp { .. } | M::Ice { .. }) => {
+            M::Sdp { pc, sdp_type, sdp } => {
+                let signal = Signal::Sdp { pc, sdp_type, sdp };
                 self.effects.push(Effect::Media {
                     from: from.clone(),
                     id,
-                    message,
+                    signal,
+                });
+                return Ok(Reply::Sent);
+            }
+            M::Ice { pc, candidate } => {
+                let signal = Signal::Ice { pc, candidate };
+                self.effects.push(Effect::Media {
+                    from: from.clone(),
+                    id,
+                    signal,
                 });
                 return Ok(Reply::Sent);
             }
