@@ -1,0 +1,232 @@
+//! The subscribe leg: offers one track per other participant's producer, one offer at a time,
+//! later changes coalesced into the next, and starts each copy once its answer is applied and
+//! the connection is up.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use circle_protocol::{PcKind, SdpType};
+use rtc::peer_connection::configuration::RTCOfferOptions;
+use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+use webrtc::peer_connection::{PeerConnection, RTCSessionDescription};
+use webrtc::rtp_transceiver::RtpSender;
+
+use super::{Link, PeerCommand};
+use crate::media::consumer::Consumer;
+use crate::media::producer::{Producer, ProducerId};
+use crate::media::Signal;
+
+/// A consumer on the subscribe connection, and whether an answer has accepted it.
+struct Subscribed {
+    sender: Arc<dyn RtpSender>,
+    consumer: Consumer,
+    negotiated: bool,
+}
+
+/// `add_track` would make a sendrecv transceiver; the subscribe leg only ever sends.
+async fn add_sendonly(
+    pc: &Arc<dyn PeerConnection>,
+    consumer: &Consumer,
+) -> webrtc::error::Result<Arc<dyn RtpSender>> {
+    let init = RTCRtpTransceiverInit {
+        direction: RTCRtpTransceiverDirection::Sendonly,
+        ..Default::default()
+    };
+    let transceiver = pc
+        .add_transceiver_from_track(consumer.track(), Some(init))
+        .await?;
+    transceiver
+        .sender()
+        .await?
+        .ok_or(webrtc::error::Error::ErrRTPSenderNotExisted)
+}
+
+pub(super) struct SubscribeLeg {
+    /// The next offer restarts ICE.
+    restart_ice: bool,
+    wanted: BTreeMap<ProducerId, Arc<Producer>>,
+    consumers: BTreeMap<ProducerId, Subscribed>,
+    dirty: bool,
+    /// An offer has been sent at least once, so an empty set must still be re-offered.
+    negotiated: bool,
+    offer_outstanding: Arc<AtomicBool>,
+}
+
+impl SubscribeLeg {
+    pub(super) fn new(offer_outstanding: Arc<AtomicBool>) -> Self {
+        Self {
+            restart_ice: false,
+            wanted: BTreeMap::new(),
+            consumers: BTreeMap::new(),
+            dirty: false,
+            negotiated: false,
+            offer_outstanding,
+        }
+    }
+
+    pub(super) async fn command(&mut self, link: &mut Link, command: PeerCommand) {
+        match command {
+            PeerCommand::Answer(description) => match link.existing() {
+                Some(pc) => self.apply_answer(link, &pc, *description).await,
+                // No connection means no offer was ever sent.
+                None => link.error("no subscribe offer is outstanding").await,
+            },
+            PeerCommand::AddConsumer(producer) => {
+                self.wanted.insert(producer.id, producer);
+                self.dirty = true;
+            }
+            PeerCommand::RemoveConsumer(id) => {
+                if self.wanted.remove(&id).is_some() {
+                    self.dirty = true;
+                }
+            }
+            PeerCommand::RestartIce => {
+                self.restart_ice = true;
+                self.dirty = true;
+            }
+            // The router sends offers to publish legs only; `Close` ends the task before this.
+            PeerCommand::Offer { .. } | PeerCommand::Close => {
+                tracing::debug!("a publish command reached a subscribe peer");
+            }
+        }
+    }
+
+    async fn apply_answer(
+        &mut self,
+        link: &Link,
+        pc: &Arc<dyn PeerConnection>,
+        description: RTCSessionDescription,
+    ) {
+        if !self.offer_outstanding.load(Ordering::Acquire) {
+            link.error("no subscribe offer is outstanding").await;
+            return;
+        }
+        if let Err(e) = pc.set_remote_description(description).await {
+            tracing::info!("subscribe answer refused");
+            tracing::debug!(error = %e, "subscribe answer refused");
+            // Offer again from scratch rather than leave the subscriber stuck.
+            self.offer_outstanding.store(false, Ordering::Release);
+            self.dirty = true;
+            link.error("the server could not apply the subscribe answer")
+                .await;
+            return;
+        }
+        self.offer_outstanding.store(false, Ordering::Release);
+        // Every consumer present now was in the offer just answered: none are added while an
+        // offer is outstanding.
+        for subscribed in self.consumers.values_mut() {
+            subscribed.negotiated = true;
+        }
+        self.go_live(link);
+    }
+
+    /// Sends the next subscribe offer if the wanted producers changed and none is outstanding.
+    pub(super) async fn offer_if_due(&mut self, link: &mut Link) {
+        if !self.dirty || self.offer_outstanding.load(Ordering::Acquire) {
+            return;
+        }
+        self.dirty = false;
+        if self.wanted.is_empty() && !self.negotiated {
+            // Nothing to offer yet, and nothing offered before: no connection is needed.
+            self.restart_ice = false;
+            return;
+        }
+        let Some(pc) = link.connection().await else {
+            // The client was told; the next change tries again.
+            self.dirty = true;
+            return;
+        };
+        let pc = &pc;
+
+        let gone: Vec<ProducerId> = self
+            .consumers
+            .keys()
+            .filter(|id| !self.wanted.contains_key(id))
+            .copied()
+            .collect();
+        for id in gone {
+            if let Some(subscribed) = self.consumers.remove(&id) {
+                if let Err(e) = pc.remove_track(&subscribed.sender).await {
+                    tracing::warn!("could not remove a subscribed track");
+                    tracing::debug!(error = %e, "could not remove a subscribed track");
+                }
+            }
+        }
+        let new: Vec<Arc<Producer>> = self
+            .wanted
+            .values()
+            .filter(|p| !self.consumers.contains_key(&p.id))
+            .cloned()
+            .collect();
+        for producer in new {
+            let consumer = Consumer::new(producer.clone());
+            match add_sendonly(pc, &consumer).await {
+                Ok(sender) => {
+                    consumer.relay_keyframe_requests();
+                    self.consumers.insert(
+                        producer.id,
+                        Subscribed {
+                            sender,
+                            consumer,
+                            negotiated: false,
+                        },
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!("could not add a subscribed track");
+                    tracing::debug!(error = %e, "could not add a subscribed track");
+                }
+            }
+        }
+
+        if self.consumers.is_empty() && !self.negotiated {
+            // Nothing negotiated yet: the first offer brings fresh credentials anyway.
+            self.restart_ice = false;
+            return;
+        }
+        let options = self
+            .restart_ice
+            .then_some(RTCOfferOptions { ice_restart: true });
+        let offer = match pc.create_offer(options).await {
+            Ok(offer) => offer,
+            Err(e) => {
+                tracing::warn!("could not create a subscribe offer");
+                tracing::debug!(error = %e, "could not create a subscribe offer");
+                return;
+            }
+        };
+        if let Err(e) = pc.set_local_description(offer).await {
+            tracing::warn!("could not apply our own subscribe offer");
+            tracing::debug!(error = %e, "could not apply our own subscribe offer");
+            return;
+        }
+        let Some(local) = pc.local_description().await else {
+            return;
+        };
+        self.restart_ice = false;
+        self.negotiated = true;
+        self.offer_outstanding.store(true, Ordering::Release);
+        link.signal(Signal::Sdp {
+            pc: PcKind::Subscribe,
+            sdp_type: SdpType::Offer,
+            sdp: link.context.engine.announce_sdp(local.sdp),
+        })
+        .await;
+    }
+
+    /// Starts sending on negotiated tracks once DTLS is up: a packet written before the
+    /// connection has its SRTP keys is dropped by the library with a warning.
+    pub(super) fn go_live(&self, link: &Link) {
+        if !link.is_connected() {
+            return;
+        }
+        for subscribed in self.consumers.values().filter(|s| s.negotiated) {
+            subscribed.consumer.go_live();
+        }
+    }
+
+    pub(super) fn close(&mut self) {
+        self.consumers.clear();
+    }
+}
