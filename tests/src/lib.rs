@@ -332,23 +332,10 @@ impl Client {
 
     /// Waits for the socket to end and says how.
     pub async fn end(&mut self) -> End {
-        let wait = async {
-            loop {
-                match self.ws.next().await {
-                    Some(Ok(Message::Close(frame))) => {
-                        return End::Closed(frame.map(|f| u16::from(f.code)).unwrap_or(1005))
-                    }
-                    Some(Ok(Message::Text(t))) => {
-                        self.log.push(serde_json::from_str(t.as_str()).unwrap());
-                    }
-                    Some(Ok(_)) => {}
-                    Some(Err(_)) | None => return End::Dropped,
-                }
-            }
-        };
-        tokio::time::timeout(WAIT, wait)
-            .await
-            .unwrap_or_else(|_| panic!("{}: the socket did not end", self.id))
+        match self.try_end(WAIT).await {
+            Some(end) => end,
+            None => panic!("{}: the socket did not end", self.id),
+        }
     }
 
     /// How the socket ended, if it ends within `within` (`Duration::ZERO`: only what has
