@@ -73,6 +73,18 @@ test('a member whose socket drops resumes and keeps the stick and the place in l
   }
   await screenshot(river, 'reconnect-river-back-phone');
 
+  // Each resume token works once: River's network drops again, and the client resumes with the
+  // token the server handed it in `resumed` (the first one would be refused).
+  const firstToken = await river.page.evaluate(() => window.circle.state.resumeToken);
+  await dropNetwork(river, 2000);
+  await river.page.locator('#reconnecting-banner').waitFor({ state: 'visible' });
+  await river.page.locator('#reconnecting-banner').waitFor({ state: 'hidden', timeout: 20_000 });
+  await river.page.getByText('You have the talking stick', { exact: true }).waitFor();
+  const secondToken = await river.page.evaluate(() => window.circle.state.resumeToken);
+  assert.notEqual(secondToken, firstToken, 'the server handed a new resume token');
+  const seqAgain = await river.page.evaluate(() => window.circle.conn.lastSeq);
+  assert.ok(seqAgain > seqAfter, `seq continued across the second resume (${seqAfter} -> ${seqAgain})`);
+
   // Now Jo's network drops; Jo comes back still 1st in line.
   await dropNetwork(jo, 3000);
   await jo.page.locator('#reconnecting-banner').waitFor({ state: 'visible' });
