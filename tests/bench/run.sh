@@ -28,7 +28,7 @@ fi
 ulimit -n "$(ulimit -Hn)" || true
 
 nice cargo build --release -p circle-server --bin circle
-nice cargo build --release -p circle-tests --bin circle-load
+nice cargo build --release -p circle-tools --bin circle-load
 
 load=target/release/circle-load
 if [ "${QUICK:-0}" = 1 ]; then

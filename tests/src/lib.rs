@@ -2,7 +2,6 @@
 //! clients that record every frame they receive.
 
 pub mod browser;
-pub mod load;
 
 use std::time::Duration;
 

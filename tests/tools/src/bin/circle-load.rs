@@ -5,10 +5,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use circle_tests::load::scenario::{circle_media, relay_media, MediaOptions, MediaResult};
-use circle_tests::load::server::Circle;
-use circle_tests::load::signalling;
-use circle_tests::load::{ms, us, watchdog, Table};
+use circle_tools::load::scenario::{circle_media, relay_media, MediaOptions, MediaResult};
+use circle_tools::load::server::Circle;
+use circle_tools::load::signalling;
+use circle_tools::load::{ms, us, watchdog, Table};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -133,7 +133,7 @@ enum Command {
 fn main() {
     let cli = Cli::parse();
     if let Command::RelayServer = cli.command {
-        if let Err(e) = circle_tests::load::relay::serve() {
+        if let Err(e) = circle_tools::load::relay::serve() {
             eprintln!("relay: {e}");
             std::process::exit(1);
         }
@@ -183,7 +183,7 @@ fn main() {
                 janus_pid,
             } => {
                 watchdog(Duration::from_secs(240));
-                circle_tests::load::janus::clients(
+                circle_tools::load::janus::clients(
                     rooms,
                     room_size,
                     Duration::from_secs(window),
@@ -264,7 +264,7 @@ async fn run_media(common: &Common, args: &MediaArgs) {
     let janus = if args.no_janus {
         Err("skipped (--no-janus)".to_owned())
     } else {
-        circle_tests::load::janus::compare(&opts, &common.out).await
+        circle_tools::load::janus::compare(&opts, &common.out).await
     };
     let mut t = Table::new(format!(
         "Media: {} rooms of {} (audio + video), {} s window; Circle and the bare UDP relay, same run",

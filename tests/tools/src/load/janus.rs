@@ -24,7 +24,7 @@ use webrtc::peer_connection::{PeerConnection, RTCPeerConnectionState, RTCSession
 use super::cpu_seconds;
 use super::media::{receive, send_once_connected, Metrics};
 use super::scenario::{MediaOptions, MediaResult};
-use crate::browser::{client_opus, client_pc_at, client_vp8, local_track, ClientEvent};
+use circle_tests::browser::{client_opus, client_pc_at, client_vp8, local_track, ClientEvent};
 
 const NS_JANUS: &str = "circle-bench-janus";
 const NS_CLIENTS: &str = "circle-bench-clients";

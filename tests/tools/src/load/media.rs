@@ -27,7 +27,7 @@ use webrtc::peer_connection::{
 };
 
 use super::{now_ns, Histogram};
-use crate::browser::{
+use circle_tests::browser::{
     client_opus, client_pc, client_vp8, local_track, write_opus, ClientEvent, CLIENT_VP8_PT,
 };
 
