@@ -2,27 +2,30 @@
 //! clients that record every frame they receive.
 
 pub mod browser;
+pub mod process;
+pub mod token;
 
 use std::time::Duration;
 
-use circle_server::token::{unix_now, Claims, TokenKeys};
 use circle_server::{RunningServer, Settings};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
+use token::Minter;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub use circle_protocol::Role;
 
-pub const SECRET: &str = "test-secret-do-not-use";
+/// The token secret of every [`TestServer`]: as long as the server demands (32 bytes or more).
+pub const SECRET: &str = "test-secret-do-not-use-anywhere-else";
 
 /// How long any single wait in a test may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(10);
 
 pub struct TestServer {
     pub server: RunningServer,
-    keys: TokenKeys,
+    tokens: Minter,
 }
 
 impl TestServer {
@@ -40,7 +43,7 @@ impl TestServer {
             .expect("server starts");
         Self {
             server,
-            keys: TokenKeys::new(SECRET.as_bytes()),
+            tokens: Minter::new(SECRET),
         }
     }
 
@@ -49,15 +52,7 @@ impl TestServer {
     }
 
     pub fn token(&self, room: &str, sub: &str, role: Role) -> String {
-        self.keys.mint(&Claims {
-            sub: sub.into(),
-            room: room.into(),
-            role,
-            name: format!("Name {sub}"),
-            exp: unix_now() + 600,
-            nbf: None,
-            iat: Some(unix_now()),
-        })
+        self.tokens.token(room, sub, role)
     }
 
     pub async fn connect(&self) -> Client {

@@ -3,7 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use circle_server::token::{unix_now, Claims, TokenKeys};
+use circle_server::token::{unix_now, Claims};
+use circle_tests::token::Minter;
 use circle_tests::{Client, End, Role, TestServer, SECRET};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -47,18 +48,13 @@ async fn hello(s: &TestServer, token: &str) -> Client {
 }
 
 fn mint(claims: &Claims) -> String {
-    TokenKeys::new(SECRET.as_bytes()).mint(claims)
+    Minter::new(SECRET).mint(claims)
 }
 
 fn claims(room: &str, sub: &str, role: Role, name: &str) -> Claims {
     Claims {
-        sub: sub.into(),
-        room: room.into(),
-        role,
         name: name.into(),
-        exp: unix_now() + 600,
-        nbf: None,
-        iat: Some(unix_now()),
+        ..Minter::new(SECRET).claims(room, sub, role)
     }
 }
 

@@ -220,8 +220,7 @@ fn header(common: &Common) {
 
 fn start_circle(common: &Common, extra: &[&str]) -> Circle {
     let log = common.out.with_extension("circle.log");
-    let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-    Circle::start(&common.circle, &extra, &log).unwrap_or_else(|e| {
+    Circle::start(&common.circle, extra, &log).unwrap_or_else(|e| {
         eprintln!(
             "could not start {}: {e} (build it with cargo build --release -p circle-server)",
             common.circle.display()

@@ -21,22 +21,24 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use circle_server::token::{unix_now, Claims, TokenKeys};
 use circle_tests::browser::{Browser, Room};
+use circle_tests::process::{circle_bin, ServerProcess as Server};
+use circle_tests::token::Minter;
 use circle_tests::Role;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 const SECRET: &str = "soak-secret-not-for-production-use-only";
+/// Tokens outlast any run.
+const TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 /// Any single step of a client (a connect, a reply) must finish within this.
 const STEP: Duration = Duration::from_secs(10);
 
@@ -94,86 +96,27 @@ fn main() {
 // ---------------------------------------------------------------------------------------------
 // The server process.
 
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-    log: PathBuf,
+/// Starts `circle` on `listen` (port 0 for any) with the soak's secret, waiting room off and no
+/// per-address cap (every client is on 127.0.0.1), and `env`; its log is appended to `log`.
+fn start_server(listen: &str, env: &[(&str, &str)], log: PathBuf) -> Res<Server> {
+    let mut env = env.to_vec();
+    env.extend([
+        ("CIRCLE_WAITING_ROOM", "off"),
+        ("CIRCLE_MAX_CONNECTIONS_PER_IP", "0"),
+    ]);
+    // Starting waits for the address; the other worker thread keeps the clients going.
+    tokio::task::block_in_place(|| {
+        Server::start(&circle_bin(), listen, SECRET, &[], &env, &log).map_err(|e| e.to_string())
+    })
 }
 
-fn circle_bin() -> PathBuf {
-    if let Some(bin) = std::env::var_os("CIRCLE_BIN") {
-        return bin.into();
-    }
-    let me = std::env::current_exe().expect("own path");
-    me.with_file_name("circle")
+/// SIGTERM, then waits (bounded) for the exit; true when it exited cleanly in time.
+fn terminate(server: &mut Server, within: Duration) -> bool {
+    tokio::task::block_in_place(|| server.terminate(within))
 }
 
-/// Starts `circle` on `listen` (port 0 for any), with its log in a file, and reads the address
-/// from its first line of output.
-async fn start_server(listen: &str, env: &[(&str, &str)], log: PathBuf) -> Res<Server> {
-    let stderr = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log)
-        .map_err(|e| format!("log file: {e}"))?;
-    let mut command = Command::new(circle_bin());
-    command
-        .args(["serve", "--listen", listen, "--token-secret", SECRET])
-        .env("CIRCLE_WAITING_ROOM", "off")
-        .env("CIRCLE_MAX_CONNECTIONS_PER_IP", "0")
-        .stdout(Stdio::piped())
-        .stderr(stderr);
-    for (k, v) in env {
-        command.env(k, v);
-    }
-    let mut child = command
-        .spawn()
-        .map_err(|e| format!("starting {:?}: {e}", circle_bin()))?;
-    let stdout = child.stdout.take().ok_or("no stdout")?;
-    let stdout = tokio::process::ChildStdout::from_std(stdout).map_err(|e| e.to_string())?;
-    let mut lines = BufReader::new(stdout).lines();
-    let first = tokio::time::timeout(STEP, lines.next_line())
-        .await
-        .map_err(|_| "circle did not start in time".to_owned())?
-        .map_err(|e| e.to_string())?
-        .ok_or("circle printed nothing")?;
-    let addr = first
-        .strip_prefix("circle listening on http://")
-        .ok_or_else(|| format!("unexpected first line: {first}"))?
-        .parse()
-        .map_err(|e| format!("address: {e}"))?;
-    // Keep reading so that the child never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Ok(Server { child, addr, log })
-}
-
-impl Server {
-    fn url(&self) -> String {
-        format!("ws://{}/ws", self.addr)
-    }
-
-    /// SIGTERM, then waits (bounded) for the exit; true when it exited cleanly in time.
-    async fn terminate(&mut self, within: Duration) -> bool {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + within;
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status.success();
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    fn panicked(&self) -> bool {
-        std::fs::read_to_string(&self.log).is_ok_and(|l| l.contains("panicked"))
-    }
+fn log_has_panic(server: &Server) -> bool {
+    std::fs::read_to_string(server.log()).is_ok_and(|l| l.contains("panicked"))
 }
 
 #[derive(Debug, Clone, Default)]
@@ -188,7 +131,7 @@ struct Sample {
 }
 
 async fn sample(server: &Server) -> Sample {
-    let pid = server.child.id();
+    let pid = server.pid();
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let field = |name: &str| {
         status
@@ -267,18 +210,6 @@ fn print_sample(t: Duration, s: &Sample, cycles: u64, errors: u64) {
 
 // ---------------------------------------------------------------------------------------------
 // Signalling clients.
-
-fn token(keys: &TokenKeys, room: &str, sub: &str, role: Role) -> String {
-    keys.mint(&Claims {
-        sub: sub.into(),
-        room: room.into(),
-        role,
-        name: format!("Soak {sub}"),
-        exp: unix_now() + 24 * 3600,
-        nbf: None,
-        iat: Some(unix_now()),
-    })
-}
 
 async fn connect(url: &str) -> Res<Ws> {
     let (ws, _) = tokio::time::timeout(STEP, tokio_tungstenite::connect_async(url))
@@ -512,9 +443,7 @@ async fn soak(
         "127.0.0.1:0",
         &[("CIRCLE_RESUME_GRACE", "5s"), ("CIRCLE_LOG", "warn")],
         log.clone(),
-    )
-    .await
-    {
+    ) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("{e}");
@@ -528,7 +457,7 @@ async fn soak(
         duration.as_secs(),
         log.display()
     );
-    let keys = TokenKeys::new(SECRET.as_bytes());
+    let keys = Minter::new(SECRET).lasting(TOKEN_LIFETIME);
     let started = Instant::now();
     let baseline = sample(&server).await;
     print_header();
@@ -558,8 +487,8 @@ async fn soak(
     row("sessions", &|s| s.sessions);
     row("peers", &|s| s.peers);
     row("rooms", &|s| s.rooms);
-    let clean = server.terminate(Duration::from_secs(15)).await;
-    let panicked = server.panicked();
+    let clean = terminate(&mut server, Duration::from_secs(15));
+    let panicked = log_has_panic(&server);
     println!("server exited cleanly on SIGTERM: {clean}; panic in its log: {panicked}");
     ok && clean && !panicked
 }
@@ -568,7 +497,7 @@ async fn soak(
 /// emptied completely (no room, session or peer left).
 async fn soak_round(
     server: &Server,
-    keys: &TokenKeys,
+    keys: &Minter,
     started: Instant,
     duration: Duration,
     rooms: usize,
@@ -584,12 +513,12 @@ async fn soak_round(
         let room = format!("soak-{r}");
         tasks.spawn(facilitator(
             url.clone(),
-            token(keys, &room, "fac", Role::Facilitator),
+            keys.token(&room, "fac", Role::Facilitator),
             stop.clone(),
         ));
         for m in 0..members {
             let (url, stop, counters) = (url.clone(), stop.clone(), counters.clone());
-            let token = token(keys, &room, &format!("m{m}"), Role::Member);
+            let token = keys.token(&room, &format!("m{m}"), Role::Member);
             let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ ((r * 131 + m) as u64 + 1));
             tasks.spawn(async move {
                 while !stop.is_cancelled() {
@@ -656,7 +585,7 @@ async fn soak_round(
 /// wait, so each cycle runs as its own task and a panic counts as a failed cycle.
 async fn media_loop(
     url: String,
-    keys: TokenKeys,
+    keys: Minter,
     room_id: String,
     stop: tokio_util::sync::CancellationToken,
     counters: Arc<Counters>,
@@ -665,7 +594,7 @@ async fn media_loop(
     for id in ["anchor", "churn"] {
         tokens.insert(
             id.to_owned(),
-            (token(&keys, &room_id, id, Role::Member), Role::Member),
+            (keys.token(&room_id, id, Role::Member), Role::Member),
         );
     }
     let room = Room::over_url(url, tokens);
@@ -774,7 +703,7 @@ async fn storm(rooms: usize, per_room: usize, rounds: usize) -> bool {
     let total = rooms * per_room;
     let log = std::env::temp_dir().join(format!("circle-storm-{}.log", std::process::id()));
     let env = [("CIRCLE_LOG", "warn")];
-    let mut server = match start_server("127.0.0.1:0", &env, log.clone()).await {
+    let mut server = match start_server("127.0.0.1:0", &env, log.clone()) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("{e}");
@@ -787,7 +716,7 @@ async fn storm(rooms: usize, per_room: usize, rounds: usize) -> bool {
         "storm: {total} signalling-only participants in {rooms} rooms, {rounds} restarts; server log {}",
         log.display()
     );
-    let keys = TokenKeys::new(SECRET.as_bytes());
+    let keys = Minter::new(SECRET).lasting(TOKEN_LIFETIME);
     let joined = Arc::new(AtomicUsize::new(0));
     let last_join = Arc::new(AtomicU64::new(0));
     let epoch = Instant::now();
@@ -802,7 +731,7 @@ async fn storm(rooms: usize, per_room: usize, rounds: usize) -> bool {
             };
             tasks.spawn(stormer(
                 url.clone(),
-                token(&keys, &format!("storm-{r}"), &sub, role),
+                keys.token(&format!("storm-{r}"), &sub, role),
                 joined.clone(),
                 last_join.clone(),
                 epoch,
@@ -837,11 +766,11 @@ async fn storm(rooms: usize, per_room: usize, rounds: usize) -> bool {
     for round in 1..=rounds {
         let before = joined.load(Ordering::SeqCst);
         let t_stop = Instant::now();
-        let clean = server.terminate(Duration::from_secs(20)).await;
+        let clean = terminate(&mut server, Duration::from_secs(20));
         let stop_ms = t_stop.elapsed().as_millis();
-        let panicked = server.panicked();
+        let panicked = log_has_panic(&server);
         let restarted = Instant::now();
-        server = match start_server(&listen, &env, log.clone()).await {
+        server = match start_server(&listen, &env, log.clone()) {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("restart failed: {e}");
@@ -873,8 +802,8 @@ async fn storm(rooms: usize, per_room: usize, rounds: usize) -> bool {
     })
     .await;
     tasks.abort_all();
-    let clean = server.terminate(Duration::from_secs(20)).await;
-    let panicked = server.panicked();
+    let clean = terminate(&mut server, Duration::from_secs(20));
+    let panicked = log_has_panic(&server);
     times.sort_unstable();
     println!(
         "all back within (ms, per round, sorted): {times:?}; final exit clean: {clean}, panic in log: {panicked}"

@@ -1,78 +1,55 @@
-//! The `circle` process under test: started as its own process on 127.0.0.1:0 so that its CPU
-//! and memory can be read from /proc, and killed when the run ends.
+//! The `circle` process under test: started as its own process on 127.0.0.1:0 (by the shared
+//! launcher, `circle_tests::process`) so that its CPU and memory can be read from /proc, with a
+//! fresh token secret per run, and stopped when the run ends.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::time::Duration;
 
 use circle_protocol::Role;
-use circle_server::token::{unix_now, Claims, TokenKeys};
+use circle_tests::process::ServerProcess;
+use circle_tests::token::{fresh_secret, Minter};
 
 pub struct Circle {
-    child: Child,
-    _stdout: BufReader<ChildStdout>,
+    process: ServerProcess,
     pub addr: String,
-    keys: TokenKeys,
+    tokens: Minter,
 }
 
 impl Circle {
     /// Starts `bin serve` with `extra` flags; its log (warnings only) goes to `log`.
-    pub fn start(bin: &Path, extra: &[String], log: &Path) -> std::io::Result<Circle> {
+    pub fn start(bin: &Path, extra: &[&str], log: &Path) -> std::io::Result<Circle> {
         // A fresh secret per run: nothing outside this process can mint tokens for it.
-        let secret = format!("load-secret-{:016x}-{:016x}", rand_u64(), rand_u64());
-        let log = std::fs::File::create(log)?;
-        let mut child = Command::new(bin)
-            .arg("serve")
-            .args(["--listen", "127.0.0.1:0", "--waiting-room", "off"])
-            // Every fake participant connects from 127.0.0.1.
-            .args(["--max-connections-per-ip", "0"])
-            .args(extra)
-            .env("CIRCLE_TOKEN_SECRET", &secret)
-            .env("CIRCLE_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log))
-            .spawn()?;
-        super::register_child(child.id());
-        let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
-        let mut first = String::new();
-        stdout.read_line(&mut first)?;
-        let Some(addr) = first
-            .trim()
-            .strip_prefix("circle listening on http://")
-            .map(str::to_owned)
-        else {
-            let _ = child.kill();
-            return Err(std::io::Error::other(format!(
-                "circle did not announce its address: {first:?}"
-            )));
-        };
+        let secret = fresh_secret();
+        let mut args = vec!["--waiting-room", "off"];
+        // Every fake participant connects from 127.0.0.1.
+        args.extend(["--max-connections-per-ip", "0"]);
+        args.extend(extra);
+        let process = ServerProcess::start(
+            bin,
+            "127.0.0.1:0",
+            &secret,
+            &args,
+            &[("CIRCLE_LOG", "warn")],
+            log,
+        )?;
+        super::register_child(process.pid());
         Ok(Circle {
-            child,
-            _stdout: stdout,
-            addr,
-            keys: TokenKeys::new(secret.as_bytes()),
+            addr: process.addr.to_string(),
+            process,
+            tokens: Minter::new(&secret).lasting(Duration::from_secs(3600)),
         })
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.pid()
     }
 
     pub fn url(&self) -> String {
-        format!("ws://{}/ws", self.addr)
+        self.process.url()
     }
 
     pub fn token(&self, room: &str, sub: &str, role: Role) -> String {
-        self.keys.mint(&Claims {
-            sub: sub.into(),
-            room: room.into(),
-            role,
-            name: format!("Load {sub}"),
-            exp: unix_now() + 3600,
-            nbf: None,
-            iat: Some(unix_now()),
-        })
+        self.tokens.token(room, sub, role)
     }
 
     pub fn cpu(&self) -> f64 {
@@ -84,22 +61,6 @@ impl Circle {
     }
 
     pub fn stop(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.terminate(Duration::from_secs(5));
     }
-}
-
-impl Drop for Circle {
-    fn drop(&mut self) {
-        // A run that fails half-way must not leave a server behind.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-pub fn rand_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(super::now_ns());
-    h.finish()
 }
