@@ -8,7 +8,7 @@ use circle_protocol::Role as R;
 use circle_server::events::{
     FinishReason, LeftReason, Moderation, Published, RoomEvent, Subscription,
 };
-use circle_tests::browser::{Browser, Room};
+use circle_tests::browser::{Browser, ServerRoom};
 use circle_tests::{End, Role, TestServer};
 use serde_json::json;
 
@@ -125,7 +125,7 @@ async fn a_subscriber_that_never_reads_loses_events_and_the_room_carries_on() {
 async fn the_kinds_a_participant_really_publishes_are_told() {
     let s = TestServer::with(|c| c.room.waiting_room = false).await;
     let mut events = s.server.events();
-    let room = Room::over_server(
+    let room = ServerRoom::over_server(
         &s,
         "r",
         &[("fac", Role::Facilitator), ("ann", Role::Member)],

@@ -4,7 +4,7 @@
 
 use std::sync::atomic::Ordering;
 
-use circle_tests::browser::{contiguous, Browser, Room, LOUD, QUIET};
+use circle_tests::browser::{contiguous, Browser, ServerRoom, LOUD, QUIET};
 use circle_tests::{Role, TestServer};
 use serde_json::json;
 
@@ -22,7 +22,7 @@ fn roles() -> Vec<(&'static str, Role)> {
 }
 
 /// Waits until `who` has seen a `floor` event that satisfies `check`.
-async fn floor_seen(room: &Room, who: &str, check: impl Fn(&serde_json::Value) -> bool) {
+async fn floor_seen(room: &ServerRoom, who: &str, check: impl Fn(&serde_json::Value) -> bool) {
     room.wait_message(who, |m| m["type"] == "floor" && check(m))
         .await;
 }
@@ -30,7 +30,7 @@ async fn floor_seen(room: &Room, who: &str, check: impl Fn(&serde_json::Value) -
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_participants_publish_and_each_receives_the_other_two() {
     let s = server().await;
-    let room = Room::over_server(&s, "r", &roles());
+    let room = ServerRoom::over_server(&s, "r", &roles());
     let mut browsers = Vec::new();
     for id in ["fac", "ann", "ben"] {
         browsers.push(Browser::join(&room, id, true).await);
@@ -55,7 +55,7 @@ async fn three_participants_publish_and_each_receives_the_other_two() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn peer_connections_are_built_only_for_media_that_flows() {
     let s = server().await;
-    let room = Room::over_server(&s, "r", &roles());
+    let room = ServerRoom::over_server(&s, "r", &roles());
     // The facilitator publishes; nobody else does, so she has nothing to receive.
     let fac = Browser::join(&room, "fac", true).await;
     s.stats_until(|v| v["peers"] == 1).await;
@@ -71,7 +71,7 @@ async fn peer_connections_are_built_only_for_media_that_flows() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn in_stick_mode_a_members_audio_reaches_nobody_until_granted_and_stops_when_revoked() {
     let s = server().await;
-    let room = Room::over_server(&s, "r", &roles());
+    let room = ServerRoom::over_server(&s, "r", &roles());
     let fac = Browser::join(&room, "fac", true).await;
     room.send_as("fac", json!({"type":"set_floor_mode","mode":"stick"}))
         .await;
@@ -132,7 +132,7 @@ async fn in_stick_mode_a_members_audio_reaches_nobody_until_granted_and_stops_wh
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_muted_members_audio_stops_even_in_open_mode_until_unmuted() {
     let s = server().await;
-    let room = Room::over_server(&s, "r", &roles());
+    let room = ServerRoom::over_server(&s, "r", &roles());
     let _fac = Browser::join(&room, "fac", true).await;
     let ann = Browser::join(&room, "ann", true).await;
     let _ben = Browser::join(&room, "ben", true).await;
@@ -168,7 +168,7 @@ async fn a_muted_members_audio_stops_even_in_open_mode_until_unmuted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_late_joiner_receives_what_is_published_and_a_leavers_tracks_are_withdrawn() {
     let s = server().await;
-    let room = Room::over_server(&s, "r", &roles());
+    let room = ServerRoom::over_server(&s, "r", &roles());
     let fac = Browser::join(&room, "fac", true).await;
     let ann = Browser::join(&room, "ann", true).await;
     fac.wait_packets("ann", "video", 10).await;
@@ -203,7 +203,7 @@ async fn a_late_joiner_receives_what_is_published_and_a_leavers_tracks_are_withd
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_subscribers_keyframe_request_reaches_the_publisher() {
     let s = server().await;
-    let room = Room::over_server(&s, "r", &roles());
+    let room = ServerRoom::over_server(&s, "r", &roles());
     let ann = Browser::join(&room, "ann", true).await;
     let obs = Browser::join(&room, "obs", false).await;
     obs.wait_packets("ann", "video", 10).await;
@@ -223,7 +223,7 @@ async fn a_subscribers_keyframe_request_reaches_the_publisher() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn speaking_names_a_loud_member_to_facilitators_even_without_the_stick_but_not_to_the_room() {
     let s = server().await;
-    let room = Room::over_server(&s, "r", &roles());
+    let room = ServerRoom::over_server(&s, "r", &roles());
     let _fac = Browser::join(&room, "fac", true).await;
     room.send_as("fac", json!({"type":"set_floor_mode","mode":"stick"}))
         .await;

@@ -7,14 +7,14 @@ use std::sync::Arc;
 
 use circle_protocol::PcKind;
 use circle_server::media::MediaConfig;
-use circle_tests::browser::{contiguous, Browser, Room, LOUD};
+use circle_tests::browser::{contiguous, Browser, StandInRoom, LOUD};
 use tokio::net::UdpSocket;
 
 const PEOPLE: [&str; 3] = ["alice", "bob", "carol"];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_publishers_each_receive_the_other_two_audio_and_video_tracks() {
-    let room = Room::start();
+    let room = StandInRoom::start();
     let mut browsers = Vec::new();
     for id in PEOPLE {
         room.set_gate(id, true).await;
@@ -46,7 +46,7 @@ async fn three_publishers_each_receive_the_other_two_audio_and_video_tracks() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_late_joiner_receives_the_tracks_already_published() {
-    let room = Room::start();
+    let room = StandInRoom::start();
     room.set_gate("alice", true).await;
     room.set_gate("bob", true).await;
     let _alice = Browser::join(&room, "alice", true).await;
@@ -64,7 +64,7 @@ async fn a_late_joiner_receives_the_tracks_already_published() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_leavers_tracks_disappear_from_everyone_elses_subscribe_connection() {
-    let room = Room::start();
+    let room = StandInRoom::start();
     let mut browsers = Vec::new();
     for id in PEOPLE {
         browsers.push(Browser::join(&room, id, true).await);
@@ -106,7 +106,7 @@ async fn a_leavers_tracks_disappear_from_everyone_elses_subscribe_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn gated_audio_reaches_nobody_until_the_gate_opens_and_then_arrives_without_gaps() {
-    let room = Room::start();
+    let room = StandInRoom::start();
     // Only bob's gate opens; alice's stays at its default, closed.
     room.set_gate("bob", true).await;
     let alice = Browser::join(&room, "alice", true).await;
@@ -173,7 +173,7 @@ async fn gated_audio_reaches_nobody_until_the_gate_opens_and_then_arrives_withou
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_subscribers_keyframe_request_reaches_the_publisher() {
-    let room = Room::start();
+    let room = StandInRoom::start();
     let alice = Browser::join(&room, "alice", true).await;
     let bob = Browser::join(&room, "bob", false).await;
     bob.wait_packets("alice", "video", 10).await;
@@ -200,7 +200,7 @@ async fn a_subscribers_keyframe_request_reaches_the_publisher() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn speaking_names_a_participant_who_sends_loud_audio_even_while_gated() {
-    let room = Room::start();
+    let room = StandInRoom::start();
     let alice = Browser::join(&room, "alice", true).await;
     let _bob = Browser::join(&room, "bob", true).await;
     room.set_gate("bob", true).await;
@@ -223,7 +223,7 @@ async fn speaking_names_a_participant_who_sends_loud_audio_even_while_gated() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_server_reports_each_peer_connection_as_connected() {
-    let room = Room::start();
+    let room = StandInRoom::start();
     let alice = Browser::join(&room, "alice", true).await;
     let _bob = Browser::join(&room, "bob", true).await;
     alice
@@ -280,7 +280,7 @@ async fn candidates_use_the_configured_port_range_and_announced_address() {
         udp_ports: Some((47100, 47107)),
         ..MediaConfig::default()
     };
-    let room = Room::start_with(config);
+    let room = StandInRoom::start_with(config);
     let alice = Browser::join(&room, "alice", true).await;
     let bob = Browser::join(&room, "bob", true).await;
     bob.wait_packets("alice", "video", 5).await;
@@ -296,7 +296,7 @@ async fn candidates_use_the_configured_port_range_and_announced_address() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn removing_a_participant_closes_their_connections_from_the_server_side() {
-    let room = Room::start();
+    let room = StandInRoom::start();
     let alice = Browser::join(&room, "alice", true).await;
     let bob = Browser::join(&room, "bob", true).await;
     bob.wait_packets("alice", "video", 5).await;
@@ -308,7 +308,7 @@ async fn removing_a_participant_closes_their_connections_from_the_server_side() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_subscribe_offer_is_outstanding_at_a_time_and_later_changes_share_the_next() {
-    let room = Room::start();
+    let room = StandInRoom::start();
     let carol = Browser::join(&room, "carol", false).await;
     carol.hold_answers();
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use circle_protocol::PcKind;
 use circle_tests::browser::{
-    client_opus, client_pc, client_vp8, local_track, within, Browser, ClientEvent, Room,
+    client_opus, client_pc, client_vp8, local_track, within, Browser, ClientEvent, ServerRoom,
     CLIENT_VP8_PT,
 };
 use circle_tests::{Client, Role, TestServer};
@@ -205,7 +205,7 @@ async fn expect_refused(client: &mut Client, message: Value) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn candidates_a_client_names_receive_nothing_from_the_server() {
     let s = server().await;
-    let room = Room::over_server(&s, "r", &roles());
+    let room = ServerRoom::over_server(&s, "r", &roles());
     let fac = Browser::join(&room, "fac", true).await;
     let victims = Victims::bind(3).await;
     let sdp_lines: Vec<String> = victims
@@ -295,7 +295,7 @@ async fn a_tcp_candidate_makes_the_server_open_no_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_refused_publish_offer_leaves_the_next_good_offer_working() {
     let s = server().await;
-    let room = Room::over_server(&s, "r", &roles());
+    let room = ServerRoom::over_server(&s, "r", &roles());
     let mut ann = s.join("r", "ann", Role::Member).await;
     let mut publisher = Publisher::new("ann").await;
 

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use circle_tests::browser::{ice_ufrag, Browser, Room};
+use circle_tests::browser::{ice_ufrag, Browser, ServerRoom};
 use circle_tests::{Role, TestServer};
 
 fn roles() -> Vec<(&'static str, Role)> {
@@ -32,7 +32,7 @@ async fn fast_failing_server(grace_ms: u64) -> TestServer {
 }
 
 /// The `connection` shown for `about` in the last `participant_updated` `who` received.
-fn connection_seen(room: &Room, who: &str, about: &str) -> Option<String> {
+fn connection_seen(room: &ServerRoom, who: &str, about: &str) -> Option<String> {
     room.messages.lock().unwrap().get(who).and_then(|ms| {
         ms.iter()
             .rev()
@@ -41,7 +41,7 @@ fn connection_seen(room: &Room, who: &str, about: &str) -> Option<String> {
     })
 }
 
-async fn wait_connection(room: &Room, who: &str, about: &str, connection: &str) {
+async fn wait_connection(room: &ServerRoom, who: &str, about: &str, connection: &str) {
     circle_tests::browser::within(&format!("{who} to see {about} {connection}"), async {
         while connection_seen(room, who, about).as_deref() != Some(connection) {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -53,7 +53,7 @@ async fn wait_connection(room: &Room, who: &str, about: &str, connection: &str) 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_resumed_participant_gets_an_ice_restart_and_media_flows_on_both_ways() {
     let s = fast_failing_server(20_000).await;
-    let room = Room::over_server(&s, "r", &roles());
+    let room = ServerRoom::over_server(&s, "r", &roles());
     let ann = Browser::join(&room, "ann", true).await;
     let ben = Browser::join(&room, "ben", true).await;
     ben.wait_packets("ann", "audio", 25).await;
@@ -110,7 +110,7 @@ async fn a_resumed_participant_gets_an_ice_restart_and_media_flows_on_both_ways(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_participant_whose_peers_fail_is_shown_reconnecting_and_back_with_new_peers() {
     let s = fast_failing_server(20_000).await;
-    let room = Room::over_server(&s, "r", &roles());
+    let room = ServerRoom::over_server(&s, "r", &roles());
     let ann = Browser::join(&room, "ann", true).await;
     let ben = Browser::join(&room, "ben", true).await;
     ann.wait_packets("ben", "audio", 25).await;
@@ -131,7 +131,7 @@ async fn a_participant_whose_peers_fail_is_shown_reconnecting_and_back_with_new_
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_participant_whose_peers_fail_and_never_recover_leaves_when_the_grace_runs_out() {
     let s = fast_failing_server(3_000).await;
-    let room = Room::over_server(&s, "r", &roles());
+    let room = ServerRoom::over_server(&s, "r", &roles());
     let ann = Browser::join(&room, "ann", true).await;
     let ben = Browser::join(&room, "ben", true).await;
     ann.wait_packets("ben", "audio", 25).await;

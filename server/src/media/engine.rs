@@ -254,7 +254,7 @@ impl Engine {
 /// application; this one marks keyframe requests (PLI, FIR) so the SFU can relay them upstream,
 /// and leaves everything else (reports, NACKs) to the interceptors that consume it.
 #[derive(Default)]
-struct KeyframeRequestsToApp {
+pub struct KeyframeRequestsToApp {
     read_queue: VecDeque<TaggedPacket>,
     write_queue: VecDeque<TaggedPacket>,
 }

@@ -28,6 +28,7 @@ use circle_protocol::{IceCandidate, IceServer, ParticipantId, PcKind, SdpType};
 use tokio::sync::mpsc;
 
 pub use codec::MediaKind;
+pub use engine::KeyframeRequestsToApp;
 pub use router::Router;
 
 /// Locks one of the media plane's mutexes. No code panics while holding one, so a poisoned

@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use circle_tests::browser::{Browser, Room};
+use circle_tests::browser::{Browser, ServerRoom};
 use circle_tests::process::{circle_bin, ServerProcess as Server};
 use circle_tests::token::Minter;
 use circle_tests::Role;
@@ -597,7 +597,7 @@ async fn media_loop(
             (keys.token(&room_id, id, Role::Member), Role::Member),
         );
     }
-    let room = Room::over_url(url, tokens);
+    let room = ServerRoom::over_url(url, tokens);
     let anchor = {
         let room = room.clone();
         match tokio::spawn(async move { Browser::join(&room, "anchor", true).await }).await {
