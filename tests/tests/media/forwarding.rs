@@ -1,6 +1,6 @@
 //! Media through the real server: fake browsers (webrtc-rs peers) join over WebSocket, negotiate
 //! with `sdp`/`ice`, and publish over loopback UDP; the room's floor rules open and close the
-//! audio gate. The media module alone is tested in `media_router.rs`.
+//! audio gate. The media module alone is tested in `media_router/routing.rs`.
 
 use std::sync::atomic::Ordering;
 

@@ -1,0 +1,12 @@
+//! Signalling against the real server, one test binary for the area (each module one concern):
+//! no test here opens a peer connection, so the process-wide peer count `/stats` reports stays
+//! theirs alone.
+
+mod floor;
+mod keepalive;
+mod limits;
+mod messages;
+mod rules;
+mod security;
+mod sessions;
+mod stats;
