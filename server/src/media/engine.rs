@@ -71,6 +71,9 @@ fn media_engine(kind: PcKind) -> Result<MediaEngine, MediaError> {
     Ok(engine)
 }
 
+/// How often the ICE agent's timer runs while connecting (see `build_at`).
+const ICE_TIMER_INTERVAL: Duration = Duration::from_millis(50);
+
 pub(crate) fn internal(e: impl fmt::Display) -> MediaError {
     MediaError::Internal(e.to_string())
 }
@@ -218,12 +221,15 @@ impl Engine {
             // lite agent still sends one triggered check back to the source of each check it
             // has authenticated and answered, and nowhere else.)
             //
-            // What the engine used to set for the agent that sent checks no longer applies, and
-            // is gone: the check pacing and attempt count (`with_ice_connection_attempts`) are
-            // read only where the agent checks every pair and to pace its timer while
-            // connecting, and the nomination waits (`with_srflx/prflx_acceptance_min_wait`)
-            // only by a controlling agent; a lite, controlled agent does neither.
-            .with_lite(true);
+            // The nomination waits (`with_srflx/prflx_acceptance_min_wait`) are read only by a
+            // controlling agent, and a lite agent never is one: they are gone.
+            .with_lite(true)
+            // The check interval still paces the agent's timer while connecting, and the
+            // connection's first DTLS flight (the server starts the handshake on every leg now)
+            // leaves only on that timer's next tick: at the library's 200 ms a new subscription
+            // waited 200 ms after ICE had finished (tests/BENCHMARKS.md, round 3). RFC 8445's
+            // pacing (Ta) is 50 ms. The attempt count is left to the library.
+            .with_ice_connection_attempts(Some(ICE_TIMER_INTERVAL), None);
         if let Some((disconnected, failed, keepalive)) = self.config.ice_timeouts {
             settings =
                 settings.with_ice_timeouts(Some(disconnected), Some(failed), Some(keepalive));
