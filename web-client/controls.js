@@ -7,7 +7,7 @@ import { CLIENT } from './protocol.js';
 import { nameOf } from './state.js';
 import { $ } from './view.js';
 import { session } from './session.js';
-import { toast } from './screens.js';
+import { toast, withdrawToast } from './screens.js';
 import { act, leave } from './dispatch.js';
 import { render } from './room.js';
 
@@ -75,14 +75,16 @@ $('btn-waiting-leave').addEventListener('click', leave);
 $('btn-help').addEventListener('click', async () => {
   if (await ask(CLIENT.need_help, {})) toast('The facilitator has been told, privately. Nobody else sees this.');
 });
+const TOO_FEW_TO_REACT = 'Reactions are sent once at least three people are here, so nobody can tell who sent them.';
 for (const b of document.querySelectorAll('.reaction')) {
   b.addEventListener('click', async () => {
     b.classList.add('sent');
     setTimeout(() => b.classList.remove('sent'), 400);
-    await ask(CLIENT.react, { kind: b.dataset.kind }, {
-      // The server counts reactions only among three or more, so nobody can tell who sent one.
-      conflict: 'Reactions are sent once at least three people are here, so nobody can tell who sent them.',
-    });
+    // The server counts reactions only among three or more, so nobody can tell who sent one.
+    // Once one goes through, an earlier refusal still on screen would only mislead.
+    if (await ask(CLIENT.react, { kind: b.dataset.kind }, { conflict: TOO_FEW_TO_REACT })) {
+      withdrawToast(TOO_FEW_TO_REACT);
+    }
   });
 }
 

@@ -32,6 +32,14 @@ export function toast(text, ms = 5000) {
   toastTimer = setTimeout(() => { t.hidden = true; }, ms);
 }
 
+/** Takes a toast down early if it still says `text` (a refusal that no longer holds). */
+export function withdrawToast(text) {
+  const t = $('toast');
+  if (t.hidden || t.textContent !== text) return;
+  clearTimeout(toastTimer);
+  t.hidden = true;
+}
+
 // Audio that the browser refused to start without a tap.
 document.addEventListener('circle-autoplay-blocked', () => {
   const t = $('toast');
