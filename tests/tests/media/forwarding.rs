@@ -5,12 +5,10 @@
 use std::sync::atomic::Ordering;
 
 use circle_tests::browser::{contiguous, Browser, ServerRoom, LOUD, QUIET};
-use circle_tests::{Role, TestServer};
+use circle_tests::Role;
 use serde_json::json;
 
-async fn server() -> TestServer {
-    TestServer::with(|c| c.room.waiting_room = false).await
-}
+use super::server;
 
 fn roles() -> Vec<(&'static str, Role)> {
     vec![

@@ -5,3 +5,10 @@ mod events;
 mod forwarding;
 mod media_security;
 mod recovery;
+
+use circle_tests::TestServer;
+
+/// A server whose rooms admit everyone at once: these tests are about media, not the waiting room.
+async fn server() -> TestServer {
+    TestServer::with(|c| c.room.waiting_room = false).await
+}

@@ -11,7 +11,7 @@ use circle_tests::browser::{
     client_opus, client_pc, client_vp8, local_track, within, Browser, ClientEvent, ServerRoom,
     CLIENT_VP8_PT,
 };
-use circle_tests::{Client, Role, TestServer};
+use circle_tests::{Client, Role};
 use rtc::rtp;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use serde_json::{json, Value};
@@ -22,12 +22,10 @@ use webrtc::peer_connection::{
     PeerConnection, RTCIceCandidateInit, RTCPeerConnectionState, RTCSessionDescription,
 };
 
+use super::server;
+
 /// How long an attack is given to have an effect before the test says it had none.
 const ATTACK_WINDOW: Duration = Duration::from_secs(3);
-
-async fn server() -> TestServer {
-    TestServer::with(|c| c.room.waiting_room = false).await
-}
 
 fn roles() -> Vec<(&'static str, Role)> {
     vec![
