@@ -11,9 +11,10 @@ use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::media_stream::MediaStreamTrack;
 
 use crate::media::codec::MediaKind;
+use crate::media::egress::{Egress, Subscription};
 use crate::media::engine::is_keyframe_request;
 use crate::media::forward::KeyframeWanted;
-use crate::media::producer::{Egress, Producer};
+use crate::media::producer::Producer;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -54,7 +55,10 @@ impl Consumer {
             payload_type: kind.payload_type(),
             live: AtomicBool::new(false),
         });
-        producer.attach(id, egress.clone());
+        producer.subscription(Subscription::Attach {
+            consumer: id,
+            egress: egress.clone(),
+        });
         Consumer {
             id,
             producer,
@@ -88,7 +92,8 @@ impl Consumer {
 
 impl Drop for Consumer {
     fn drop(&mut self) {
-        self.producer.detach(self.id);
+        self.producer
+            .subscription(Subscription::Detach { consumer: self.id });
     }
 }
 

@@ -68,7 +68,7 @@ impl Ingress {
                 };
             }
         }
-        let (seq, after_gap) = self.sequence.forward(packet.header.sequence_number);
+        let (seq, after_gap) = self.sequence.rewrite(packet.header.sequence_number);
         packet.header.sequence_number = seq;
         if after_gap && self.gate.is_some() {
             // RFC 3551: the marker bit starts a talkspurt, telling the jitter buffer that the
@@ -238,7 +238,7 @@ impl SequenceRewriter {
 
     /// The outgoing sequence number for a forwarded packet, and whether it is the first after
     /// a dropped stretch.
-    fn forward(&mut self, seq: u16) -> (u16, bool) {
+    fn rewrite(&mut self, seq: u16) -> (u16, bool) {
         let after_gap = std::mem::take(&mut self.in_gap);
         if after_gap {
             if let Some(last) = self.last_out {
@@ -278,30 +278,30 @@ mod tests {
     #[test]
     fn forwarded_sequence_numbers_stay_contiguous_across_a_gated_stretch() {
         let mut r = SequenceRewriter::default();
-        assert_eq!(r.forward(100), (100, false));
-        assert_eq!(r.forward(101), (101, false));
+        assert_eq!(r.rewrite(100), (100, false));
+        assert_eq!(r.rewrite(101), (101, false));
         for _ in 102..150 {
             r.skip();
         }
-        assert_eq!(r.forward(150), (102, true));
-        assert_eq!(r.forward(151), (103, false));
+        assert_eq!(r.rewrite(150), (102, true));
+        assert_eq!(r.rewrite(151), (103, false));
     }
 
     #[test]
     fn a_stream_gated_from_the_start_begins_where_it_is() {
         let mut r = SequenceRewriter::default();
         r.skip();
-        assert_eq!(r.forward(7), (7, true));
-        assert_eq!(r.forward(8), (8, false));
+        assert_eq!(r.rewrite(7), (7, true));
+        assert_eq!(r.rewrite(8), (8, false));
     }
 
     #[test]
     fn rewriting_wraps_around_the_sequence_space() {
         let mut r = SequenceRewriter::default();
-        assert_eq!(r.forward(65534).0, 65534);
+        assert_eq!(r.rewrite(65534).0, 65534);
         r.skip();
-        assert_eq!(r.forward(10).0, 65535);
-        assert_eq!(r.forward(11).0, 0);
+        assert_eq!(r.rewrite(10).0, 65535);
+        assert_eq!(r.rewrite(11).0, 0);
     }
 
     #[test]

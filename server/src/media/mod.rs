@@ -5,13 +5,14 @@
 //! level extension), `engine` builds peer connections (the only place that configures webrtc), `peer` runs
 //! one task per server-side peer connection, `producer` reads one incoming track and fans it out,
 //! `forward` is the per-packet work it does (public only so `cargo bench` can measure it; it
-//! names the RTP packet type), `consumer` is one outgoing copy, `router` keeps the room's
+//! names the RTP packet type), `consumer` is one outgoing copy and `egress` the track it writes into, `router` keeps the room's
 //! registry of who receives what, and `speaking` turns audio levels into the `speaking` set.
 //! Every other webrtc type stays inside this module, behind these types, so the library can be
 //! swapped.
 
 mod codec;
 mod consumer;
+mod egress;
 mod engine;
 pub mod forward;
 mod peer;

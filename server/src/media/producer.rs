@@ -1,6 +1,7 @@
-//! A producer: one incoming track. Its forwarding task reads RTP, runs the per-packet work of
+//! A producer: one incoming track. Its task reads RTP, runs the per-packet work of
 //! [`forward`](crate::media::forward) (floor gate, sequence rewriting, loud-packet count), and
-//! writes each copy straight into its subscriber's connection without ever waiting on one.
+//! writes each copy straight into its subscriber's connection without ever waiting on one. The
+//! task owns the subscriber list; consumers change it by message, so no packet takes a lock.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -12,11 +13,11 @@ use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication
 use rtc::rtp;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use tokio::sync::{mpsc, Notify};
-use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 
 use crate::media::codec::MediaKind;
+use crate::media::egress::{Egress, Subscription};
 use crate::media::forward::{
     egress_copy, is_vp8_keyframe_start, Ingress, KeyframePacer, KeyframeWanted,
 };
@@ -29,6 +30,10 @@ pub(crate) type ProducerId = u64;
 const KEYFRAME_THROTTLE: Duration = Duration::from_millis(500);
 /// Keyframe requests waiting for the pacer; more at once are the same request.
 const KEYFRAME_QUEUE: usize = 8;
+/// Subscriber changes waiting for the producer's task, which takes them before its next
+/// packet. A room of the largest size changing every subscription at once queues two per
+/// member; a full queue is logged, never waited on.
+const SUBSCRIPTION_QUEUE: usize = 1024;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -36,17 +41,6 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 #[derive(Debug)]
 pub(crate) struct ProducerEnded {
     pub(crate) id: ProducerId,
-}
-
-/// One subscriber's egress for this producer: the track on their connection, and what every
-/// copy written to it carries.
-pub(crate) struct Egress {
-    pub(crate) track: Arc<TrackLocalStaticRTP>,
-    pub(crate) ssrc: u32,
-    pub(crate) payload_type: u8,
-    /// Set once the subscriber answered the offer that carries this track and the connection
-    /// is up; packets written before that would only be refused by the library.
-    pub(crate) live: AtomicBool,
 }
 
 struct ConsumerSlot {
@@ -62,7 +56,7 @@ pub(crate) struct Producer {
     /// left and came back is not mistaken for a current one.
     pub(crate) owner_epoch: u64,
     pub(crate) kind: MediaKind,
-    consumers: Mutex<Vec<ConsumerSlot>>,
+    subscriptions: mpsc::Sender<Subscription>,
     keyframe_requests: mpsc::Sender<KeyframeWanted>,
     /// Shared with the task that sends the requests; used for video only.
     keyframes: Arc<Mutex<KeyframePacer>>,
@@ -89,12 +83,13 @@ impl Producer {
         let media_ssrc = track.ssrcs().await.first().copied();
         let (keyframe_requests, keyframe_rx) = mpsc::channel(KEYFRAME_QUEUE);
         let keyframes = Arc::new(Mutex::new(KeyframePacer::new(KEYFRAME_THROTTLE)));
+        let (subscriptions, subscription_rx) = mpsc::channel(SUBSCRIPTION_QUEUE);
         let producer = Arc::new(Producer {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             owner,
             owner_epoch,
             kind,
-            consumers: Mutex::new(Vec::new()),
+            subscriptions,
             keyframe_requests,
             keyframes: keyframes.clone(),
             loud_packets: AtomicU32::new(0),
@@ -112,19 +107,25 @@ impl Producer {
             MediaKind::Audio => Ingress::audio(gate, audio_level_id),
             MediaKind::Video => Ingress::video(),
         };
-        tokio::spawn(forward(producer.clone(), track, ingress, ended));
+        tokio::spawn(relay(
+            producer.clone(),
+            track,
+            ingress,
+            subscription_rx,
+            ended,
+        ));
         Some(producer)
     }
 
-    pub(crate) fn attach(&self, consumer_id: u64, egress: Arc<Egress>) {
-        lock(&self.consumers).push(ConsumerSlot {
-            id: consumer_id,
-            egress,
-        });
-    }
-
-    pub(crate) fn detach(&self, consumer_id: u64) {
-        lock(&self.consumers).retain(|slot| slot.id != consumer_id);
+    /// Adds or removes a subscriber. Never blocks; the task applies it before its next packet.
+    pub(crate) fn subscription(&self, change: Subscription) {
+        if self.subscriptions.try_send(change).is_err() {
+            // Closed: the producer ended, so there is nothing to change. Full: cannot happen
+            // within a room's size (see SUBSCRIPTION_QUEUE), and waiting would stall the room.
+            if !self.subscriptions.is_closed() {
+                tracing::error!(producer = self.id, "producer subscription queue full");
+            }
+        }
     }
 
     /// Asks the publisher for a keyframe (PLI), paced by [`KeyframePacer`]. Never blocks.
@@ -141,41 +142,61 @@ impl Producer {
     pub(crate) fn close(&self) {
         self.closed.notify_one();
     }
+}
 
-    /// Writes one copy per live subscriber. The library's write only queues the packet for the
-    /// subscriber connection's own task, so it completes at once unless that queue is full;
-    /// then this subscriber loses the packet rather than holding back everyone else. Writing
-    /// here, rather than through a task per consumer, saves a hand-off per copy.
-    fn fan_out(&self, packet: &rtp::Packet) {
-        for slot in lock(&self.consumers).iter() {
-            let egress = &slot.egress;
-            if !egress.live.load(Ordering::Acquire) {
-                continue;
-            }
-            let copy = egress_copy(packet, egress.ssrc, egress.payload_type);
-            match egress.track.write_rtp(copy).now_or_never() {
-                Some(Ok(())) => {}
-                // The track was removed or its connection is closing.
-                Some(Err(e)) => tracing::trace!(error = %e, "consumer write failed"),
-                None => tracing::trace!(
-                    producer = self.id,
-                    consumer = slot.id,
-                    "subscriber connection queue full"
-                ),
-            }
+/// Writes one copy per live subscriber. The library's write only queues the packet for the
+/// subscriber connection's own task, so it completes at once unless that queue is full; then
+/// this subscriber loses the packet rather than holding back everyone else. Writing here,
+/// rather than through a task per consumer, saves a hand-off per copy.
+fn fan_out(producer: ProducerId, consumers: &[ConsumerSlot], packet: &rtp::Packet) {
+    for slot in consumers {
+        let egress = &slot.egress;
+        if !egress.live.load(Ordering::Acquire) {
+            continue;
+        }
+        let copy = egress_copy(packet, egress.ssrc, egress.payload_type);
+        match egress.track.write_rtp(copy).now_or_never() {
+            Some(Ok(())) => {}
+            // The track was removed or its connection is closing.
+            Some(Err(e)) => tracing::trace!(error = %e, "consumer write failed"),
+            None => tracing::trace!(
+                producer,
+                consumer = slot.id,
+                "subscriber connection queue full"
+            ),
         }
     }
 }
 
-async fn forward(
+fn apply(consumers: &mut Vec<ConsumerSlot>, change: Subscription) {
+    match change {
+        Subscription::Attach { consumer, egress } => consumers.push(ConsumerSlot {
+            id: consumer,
+            egress,
+        }),
+        Subscription::Detach { consumer } => consumers.retain(|slot| slot.id != consumer),
+    }
+}
+
+/// The producer's task: relays the incoming track to its subscribers until the track ends or
+/// the producer is closed.
+async fn relay(
     producer: Arc<Producer>,
     track: Arc<dyn TrackRemote>,
     mut ingress: Ingress,
+    mut subscriptions: mpsc::Receiver<Subscription>,
     ended: mpsc::Sender<ProducerEnded>,
 ) {
+    let mut consumers: Vec<ConsumerSlot> = Vec::new();
     loop {
         let event = tokio::select! {
+            // Subscriber changes first: a consumer attached before a packet arrived gets it.
+            biased;
             _ = producer.closed.notified() => break,
+            Some(change) = subscriptions.recv() => {
+                apply(&mut consumers, change);
+                continue;
+            }
             event = track.poll() => event,
         };
         let mut packet = match event {
@@ -193,7 +214,7 @@ async fn forward(
                 // new keyframe rather than waiting on this one.
                 lock(&producer.keyframes).keyframe_forwarded();
             }
-            producer.fan_out(&packet);
+            fan_out(producer.id, &consumers, &packet);
         }
     }
     tracing::debug!(producer = producer.id, "producer ended");

@@ -103,12 +103,13 @@ enum PeerEvent {
     Track(Arc<dyn TrackRemote>),
 }
 
-struct Forwarder {
+/// Hands the library's callbacks to the peer task as events.
+struct EventRelay {
     events: mpsc::Sender<PeerEvent>,
 }
 
-impl Forwarder {
-    fn forward(&self, event: PeerEvent) {
+impl EventRelay {
+    fn relay(&self, event: PeerEvent) {
         // Never awaited: a full queue here would stall the library's driver, which the peer
         // task itself waits on.
         if let Err(mpsc::error::TrySendError::Full(_)) = self.events.try_send(event) {
@@ -118,23 +119,23 @@ impl Forwarder {
 }
 
 #[async_trait::async_trait]
-impl PeerConnectionEventHandler for Forwarder {
+impl PeerConnectionEventHandler for EventRelay {
     async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
-        self.forward(PeerEvent::Candidate(Box::new(event.candidate)));
+        self.relay(PeerEvent::Candidate(Box::new(event.candidate)));
     }
 
     async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
         if state == RTCIceGatheringState::Complete {
-            self.forward(PeerEvent::GatheringComplete);
+            self.relay(PeerEvent::GatheringComplete);
         }
     }
 
     async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
-        self.forward(PeerEvent::State(state));
+        self.relay(PeerEvent::State(state));
     }
 
     async fn on_track(&self, track: Arc<dyn TrackRemote>) {
-        self.forward(PeerEvent::Track(track));
+        self.relay(PeerEvent::Track(track));
     }
 }
 
@@ -200,7 +201,7 @@ impl Link {
             return Some(pc);
         }
         let (event_tx, events) = mpsc::channel(EVENT_QUEUE);
-        let handler = Arc::new(Forwarder { events: event_tx });
+        let handler = Arc::new(EventRelay { events: event_tx });
         match self.context.engine.build_peer(self.kind, handler).await {
             Ok(pc) => {
                 self.pc = Some((pc.clone(), Live::start()));
