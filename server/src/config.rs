@@ -16,16 +16,16 @@ pub struct Settings {
     pub hello_timeout: Duration,
     /// WebSocket pings keep NATs open and find dead peers; two silent intervals drop the socket.
     pub ping_interval: Duration,
-    /// Messages queued for one session before it counts as too slow.
+    /// Messages queued for one connection before it counts as too slow.
     pub outbound_queue: usize,
     /// Commands queued for one room.
     pub room_queue: usize,
     /// Room events a subscriber may fall behind by before it loses the oldest (and the loss is
     /// counted); the rooms never wait for a subscriber.
     pub event_queue: usize,
-    /// Sustained messages per second one session may send.
+    /// Sustained messages per second one connection may send.
     pub message_rate: u32,
-    /// Messages one session may send in a burst above the rate.
+    /// Messages one connection may send in a burst above the rate.
     pub message_burst: u32,
     pub max_rooms: usize,
     pub replay: ReplayLimit,

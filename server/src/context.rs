@@ -26,9 +26,9 @@ pub struct Context {
     shutdown: CancellationToken,
     bans: Bans,
     events: EventBus,
-    next_session: AtomicU64,
-    /// Sessions whose task is running, for `/stats`.
-    live_sessions: AtomicUsize,
+    next_connection: AtomicU64,
+    /// Client connections whose task is running, for `/stats`.
+    live_connections: AtomicUsize,
     /// Open connections per client address, for the per-address cap.
     connections: DashMap<IpAddr, usize>,
 }
@@ -60,8 +60,8 @@ impl Context {
             shutdown,
             bans,
             events,
-            next_session: AtomicU64::new(1),
-            live_sessions: AtomicUsize::new(0),
+            next_connection: AtomicU64::new(1),
+            live_connections: AtomicUsize::new(0),
             connections: DashMap::new(),
         }))
     }
@@ -101,20 +101,20 @@ impl Context {
         self.bans.contains(room, participant, Instant::now())
     }
 
-    pub fn next_session_id(&self) -> u64 {
-        self.next_session.fetch_add(1, Ordering::Relaxed)
+    pub fn next_connection_id(&self) -> u64 {
+        self.next_connection.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Counts a running session until the guard drops.
-    pub fn session_started(self: &Arc<Self>) -> SessionCount {
-        self.live_sessions.fetch_add(1, Ordering::Relaxed);
-        SessionCount {
+    /// Counts a running client connection until the guard drops.
+    pub fn connection_opened(self: &Arc<Self>) -> ConnectionCount {
+        self.live_connections.fetch_add(1, Ordering::Relaxed);
+        ConnectionCount {
             context: self.clone(),
         }
     }
 
-    pub fn session_count(&self) -> usize {
-        self.live_sessions.load(Ordering::Relaxed)
+    pub fn connection_count(&self) -> usize {
+        self.live_connections.load(Ordering::Relaxed)
     }
 
     /// Counts a new connection from `ip`, or refuses it when that address is at its cap.
@@ -149,15 +149,17 @@ impl Drop for ConnectionSlot {
     }
 }
 
-/// One running session, counted in `/stats` until dropped.
+/// One running client connection, counted in `/stats` until dropped.
 #[derive(Debug)]
-pub struct SessionCount {
+pub struct ConnectionCount {
     context: Arc<Context>,
 }
 
-impl Drop for SessionCount {
+impl Drop for ConnectionCount {
     fn drop(&mut self) {
-        self.context.live_sessions.fetch_sub(1, Ordering::Relaxed);
+        self.context
+            .live_connections
+            .fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -1,4 +1,4 @@
-//! The HTTP side of the one listening port: `/ws` upgrades to a session, `/healthz` answers,
+//! The HTTP side of the one listening port: `/ws` upgrades to a client connection, `/healthz` answers,
 //! and everything else is the web client, embedded in the binary at build time.
 
 use std::convert::Infallible;
@@ -71,7 +71,7 @@ async fn refuse(mut stream: TcpStream) {
 }
 
 /// Serves one TCP connection. `slot` counts it against its address's cap until both this and
-/// any WebSocket session it upgraded to are over (hyper lets go of an upgraded connection).
+/// any WebSocket connection it upgraded to are over (hyper lets go of an upgraded connection).
 async fn connection(
     stream: TcpStream,
     registry: Arc<Registry>,
@@ -126,7 +126,7 @@ enum UpgradeError {
     Version,
     #[error("malformed WebSocket handshake")]
     Malformed,
-    #[error("this page's origin may not open a session here")]
+    #[error("this page's origin may not connect here")]
     Origin,
 }
 
@@ -186,7 +186,7 @@ fn valid_websocket_key(key: &[u8]) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/')
 }
 
-/// Whether a page from `origin` may open a session. A browser sends `Origin` with every
+/// Whether a page from `origin` may open a WebSocket here. A browser sends `Origin` with every
 /// WebSocket handshake, and a page on another site would otherwise use the visitor's network
 /// position to reach this server (cross-site WebSocket hijacking). The server's own pages are
 /// same-origin: their origin names the `Host` they were loaded from. Others must be listed
@@ -234,7 +234,7 @@ fn upgrade(
     tracker.spawn(async move {
         match hyper::upgrade::on(&mut req).await {
             Ok(upgraded) => {
-                crate::session::run(TokioIo::new(upgraded), registry).await;
+                crate::connection::run(TokioIo::new(upgraded), registry).await;
             }
             Err(e) => tracing::debug!(error = %e, "upgrade failed"),
         }
@@ -318,16 +318,16 @@ fn plain(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
 }
 
 /// Counts only, for watching a running server for leaks (the soak tool reads it): rooms open,
-/// sessions joined or joining, server-side peer connections, and tokio tasks alive. Nothing
+/// client connections joined or joining, server-side peer connections, and tokio tasks alive. Nothing
 /// here names a room, a person or an address.
 fn stats(registry: &Registry) -> Response<Full<Bytes>> {
     let tasks = tokio::runtime::Handle::current()
         .metrics()
         .num_alive_tasks();
     let body = format!(
-        "{{\"rooms\":{},\"sessions\":{},\"peers\":{},\"tasks\":{}}}\n",
+        "{{\"rooms\":{},\"connections\":{},\"peers\":{},\"tasks\":{}}}\n",
         registry.room_count(),
-        registry.context().session_count(),
+        registry.context().connection_count(),
         crate::media::live_peers(),
         tasks
     );

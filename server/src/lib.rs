@@ -2,6 +2,7 @@
 //! client. `run` is the entry point that `main` and the tests share.
 
 pub mod config;
+pub mod connection;
 pub mod context;
 pub mod error;
 pub mod events;
@@ -9,7 +10,6 @@ pub mod http;
 pub mod media;
 pub mod registry;
 pub mod room;
-pub mod session;
 pub mod token;
 
 use std::net::SocketAddr;
@@ -22,7 +22,7 @@ use tokio_util::task::TaskTracker;
 
 pub use config::Settings;
 
-/// Serves on `listener` until `shutdown` is cancelled, then drains: every session is told
+/// Serves on `listener` until `shutdown` is cancelled, then drains: every connection is told
 /// (`session_ended`, close 1001) and the call returns once all tasks have ended or `drain`
 /// has passed. Fails at once when the media settings are unusable.
 pub async fn run(
@@ -43,7 +43,7 @@ pub async fn serve(listener: TcpListener, context: Arc<context::Context>, drain:
     let tracker = context.tracker();
     tracker.close();
     if tokio::time::timeout(drain, tracker.wait()).await.is_err() {
-        tracing::warn!("some sessions did not close within the drain deadline");
+        tracing::warn!("some connections did not close within the drain deadline");
     }
 }
 

@@ -96,7 +96,7 @@ struct ServeArgs {
     /// keep-alive connection stays open.
     #[arg(long, env = "CIRCLE_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     header_timeout: Duration,
-    /// Another origin whose pages may open sessions here, e.g. https://clinic.example
+    /// Another origin whose pages may connect here, e.g. https://clinic.example
     /// (repeatable). The server's own pages, and --public-url, always may.
     #[arg(
         long = "allow-origin",
@@ -120,7 +120,7 @@ struct ServeArgs {
     /// STUN or TURN server handed to clients, as a URL (repeatable), e.g. stun:stun.example.org.
     #[arg(long = "ice-server", env = "CIRCLE_ICE_SERVERS", value_delimiter = ',')]
     ice_servers: Vec<String>,
-    /// How long a shutdown waits for sessions to close before exiting.
+    /// How long a shutdown waits for connections to close before exiting.
     #[arg(long, env = "CIRCLE_DRAIN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     drain_timeout: Duration,
     /// Base URL printed in demo links (defaults to http://LISTEN).
@@ -383,7 +383,7 @@ fn random_id() -> String {
 /// The first signal drains; a second one exits at once.
 async fn watch_signals(shutdown: CancellationToken) {
     wait_for_signal().await;
-    tracing::info!("shutting down: telling every session; a second signal exits at once");
+    tracing::info!("shutting down: telling every connection; a second signal exits at once");
     shutdown.cancel();
     wait_for_signal().await;
     tracing::warn!("second signal: exiting now");

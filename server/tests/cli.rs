@@ -275,7 +275,7 @@ async fn logs_at_info_name_nobody_and_carry_no_token() {
     let log = std::fs::read_to_string(&path).unwrap();
     let _ = std::fs::remove_file(&path);
     assert!(
-        log.contains("session joined"),
+        log.contains("connection joined"),
         "the log was not captured: {log}"
     );
     for secret in [

@@ -1,6 +1,6 @@
 //! The task that owns one room: it feeds commands and timers to the rules, and carries their
-//! effects out to sessions. It never awaits a participant: every delivery is a `try_send`, and a
-//! session that cannot keep up loses reactions first, then its connection (it may resume).
+//! effects out to connections. It never awaits a participant: every delivery is a `try_send`, and a
+//! connection that cannot keep up loses reactions first, then its connection (it may resume).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,7 +10,7 @@ use rand::RngCore;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::handle::{Outbound, RoomCommand, RoomHandle, SessionLink};
+use super::handle::{ConnectionLink, Outbound, RoomCommand, RoomHandle};
 use super::outbox::Outbox;
 use super::state::{Effect, Millis, Room};
 use super::RoomError;
@@ -62,13 +62,13 @@ struct RoomActor {
     on_close: Option<OnClose>,
     clock: Clock,
     outboxes: HashMap<ParticipantId, Outbox>,
-    links: HashMap<ParticipantId, SessionLink>,
+    links: HashMap<ParticipantId, ConnectionLink>,
     /// Each admitted participant's current resume token. A token names its room
-    /// (`ROOM.SECRET`), so the session finds the room by it and the room alone knows the seat.
+    /// (`ROOM.SECRET`), so the connection finds the room by it and the room alone knows the seat.
     resume_tokens: HashMap<ParticipantId, String>,
     /// The room's media fan-out: the room decides policy, the router enforces it.
     router: Router,
-    /// Sessions dropped for being too slow, to be told to the rules once effects are out.
+    /// Connections dropped for being too slow, to be told to the rules once effects are out.
     dropped: Vec<ParticipantId>,
 }
 
@@ -114,7 +114,7 @@ impl RoomActor {
             }
         }
         // Be forgotten first, so that a join which finds this room closed creates a new one;
-        // then drop what is queued, which tells those sessions to look again.
+        // then drop what is queued, which tells those connections to look again.
         if let Some(on_close) = self.on_close.take() {
             on_close();
         }
@@ -200,30 +200,30 @@ impl RoomActor {
             }
             RoomCommand::Request {
                 participant,
-                session,
+                connection,
                 frame,
             } => {
-                if self.is_current(&participant, session) {
+                if self.is_current(&participant, connection) {
                     self.room
                         .request(now, &participant, frame.id, frame.message);
                 }
             }
             RoomCommand::Refuse {
                 participant,
-                session,
+                connection,
                 id,
                 code,
                 message,
             } => {
-                if self.is_current(&participant, session) {
+                if self.is_current(&participant, connection) {
                     self.deliver(&participant, &ServerMessage::error(id, code, message));
                 }
             }
             RoomCommand::Disconnected {
                 participant,
-                session,
+                connection,
             } => {
-                if self.is_current(&participant, session) {
+                if self.is_current(&participant, connection) {
                     self.links.remove(&participant);
                     self.room.disconnected(now, &participant);
                 }
@@ -294,8 +294,10 @@ impl RoomActor {
         }
     }
 
-    fn is_current(&self, participant: &ParticipantId, session: u64) -> bool {
-        self.links.get(participant).is_some_and(|l| l.id == session)
+    fn is_current(&self, participant: &ParticipantId, connection: u64) -> bool {
+        self.links
+            .get(participant)
+            .is_some_and(|l| l.id == connection)
     }
 
     fn apply_effects(&mut self) {
@@ -414,7 +416,7 @@ impl RoomActor {
         Outbox::new(settings.replay, max_age)
     }
 
-    /// Numbers a message into the participant's sequence and hands it to their session.
+    /// Numbers a message into the participant's sequence and hands it to their connection.
     fn deliver(&mut self, to: &ParticipantId, message: &ServerMessage) {
         let now = self.clock.now();
         let Some(outbox) = self.outboxes.get_mut(to) else {
@@ -441,7 +443,7 @@ impl RoomActor {
         if link.tx.try_send(out).is_err() {
             // Too slow (or already gone): drop the connection, never wait for it. What it
             // missed stays in the outbox for its resume.
-            tracing::info!(room = %self.room.id(), "dropping a session that cannot keep up");
+            tracing::info!(room = %self.room.id(), "dropping a connection that cannot keep up");
             link.kill.cancel();
             self.links.remove(to);
             self.dropped.push(to.clone());

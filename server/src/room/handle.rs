@@ -1,5 +1,5 @@
 //! The way into a room from outside its task: a cheap handle whose methods send the room its
-//! commands, and the channel types a session gives the room to reach it. The command enum stays
+//! commands, and the channel types a connection gives the room to reach it. The command enum stays
 //! private to the room module.
 
 use std::sync::Arc;
@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use super::state::Joiner;
 use super::RoomError;
 
-/// What a session's writer sends on the socket.
+/// What a connection's writer sends on the socket.
 #[derive(Debug, Clone)]
 pub enum Outbound {
     Text(Arc<str>),
@@ -19,16 +19,16 @@ pub enum Outbound {
     Close(u16),
 }
 
-/// The room's way to reach one session.
+/// The room's way to reach one client connection.
 #[derive(Debug, Clone)]
-pub struct SessionLink {
+pub struct ConnectionLink {
     pub id: u64,
     pub tx: mpsc::Sender<Outbound>,
     /// Cancelled to drop the connection at once (a client too slow to take a close frame).
     pub kill: CancellationToken,
 }
 
-impl SessionLink {
+impl ConnectionLink {
     /// Queues a close frame, or drops the connection when even that does not fit.
     pub(super) fn close(&self, code: u16) {
         if self.tx.try_send(Outbound::Close(code)).is_err() {
@@ -43,7 +43,7 @@ pub(super) enum RoomCommand {
         joiner: Joiner,
         /// The `hello`'s request id, answered with `ok` after `welcome` or `waiting`.
         id: Option<u32>,
-        link: SessionLink,
+        link: ConnectionLink,
         reply: oneshot::Sender<Result<(), RoomError>>,
     },
     Resume {
@@ -51,26 +51,26 @@ pub(super) enum RoomCommand {
         /// The `resume`'s request id, answered with `ok` after what is replayed.
         id: Option<u32>,
         last_seq: u64,
-        link: SessionLink,
+        link: ConnectionLink,
         reply: oneshot::Sender<Result<ParticipantId, RoomError>>,
     },
     Request {
         participant: ParticipantId,
-        session: u64,
+        connection: u64,
         frame: ClientFrame,
     },
-    /// The session refused a frame itself (undecodable, binary, over its rate); the room only
+    /// The connection refused a frame itself (undecodable, binary, over its rate); the room only
     /// numbers the error so it stays in the participant's sequence.
     Refuse {
         participant: ParticipantId,
-        session: u64,
+        connection: u64,
         id: Option<u32>,
         code: ErrorCode,
         message: String,
     },
     Disconnected {
         participant: ParticipantId,
-        session: u64,
+        connection: u64,
     },
 }
 
@@ -85,7 +85,7 @@ pub enum Sent {
 }
 
 /// A cheap handle to a room's task. Every method waits only for room in the room's queue (and,
-/// for a join or resume, for the room's answer): the room itself never waits on a session.
+/// for a join or resume, for the room's answer): the room itself never waits on a connection.
 #[derive(Debug, Clone)]
 pub struct RoomHandle {
     tx: mpsc::Sender<RoomCommand>,
@@ -102,12 +102,12 @@ impl RoomHandle {
         self.generation
     }
 
-    /// A new session's `hello`: admitted, waiting, or refused.
+    /// A new connection's `hello`: admitted, waiting, or refused.
     pub async fn join(
         &self,
         joiner: Joiner,
         request: Option<u32>,
-        link: SessionLink,
+        link: ConnectionLink,
     ) -> Result<(), Sent> {
         let (reply, answer) = oneshot::channel();
         self.send(RoomCommand::Join {
@@ -120,14 +120,14 @@ impl RoomHandle {
         Ok(answer.await.map_err(|_| Sent::Closed)??)
     }
 
-    /// A reconnecting session's `resume`: whose seat the token holds, once the missed messages
+    /// A reconnecting client's `resume`: whose seat the token holds, once the missed messages
     /// are on their way.
     pub async fn resume(
         &self,
         token: String,
         request: Option<u32>,
         last_seq: u64,
-        link: SessionLink,
+        link: ConnectionLink,
     ) -> Result<ParticipantId, Sent> {
         let (reply, answer) = oneshot::channel();
         self.send(RoomCommand::Resume {
@@ -141,33 +141,33 @@ impl RoomHandle {
         Ok(answer.await.map_err(|_| Sent::Closed)??)
     }
 
-    /// One request from a joined session.
+    /// One request from a joined connection.
     pub async fn request(
         &self,
         participant: ParticipantId,
-        session: u64,
+        connection: u64,
         frame: ClientFrame,
     ) -> Result<(), Sent> {
         self.send(RoomCommand::Request {
             participant,
-            session,
+            connection,
             frame,
         })
         .await
     }
 
-    /// A frame the session refused itself, for the room to answer in the participant's sequence.
+    /// A frame the connection refused itself, for the room to answer in the participant's sequence.
     pub async fn refuse(
         &self,
         participant: ParticipantId,
-        session: u64,
+        connection: u64,
         id: Option<u32>,
         code: ErrorCode,
         message: String,
     ) -> Result<(), Sent> {
         self.send(RoomCommand::Refuse {
             participant,
-            session,
+            connection,
             id,
             code,
             message,
@@ -175,11 +175,15 @@ impl RoomHandle {
         .await
     }
 
-    /// The session's socket ended without `leave`.
-    pub async fn disconnected(&self, participant: ParticipantId, session: u64) -> Result<(), Sent> {
+    /// The connection's socket ended without `leave`.
+    pub async fn disconnected(
+        &self,
+        participant: ParticipantId,
+        connection: u64,
+    ) -> Result<(), Sent> {
         self.send(RoomCommand::Disconnected {
             participant,
-            session,
+            connection,
         })
         .await
     }

@@ -12,7 +12,7 @@ pub mod state;
 pub mod time;
 
 pub use actor::{spawn, OnClose};
-pub use handle::{Outbound, RoomHandle, Sent, SessionLink};
+pub use handle::{ConnectionLink, Outbound, RoomHandle, Sent};
 pub use state::{Effect, Joined, Joiner, Millis, Room, RoomConfig};
 
 /// Why the room refused something. Every variant is client-visible; `crate::error` maps them

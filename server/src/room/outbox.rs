@@ -1,5 +1,5 @@
 //! One participant's outgoing sequence: numbers every message with `seq` and keeps the recent
-//! ones, so a resumed session can be given exactly what it missed, and nothing older: a resume
+//! ones, so a resumed connection can be given exactly what it missed, and nothing older: a resume
 //! token in the wrong hands must not read back the session's history.
 
 use std::collections::VecDeque;

@@ -8,7 +8,7 @@ use super::RoomError;
 /// Who may send a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Who {
-    /// Anyone with a session, even while waiting to be admitted.
+    /// Anyone connected, even while waiting to be admitted.
     Anyone,
     /// Anyone admitted.
     Admitted,

@@ -61,7 +61,7 @@ async fn peer_connections_are_built_only_for_media_that_flows() {
     let ann = Browser::join(&room, "ann", false).await;
     ann.wait_packets("fac", "video", 15).await;
     let stats = s.stats_until(|v| v["peers"] == 2).await;
-    assert_eq!(stats["sessions"], 2);
+    assert_eq!(stats["connections"], 2);
     drop((fac, ann));
     s.stop().await;
 }

@@ -102,7 +102,7 @@ pub enum Effect {
 pub enum Joined {
     /// A new participant: admitted or waiting.
     New,
-    /// Same `sub` as someone already here: the new session takes over.
+    /// Same `sub` as someone already here: the new connection takes over.
     Replaced,
 }
 
@@ -248,7 +248,7 @@ impl Room {
         self.ended || self.members.is_empty()
     }
 
-    /// A new session's `hello`, with the token already verified.
+    /// A new connection's `hello`, with the token already verified.
     pub fn join(&mut self, now: Millis, joiner: Joiner) -> Result<Joined, RoomError> {
         if self.ended {
             return Err(RoomError::Conflict("this session has ended".into()));
@@ -265,7 +265,7 @@ impl Room {
             )));
         }
         if let Some(i) = self.index_of(&joiner.id) {
-            // The same person from a second tab or device: the newer session wins, but only as
+            // The same person from a second tab or device: the newer connection wins, but only as
             // what the newest token says. A role it does not grant is never kept: a member's
             // link carrying a facilitator's `sub` must not inherit the facilitator's seat.
             if self.members[i].role != joiner.role {
@@ -279,7 +279,7 @@ impl Room {
             member.name = joiner.name;
             let was_reconnecting = member.is_reconnecting();
             member.reconnecting_until = None;
-            // The new session gets new peers, so the old ones' failures no longer count.
+            // The new connection gets new peers, so the old ones' failures no longer count.
             member.media_down = MediaDown::default();
             match member.presence {
                 Presence::Waiting => self.send(&joiner.id, ServerMessage::Waiting),

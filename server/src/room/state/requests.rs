@@ -29,7 +29,7 @@ impl Room {
             }
             M::Hello { .. } | M::Resume { .. } => {
                 return Err(RoomError::Conflict(
-                    "this session has already joined".into(),
+                    "this connection has already joined".into(),
                 ))
             }
             _ => {}

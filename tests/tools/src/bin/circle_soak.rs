@@ -151,7 +151,7 @@ async fn sample(server: &Server) -> Sample {
         threads: field("Threads:"),
         fds,
         rooms: n("rooms"),
-        sessions: n("sessions"),
+        sessions: n("connections"),
         peers: n("peers"),
         tasks: n("tasks"),
     }

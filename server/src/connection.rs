@@ -1,6 +1,7 @@
 //! One task per WebSocket: reads frames (size-capped, rate-limited), decodes them and hands them
-//! to the room; a writer task drains the session's bounded outbound queue onto the socket.
-//! The session moves messages; every rule lives in the room.
+//! to the room; a writer task drains the connection's bounded outbound queue onto the socket.
+//! The connection moves messages; every rule lives in the room. (One word per idea: a
+//! "session" is a room's group session, as in the records; this is one client's connection.)
 
 use std::io;
 use std::pin::Pin;
@@ -27,9 +28,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::ClientVisible;
 use crate::registry::Registry;
-use crate::room::{Joiner, Outbound, RoomError, RoomHandle, Sent, SessionLink};
+use crate::room::{ConnectionLink, Joiner, Outbound, RoomError, RoomHandle, Sent};
 
-/// Why a session could not join. Each is answered with `error` and close 1008.
+/// Why a connection could not join. Each is answered with `error` and close 1008.
 #[derive(Debug, thiserror::Error)]
 enum JoinError {
     #[error("{0}")]
@@ -59,7 +60,7 @@ impl JoinError {
     }
 }
 
-/// A joined session's place: which room, as whom.
+/// A joined connection's place: which room, as whom.
 struct Seat {
     room: RoomHandle,
     participant: ParticipantId,
@@ -73,9 +74,9 @@ type Stream<S> = SplitStream<WebSocketStream<S>>;
 /// this; afterwards the protocol's 256 KiB per message applies.
 pub const FIRST_MESSAGE_BYTES: usize = 8 * 1024;
 
-/// The WebSocket settings every session gets: protocol.md's 256 KiB cap on a message, and a
+/// The WebSocket settings every connection gets: protocol.md's 256 KiB cap on a message, and a
 /// small read buffer. tungstenite zero-fills its whole read buffer before each read, so the
-/// default 128 KiB was resident for every idle session; nearly every message fits in 4 KiB,
+/// default 128 KiB was resident for every idle connection; nearly every message fits in 4 KiB,
 /// and a larger frame (an SDP is 3–6 KiB) grows the buffer to its own length.
 pub fn websocket_config() -> WebSocketConfig {
     WebSocketConfig::default()
@@ -84,7 +85,7 @@ pub fn websocket_config() -> WebSocketConfig {
         .max_frame_size(Some(circle_protocol::MAX_MESSAGE_BYTES))
 }
 
-/// How many bytes a connection may still send, shared between the session and the socket it
+/// How many bytes a connection may still send, shared between the connection and the socket it
 /// reads through. tungstenite's frame limit cannot be changed on a running stream, so the
 /// smaller limit before joining is kept here, below the WebSocket layer.
 #[derive(Debug)]
@@ -156,7 +157,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Budgeted<S> {
     }
 }
 
-/// Runs one WebSocket session to its end, on a connection whose upgrade was just answered.
+/// Runs one WebSocket connection to its end, on a connection whose upgrade was just answered.
 pub async fn run<S>(io: S, registry: Arc<Registry>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -177,7 +178,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let context = registry.context().clone();
-    let _counted = context.session_started();
+    let _counted = context.connection_opened();
     let settings = context.settings().clone();
     let (sink, mut stream) = ws.split();
     let (tx, rx) = mpsc::channel(settings.outbound_queue);
@@ -192,8 +193,8 @@ where
         settings.ping_interval,
         settings.close_timeout,
     ));
-    let link = SessionLink {
-        id: context.next_session_id(),
+    let link = ConnectionLink {
+        id: context.next_connection_id(),
         tx: tx.clone(),
         kill: kill.clone(),
     };
@@ -238,16 +239,16 @@ where
         }
     };
     budget.lift();
-    tracing::info!(session = link.id, "session joined");
+    tracing::info!(connection = link.id, "connection joined");
 
     read_loop(&mut stream, &seat, &link, &closed, &settings).await;
 
-    // The room ignores this when it closed the session itself (leave, removal, replacement).
+    // The room ignores this when it closed the connection itself (leave, removal, replacement).
     let _ = seat
         .room
         .disconnected(seat.participant.clone(), link.id)
         .await;
-    tracing::info!(session = link.id, "session ended");
+    tracing::info!(connection = link.id, "connection ended");
     // With every sender gone (the room drops its own on `Disconnected`), the writer ends
     // once it has put out what is queued.
     drop((tx, link, seat));
@@ -286,7 +287,7 @@ fn close_code_for(error: &WsError) -> Option<u16> {
 async fn join(
     registry: &Arc<Registry>,
     text: Option<&str>,
-    link: &SessionLink,
+    link: &ConnectionLink,
 ) -> Result<Seat, (Option<u32>, JoinError)> {
     let Some(text) = text else {
         let refusal = JoinError::BadRequest("binary frames are not accepted".into());
@@ -300,7 +301,7 @@ async fn join(
 async fn join_with(
     registry: &Arc<Registry>,
     frame: ClientFrame,
-    link: &SessionLink,
+    link: &ConnectionLink,
 ) -> Result<Seat, JoinError> {
     match frame.message {
         ClientMessage::Hello { protocol, token } => {
@@ -366,11 +367,11 @@ async fn join_with(
     }
 }
 
-/// Moves a joined session's frames to its room until the socket ends.
+/// Moves a joined connection's frames to its room until the socket ends.
 async fn read_loop<S>(
     stream: &mut Stream<S>,
     seat: &Seat,
-    link: &SessionLink,
+    link: &ConnectionLink,
     closed: &CancellationToken,
     settings: &crate::config::Settings,
 ) where
@@ -403,7 +404,7 @@ async fn read_loop<S>(
         let now = Instant::now();
         let refusal = if !bucket.take(now) {
             if strikes.strike(now) {
-                tracing::info!(session = link.id, "closing an abusive session");
+                tracing::info!(connection = link.id, "closing an abusive connection");
                 let _ = link.tx.try_send(Outbound::Close(close::POLICY));
                 return;
             }
@@ -508,11 +509,11 @@ async fn write_loop<S>(
             break;
         }
     }
-    // The socket is unusable or the session is over: stop the reader too.
+    // The socket is unusable or the connection is over: stop the reader too.
     kill.cancel();
 }
 
-/// Refused messages, counted over a sliding window: a session refused more than `limit` times
+/// Refused messages, counted over a sliding window: a connection refused more than `limit` times
 /// within [`Strikes::WINDOW`] is closed. Allowed messages in between do not wipe the slate,
 /// so a client that keeps sending at many times the rate is closed, however its messages
 /// interleave with the allowance.
@@ -531,7 +532,7 @@ impl Strikes {
         }
     }
 
-    /// Counts one refusal at `now`; true when the session should be closed.
+    /// Counts one refusal at `now`; true when the connection should be closed.
     fn strike(&mut self, now: Instant) -> bool {
         while self
             .at
@@ -545,7 +546,7 @@ impl Strikes {
     }
 }
 
-/// A session's message allowance: `rate` a second, up to `burst` saved up.
+/// A connection's message allowance: `rate` a second, up to `burst` saved up.
 struct TokenBucket {
     rate: f64,
     burst: f64,
