@@ -565,6 +565,8 @@ pub enum ErrorCode {
 pub enum EndReason {
     /// A facilitator ended the session.
     EndedByFacilitator,
+    /// The clinic's system ended it through the admin API (`operations.md`).
+    EndedByAdmin,
     /// The server is shutting down.
     ServerShutdown,
 }

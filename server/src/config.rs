@@ -94,6 +94,32 @@ pub struct RoomConfig {
     pub knock_cooldown_ms: u64,
 }
 
+/// Per-room settings from the admin API; `None` keeps the server's default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoomSettings {
+    pub max_participants: Option<usize>,
+    pub waiting_room: Option<bool>,
+    /// 0 for no limit.
+    pub turn_limit_seconds: Option<u32>,
+    pub anonymity_threshold: Option<u32>,
+}
+
+impl RoomSettings {
+    /// The rules' settings for a room starting now: the server's, overridden by these.
+    pub fn apply_to(&self, mut config: RoomConfig) -> RoomConfig {
+        if let Some(max) = self.max_participants {
+            config.max_participants = max;
+        }
+        if let Some(waiting_room) = self.waiting_room {
+            config.waiting_room = waiting_room;
+        }
+        if let Some(threshold) = self.anonymity_threshold {
+            config.anonymity_threshold = threshold;
+        }
+        config
+    }
+}
+
 /// How much of the past a resume can replay; beyond it the client gets a fresh `welcome`.
 #[derive(Debug, Clone, Copy)]
 pub struct ReplayLimit {

@@ -12,7 +12,7 @@ use dashmap::DashMap;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::Settings;
+use crate::config::{RoomSettings, Settings};
 use crate::events::EventBus;
 use crate::media::{Media, MediaError};
 use crate::token::TokenKeys;
@@ -31,6 +31,9 @@ pub struct Context {
     live_connections: AtomicUsize,
     /// Open connections per client address, for the per-address cap.
     connections: DashMap<IpAddr, usize>,
+    /// Per-room settings set through the admin API (kept in the store too), found by room id
+    /// when a room starts.
+    room_settings: DashMap<RoomId, RoomSettings>,
 }
 
 impl Context {
@@ -63,11 +66,24 @@ impl Context {
             next_connection: AtomicU64::new(1),
             live_connections: AtomicUsize::new(0),
             connections: DashMap::new(),
+            room_settings: DashMap::new(),
         }))
     }
 
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// The admin API's settings for a room; empty (the server's defaults) when none were set.
+    pub fn room_settings(&self, room: &RoomId) -> RoomSettings {
+        self.room_settings
+            .get(room)
+            .map(|s| s.clone())
+            .unwrap_or_default()
+    }
+
+    pub fn set_room_settings(&self, room: RoomId, settings: RoomSettings) {
+        self.room_settings.insert(room, settings);
     }
 
     pub fn keys(&self) -> &TokenKeys {

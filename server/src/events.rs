@@ -24,7 +24,17 @@ pub enum FinishReason {
     /// The last participant left.
     Empty,
     EndedByFacilitator,
+    /// The clinic's system ended it through the admin API.
+    EndedByAdmin,
     ServerShutdown,
+}
+
+/// Who took a moderation action: a facilitator in the room, or the clinic's system through the
+/// admin API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Actor {
+    Facilitator(ParticipantId),
+    Api,
 }
 
 /// A facilitator's decision about someone, or about the room.
@@ -73,9 +83,9 @@ pub enum RoomEvent {
     Reconnecting { participant: ParticipantId },
     /// Someone reconnecting is back.
     Back { participant: ParticipantId },
-    /// A facilitator (`by`) acted; `target` is whom it concerned, if anyone.
+    /// A facilitator or the admin API (`by`) acted; `target` is whom it concerned, if anyone.
     Moderated {
-        by: ParticipantId,
+        by: Actor,
         action: Moderation,
         target: Option<ParticipantId>,
     },
@@ -86,12 +96,43 @@ pub enum RoomEvent {
     },
 }
 
-/// An event as subscribers receive it: which room, and when (Unix milliseconds).
+/// An event as subscribers receive it: which room and which of its sessions (one run of the
+/// room, from its task's start to its close), and when (Unix milliseconds).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stamped {
     pub room: RoomId,
+    pub session: SessionId,
     pub at: u64,
     pub event: RoomEvent,
+}
+
+/// A room's session (one run of the room): 32 random hex digits, chosen when the room's task
+/// starts, so waiting before the first admission already belongs to it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId(String);
+
+impl SessionId {
+    pub fn random() -> Self {
+        use rand::RngCore;
+        let mut bytes = [0u8; 16];
+        rand::rng().fill_bytes(&mut bytes);
+        Self(hex::encode(bytes))
+    }
+
+    /// A session id read back from the store or an API path; the caller checks it exists.
+    pub fn from_stored(id: String) -> Self {
+        Self(id)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for SessionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// Every room's events on one bounded channel. Publishing never waits: a subscriber that falls
@@ -138,6 +179,19 @@ pub struct Subscription {
 }
 
 impl Subscription {
+    /// The next event if one is waiting now, for draining a batch without waiting.
+    pub fn try_next(&mut self) -> Option<Arc<Stamped>> {
+        loop {
+            match self.rx.try_recv() {
+                Ok(event) => return Some(event),
+                Err(broadcast::error::TryRecvError::Lagged(lost)) => {
+                    self.dropped.fetch_add(lost, Ordering::Relaxed);
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+
     /// The next event, counting any this subscriber lost for being slow; `None` once the
     /// server has stopped.
     pub async fn next(&mut self) -> Option<Arc<Stamped>> {

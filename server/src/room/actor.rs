@@ -10,12 +10,12 @@ use rand::RngCore;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::handle::{ConnectionLink, Outbound, RoomCommand, RoomHandle};
+use super::handle::{ConnectionLink, Outbound, RoomCommand, RoomHandle, RoomView};
 use super::outbox::Outbox;
-use super::state::{Effect, Millis, Room};
+use super::state::{Effect, Millis, Room, RoomSettings};
 use super::RoomError;
 use crate::context::Context;
-use crate::events::{self, RoomEvent, Stamped};
+use crate::events::{self, RoomEvent, SessionId, Stamped};
 use crate::media::{MediaKind, Router, RouterEvent, Signal};
 
 /// Called once when the room's task ends, so whoever finds rooms forgets this one.
@@ -70,6 +70,11 @@ struct RoomActor {
     router: Router,
     /// Connections dropped for being too slow, to be told to the rules once effects are out.
     dropped: Vec<ParticipantId>,
+    /// This run of the room, as the records and the admin API know it.
+    session: SessionId,
+    started_at: Option<Millis>,
+    /// When each participant here was admitted or began waiting, for the admin API.
+    since: HashMap<ParticipantId, Millis>,
 }
 
 impl RoomActor {
@@ -84,6 +89,9 @@ impl RoomActor {
             resume_tokens: HashMap::new(),
             router,
             dropped: Vec::new(),
+            session: SessionId::random(),
+            started_at: None,
+            since: HashMap::new(),
         }
     }
 
@@ -228,6 +236,31 @@ impl RoomActor {
                     self.room.disconnected(now, &participant);
                 }
             }
+            RoomCommand::Describe { reply } => {
+                let overview = self.room.overview();
+                let since = overview
+                    .participants
+                    .iter()
+                    .filter_map(|p| self.since.get(&p.id).map(|at| (p.id.clone(), *at)))
+                    .collect();
+                let _ = reply.send(RoomView {
+                    session: self.session.clone(),
+                    started_at: self.started_at,
+                    overview,
+                    since,
+                });
+            }
+            RoomCommand::End { reply } => {
+                self.room.end_by_admin();
+                self.apply_effects();
+                let _ = reply.send(());
+            }
+            RoomCommand::Remove { participant, reply } => {
+                let removed = self.room.remove_by_admin(&participant);
+                self.apply_effects();
+                let _ = reply.send(removed);
+            }
+            RoomCommand::Configure { settings } => self.room.configure(now, &settings),
         }
     }
 
@@ -377,10 +410,22 @@ impl RoomActor {
     }
 
     /// Tells the rest of the server what happened here.
-    fn publish(&self, event: RoomEvent) {
+    fn publish(&mut self, event: RoomEvent) {
+        let at = self.clock.now();
+        match &event {
+            RoomEvent::Started => self.started_at = Some(at),
+            RoomEvent::Waiting { participant, .. } | RoomEvent::Admitted { participant, .. } => {
+                self.since.insert(participant.clone(), at);
+            }
+            RoomEvent::Left { participant, .. } => {
+                self.since.remove(participant);
+            }
+            _ => {}
+        }
         self.context.events().publish(Stamped {
             room: self.room.id().clone(),
-            at: self.clock.now(),
+            session: self.session.clone(),
+            at,
             event,
         });
     }
@@ -464,7 +509,10 @@ pub fn spawn(id: RoomId, generation: u64, context: Arc<Context>, on_close: OnClo
     let (tx, rx) = mpsc::channel(settings.room_queue);
     let (media_tx, media_rx) = mpsc::channel(settings.room_queue);
     let router = context.media().router(media_tx);
-    let room = Room::new(id, settings.room.clone());
+    let overrides: RoomSettings = context.room_settings(&id);
+    let mut room = Room::new(id, overrides.apply_to(settings.room.clone()));
+    // The turn limit is the floor's, not a start-up setting: set it as a facilitator would.
+    room.configure(Clock::new().now(), &overrides);
     let tracker = context.tracker().clone();
     let actor = RoomActor::new(room, context, on_close, router);
     tracker.spawn(actor.run(rx, media_rx));

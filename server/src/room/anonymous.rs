@@ -41,6 +41,11 @@ impl Reactions {
         }
     }
 
+    /// A new threshold from the admin API; never below the floor.
+    pub(super) fn set_threshold(&mut self, threshold: u32) {
+        self.needed = threshold.max(ANONYMITY_FLOOR);
+    }
+
     /// Counts one reaction from `from`, who is one of `present` people shown connected. The
     /// window opens with the first reaction after a quiet spell.
     pub(super) fn react(

@@ -8,8 +8,9 @@ use circle_protocol::{ClientFrame, ErrorCode, ParticipantId};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::state::Joiner;
-use super::RoomError;
+use super::state::{Joiner, RoomOverview, RoomSettings};
+use super::{Millis, RoomError};
+use crate::events::SessionId;
 
 /// What a connection's writer sends on the socket.
 #[derive(Debug, Clone)]
@@ -72,6 +73,31 @@ pub(super) enum RoomCommand {
         participant: ParticipantId,
         connection: u64,
     },
+    /// The admin API's questions and actions.
+    Describe {
+        reply: oneshot::Sender<RoomView>,
+    },
+    End {
+        reply: oneshot::Sender<()>,
+    },
+    Remove {
+        participant: ParticipantId,
+        reply: oneshot::Sender<Result<(), RoomError>>,
+    },
+    Configure {
+        settings: RoomSettings,
+    },
+}
+
+/// A live room as the admin API sees it: ids, roles, states and times, never names.
+#[derive(Debug, Clone)]
+pub struct RoomView {
+    pub session: SessionId,
+    /// When the first participant was admitted; `None` while only people waiting have come.
+    pub started_at: Option<Millis>,
+    pub overview: RoomOverview,
+    /// When each participant now here was admitted (or began waiting), in Unix milliseconds.
+    pub since: Vec<(ParticipantId, Millis)>,
 }
 
 /// Why the room could not take a command.
@@ -186,6 +212,34 @@ impl RoomHandle {
             connection,
         })
         .await
+    }
+
+    /// What the room looks like now (the admin API).
+    pub async fn describe(&self) -> Result<RoomView, Sent> {
+        let (reply, answer) = oneshot::channel();
+        self.send(RoomCommand::Describe { reply }).await?;
+        answer.await.map_err(|_| Sent::Closed)
+    }
+
+    /// Ends the session for everyone (`ended_by_admin`, close 4004); returns once the room has
+    /// told them.
+    pub async fn end(&self) -> Result<(), Sent> {
+        let (reply, answer) = oneshot::channel();
+        self.send(RoomCommand::End { reply }).await?;
+        answer.await.map_err(|_| Sent::Closed)
+    }
+
+    /// Removes a participant as a facilitator's `remove` would (the admin API).
+    pub async fn remove(&self, participant: ParticipantId) -> Result<(), Sent> {
+        let (reply, answer) = oneshot::channel();
+        self.send(RoomCommand::Remove { participant, reply })
+            .await?;
+        Ok(answer.await.map_err(|_| Sent::Closed)??)
+    }
+
+    /// New settings for the running room, applied where they can be.
+    pub async fn configure(&self, settings: RoomSettings) -> Result<(), Sent> {
+        self.send(RoomCommand::Configure { settings }).await
     }
 
     async fn send(&self, command: RoomCommand) -> Result<(), Sent> {

@@ -13,7 +13,10 @@ pub mod time;
 
 pub use actor::{spawn, OnClose};
 pub use handle::{ConnectionLink, Outbound, RoomHandle, Sent};
-pub use state::{Effect, Joined, Joiner, Millis, Room, RoomConfig};
+pub use state::{
+    Effect, Joined, Joiner, Millis, OverviewEntry, PresenceState, Room, RoomConfig, RoomOverview,
+    RoomSettings,
+};
 
 /// Why the room refused something. Every variant is client-visible; `crate::error` maps them
 /// to protocol codes.

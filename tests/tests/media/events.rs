@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use circle_protocol::Role as R;
 use circle_server::events::{
-    FinishReason, LeftReason, Moderation, Published, RoomEvent, Subscription,
+    Actor, FinishReason, LeftReason, Moderation, Published, RoomEvent, Subscription,
 };
 use circle_tests::browser::{Browser, ServerRoom};
 use circle_tests::{End, Role, TestServer};
@@ -56,7 +56,7 @@ async fn a_session_is_told_from_start_to_finish_with_ids_and_roles_only() {
                 role: R::Member
             },
             RoomEvent::Moderated {
-                by: f_id.clone(),
+                by: Actor::Facilitator(f_id.clone()),
                 action: Moderation::Admitted,
                 target: Some(a_id.clone())
             },
@@ -65,12 +65,12 @@ async fn a_session_is_told_from_start_to_finish_with_ids_and_roles_only() {
                 role: R::Member
             },
             RoomEvent::Moderated {
-                by: f_id.clone(),
+                by: Actor::Facilitator(f_id.clone()),
                 action: Moderation::Muted,
                 target: Some(a_id.clone())
             },
             RoomEvent::Moderated {
-                by: f_id.clone(),
+                by: Actor::Facilitator(f_id.clone()),
                 action: Moderation::Ended,
                 target: None
             },

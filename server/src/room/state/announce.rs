@@ -94,8 +94,17 @@ impl Room {
         action: Moderation,
         target: Option<&ParticipantId>,
     ) {
+        self.moderated_by(Actor::Facilitator(by.clone()), action, target);
+    }
+
+    pub(super) fn moderated_by(
+        &mut self,
+        by: Actor,
+        action: Moderation,
+        target: Option<&ParticipantId>,
+    ) {
         self.event(RoomEvent::Moderated {
-            by: by.clone(),
+            by,
             action,
             target: target.cloned(),
         });

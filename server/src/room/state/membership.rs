@@ -99,6 +99,7 @@ impl Room {
         self.ended = true;
         self.end_reason = Some(match reason {
             EndReason::EndedByFacilitator => FinishReason::EndedByFacilitator,
+            EndReason::EndedByAdmin => FinishReason::EndedByAdmin,
             EndReason::ServerShutdown => FinishReason::ServerShutdown,
         });
         let admitted: Vec<(ParticipantId, Role)> = self

@@ -117,31 +117,7 @@ impl Room {
             M::Mute { participant } => self.set_muted(from, &participant, true)?,
             M::Unmute { participant } => self.set_muted(from, &participant, false)?,
             M::Remove { participant } => {
-                let target = self.member(&participant).ok_or_else(|| {
-                    RoomError::NotFound("no such participant in this room".into())
-                })?;
-                if target.role == Role::Facilitator {
-                    return Err(RoomError::Conflict(
-                        "a facilitator cannot be removed".into(),
-                    ));
-                }
-                let was_admitted = target.is_admitted();
-                self.banned.insert(participant.clone());
-                self.moderated(from, Moderation::Removed, Some(&participant));
-                self.effects.push(Effect::Banned {
-                    participant: participant.clone(),
-                });
-                self.send(&participant, ServerMessage::Removed);
-                self.effects.push(Effect::Close {
-                    to: participant.clone(),
-                    code: close::REMOVED,
-                });
-                if was_admitted {
-                    self.depart(&participant, LeaveReason::Removed);
-                } else {
-                    self.forget(&participant);
-                    self.announce_waiting_room();
-                }
+                self.remove(Actor::Facilitator(from.clone()), &participant)?;
             }
             M::LockRoom { locked } => {
                 if locked != self.locked {
@@ -166,6 +142,41 @@ impl Room {
             other => unreachable!("`{}` is not moderation", other.type_name()),
         }
         Ok(Reply::Ok)
+    }
+
+    /// Removes someone for good (a facilitator's `remove`, or the admin API's): told, closed
+    /// with 4001, and kept out while the room lives and for as long as their link could work.
+    pub(super) fn remove(
+        &mut self,
+        by: Actor,
+        participant: &ParticipantId,
+    ) -> Result<(), RoomError> {
+        let target = self
+            .member(participant)
+            .ok_or_else(|| RoomError::NotFound("no such participant in this room".into()))?;
+        if target.role == Role::Facilitator {
+            return Err(RoomError::Conflict(
+                "a facilitator cannot be removed".into(),
+            ));
+        }
+        let was_admitted = target.is_admitted();
+        self.banned.insert(participant.clone());
+        self.moderated_by(by, Moderation::Removed, Some(participant));
+        self.effects.push(Effect::Banned {
+            participant: participant.clone(),
+        });
+        self.send(participant, ServerMessage::Removed);
+        self.effects.push(Effect::Close {
+            to: participant.clone(),
+            code: close::REMOVED,
+        });
+        if was_admitted {
+            self.depart(participant, LeaveReason::Removed);
+        } else {
+            self.forget(participant);
+            self.announce_waiting_room();
+        }
+        Ok(())
     }
 
     /// The talking stick, its queue and its invitations.

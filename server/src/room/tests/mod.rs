@@ -4,7 +4,7 @@
 
 use super::state::{Effect, Joiner, Room, RoomConfig};
 use super::RoomError;
-use crate::events::{FinishReason, LeftReason, Moderation, RoomEvent};
+use crate::events::{Actor, FinishReason, LeftReason, Moderation, RoomEvent};
 use circle_protocol::{
     CheckInId, ClientMessage as M, EndReason, ErrorCode, FloorMode, HandStatus, LeaveReason,
     ParticipantId, ReactionKind, Role, RoomId, ServerMessage as S,
