@@ -3,6 +3,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The services that integration tests start for themselves: Debian's PostgreSQL and the pinned
+# schemathesis (tests/services/setup.sh installs only what is missing).
+bash tests/services/setup.sh
+
 # Rust: unit and property tests of the rules, golden protocol files, the media module with fake
 # webrtc-rs browsers, and integration tests against the real server on 127.0.0.1.
 cargo test --locked --workspace
