@@ -48,6 +48,41 @@ pub struct Settings {
     /// The SFU's addresses and ports. Its `ice_servers` are ignored: `ice_servers` above is the
     /// one list, handed to clients in `welcome`.
     pub media: MediaConfig,
+    /// Records, the admin API, webhooks and metrics.
+    pub operations: Operations,
+}
+
+/// What a clinic's own systems see (operations.md). Everything is off by default in the
+/// library; the `circle` command turns records on in a local SQLite file.
+#[derive(Debug, Clone)]
+pub struct Operations {
+    /// Keys for `/api/v1/*` and `/metrics`; none disables the API (404).
+    pub api_keys: Vec<String>,
+    /// `sqlite://PATH` or `postgres://…`; `None` writes no records anywhere.
+    pub database: Option<String>,
+    /// Records older than this are deleted, at start and hourly.
+    pub records_retention: Option<Duration>,
+    pub webhook_urls: Vec<String>,
+    pub webhook_secret: Vec<u8>,
+    /// The pause before a webhook's first retry, doubled for each one after.
+    pub webhook_backoff: Duration,
+    /// The base of join links the API hands out (`https://clinic.example`); without it, the
+    /// link names the host the API request came to.
+    pub public_url: Option<String>,
+}
+
+impl Default for Operations {
+    fn default() -> Self {
+        Self {
+            api_keys: Vec::new(),
+            database: None,
+            records_retention: None,
+            webhook_urls: Vec::new(),
+            webhook_secret: Vec::new(),
+            webhook_backoff: Duration::from_secs(1),
+            public_url: None,
+        }
+    }
 }
 
 impl Settings {
@@ -72,6 +107,7 @@ impl Settings {
             header_read_timeout: Duration::from_secs(10),
             allowed_origins: Vec::new(),
             media: MediaConfig::default(),
+            operations: Operations::default(),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The HTTP side of the one listening port: `/ws` upgrades to a client connection, `/healthz` answers,
-//! and everything else is the web client, embedded in the binary at build time.
+//! `/api/v1/*` goes to the admin API's router, and everything else is the web client, embedded in
+//! the binary at build time.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -24,8 +25,16 @@ static WEB_CLIENT: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/../web-client");
 /// The page may talk only to this server, and the browser may use camera and microphone here.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; connect-src 'self'; img-src 'self' data: blob:; media-src 'self' blob: mediastream:; style-src 'self'; script-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
 
+/// What every response's body is: the admin API's router answers with axum's.
+type Body = axum::body::Body;
+
 /// Accepts connections until `shutdown`, each served on its own task.
-pub async fn serve(listener: TcpListener, registry: Arc<Registry>, shutdown: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    registry: Arc<Registry>,
+    api: axum::Router,
+    shutdown: CancellationToken,
+) {
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -51,6 +60,7 @@ pub async fn serve(listener: TcpListener, registry: Arc<Registry>, shutdown: Can
         tracker.spawn(connection(
             stream,
             registry.clone(),
+            api.clone(),
             shutdown.clone(),
             Arc::new(slot),
         ));
@@ -75,14 +85,22 @@ async fn refuse(mut stream: TcpStream) {
 async fn connection(
     stream: TcpStream,
     registry: Arc<Registry>,
+    api: axum::Router,
     shutdown: CancellationToken,
     slot: Arc<ConnectionSlot>,
 ) {
     let header_read_timeout = registry.context().settings().header_read_timeout;
-    let service = hyper::service::service_fn(move |req| {
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let registry = registry.clone();
         let slot = slot.clone();
-        async move { Ok::<_, Infallible>(route(req, registry, slot)) }
+        let api = api.clone();
+        async move {
+            if req.uri().path().starts_with("/api/") {
+                use tower::ServiceExt;
+                return api.oneshot(req.map(Body::new)).await;
+            }
+            Ok::<_, Infallible>(route(req, registry, slot).map(Body::new))
+        }
     });
     // Without a timer hyper has no header-read timeout at all, and a silent or dribbling client
     // holds its socket (and a place under the per-address cap) forever. The timeout runs from

@@ -1,6 +1,7 @@
 //! Circle's server: signalling over WebSocket, the room rules, join tokens and the embedded web
 //! client. `run` is the entry point that `main` and the tests share.
 
+pub mod api;
 pub mod config;
 pub mod connection;
 pub mod context;
@@ -8,9 +9,13 @@ pub mod error;
 pub mod events;
 pub mod http;
 pub mod media;
+pub mod operations;
+pub mod records;
 pub mod registry;
 pub mod room;
+pub mod store;
 pub mod token;
+pub mod webhooks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,29 +27,58 @@ use tokio_util::task::TaskTracker;
 
 pub use config::Settings;
 
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("the media settings are unusable: {0}")]
+    Media(#[from] media::MediaError),
+    #[error("the records database: {0}")]
+    Store(#[from] store::StoreError),
+}
+
 /// Serves on `listener` until `shutdown` is cancelled, then drains: every connection is told
-/// (`session_ended`, close 1001) and the call returns once all tasks have ended or `drain`
-/// has passed. Fails at once when the media settings are unusable.
+/// (`session_ended`, close 1001), the last records are written, and the call returns once all
+/// tasks have ended or `drain` has passed. Fails at once when the media settings are unusable
+/// or the records database cannot be opened.
 pub async fn run(
     listener: TcpListener,
     settings: Settings,
     shutdown: CancellationToken,
     drain: Duration,
-) -> Result<(), media::MediaError> {
+) -> Result<(), StartError> {
     let context = context::Context::new(settings, shutdown, TaskTracker::new())?;
-    serve(listener, context, drain).await;
+    let operations = start_operations(&context).await?;
+    serve(listener, context, operations, drain).await;
     Ok(())
 }
 
-/// [`run`] with a context made beforehand (to subscribe to its events first, say).
-pub async fn serve(listener: TcpListener, context: Arc<context::Context>, drain: Duration) {
+/// Opens the records store and starts the recorder and webhooks, before any room can start.
+pub async fn start_operations(
+    context: &Arc<context::Context>,
+) -> Result<operations::Operations, store::StoreError> {
+    operations::Operations::start(context, Arc::new(|_| {})).await
+}
+
+/// [`run`] with a context and operations made beforehand (to subscribe to its events first,
+/// say).
+pub async fn serve(
+    listener: TcpListener,
+    context: Arc<context::Context>,
+    operations: operations::Operations,
+    drain: Duration,
+) {
     let registry = registry::Registry::new(context.clone());
-    http::serve(listener, registry, context.shutdown_token()).await;
+    let api = api::router(api::ApiState {
+        registry: registry.clone(),
+        store: operations.store.clone(),
+    });
+    http::serve(listener, registry, api, context.shutdown_token()).await;
     let tracker = context.tracker();
     tracker.close();
     if tokio::time::timeout(drain, tracker.wait()).await.is_err() {
         tracing::warn!("some connections did not close within the drain deadline");
     }
+    operations.finish().await;
 }
 
 /// A server running on its own task, for tests and embedding.
@@ -64,7 +98,15 @@ impl RunningServer {
         let shutdown = CancellationToken::new();
         let context = context::Context::new(settings, shutdown.clone(), TaskTracker::new())
             .map_err(std::io::Error::other)?;
-        let task = tokio::spawn(serve(listener, context.clone(), Duration::from_secs(5)));
+        let operations = start_operations(&context)
+            .await
+            .map_err(std::io::Error::other)?;
+        let task = tokio::spawn(serve(
+            listener,
+            context.clone(),
+            operations,
+            Duration::from_secs(5),
+        ));
         Ok(Self {
             addr,
             shutdown,

@@ -123,9 +123,40 @@ struct ServeArgs {
     /// How long a shutdown waits for connections to close before exiting.
     #[arg(long, env = "CIRCLE_DRAIN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     drain_timeout: Duration,
-    /// Base URL printed in demo links (defaults to http://LISTEN).
+    /// Base URL printed in demo links and in the join links the admin API hands out (defaults
+    /// to http://LISTEN, or the host an API request came to).
     #[arg(long, env = "CIRCLE_PUBLIC_URL")]
     public_url: Option<String>,
+    /// Key for the admin API (/api/v1/*) and /metrics, 32 characters or more; several may be
+    /// given comma-separated, to rotate. Without one the API answers 404.
+    #[arg(
+        long,
+        env = "CIRCLE_API_KEY",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    api_key: Vec<String>,
+    /// Where attendance and audit records live: sqlite://PATH (created on first start) or
+    /// postgres://USER@HOST/DB.
+    #[arg(long, env = "CIRCLE_DATABASE", default_value = "sqlite://circle.db")]
+    database: String,
+    /// Whether attendance and audit records are kept (off: nothing is written anywhere).
+    #[arg(long, env = "CIRCLE_RECORDS", default_value = "on")]
+    records: OnOff,
+    /// Records older than this are deleted (checked at start and hourly), e.g. 2190d; kept
+    /// forever when not given.
+    #[arg(long, env = "CIRCLE_RECORDS_RETENTION", value_parser = parse_duration)]
+    records_retention: Option<Duration>,
+    /// URL the clinic's system receives events at (repeatable).
+    #[arg(
+        long = "webhook-url",
+        env = "CIRCLE_WEBHOOK_URLS",
+        value_delimiter = ','
+    )]
+    webhook_urls: Vec<String>,
+    /// Key of the webhooks' HMAC signature (circle-signature header); required with a webhook URL.
+    #[arg(long, env = "CIRCLE_WEBHOOK_SECRET", hide_env_values = true)]
+    webhook_secret: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -210,6 +241,17 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         _ => return Err(format!("`{s}` is not a duration like 20s, 5m or 2h")),
     };
     Ok(Duration::from_millis(ms))
+}
+
+/// Prints a line for the operator. A server whose stdout was closed (a supervisor that read
+/// the address and stopped listening) keeps serving: the line is lost, not the server.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, $($arg)*);
+        let _ = out.flush();
+    }};
 }
 
 fn main() -> Result<()> {
@@ -329,6 +371,8 @@ async fn serve_async(args: ServeArgs) -> Result<()> {
         })
         .collect();
 
+    settings.operations = operations(&args)?;
+
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -337,18 +381,68 @@ async fn serve_async(args: ServeArgs) -> Result<()> {
         .public_url
         .clone()
         .unwrap_or_else(|| circle_server::http::base_url(addr));
-    println!("circle listening on http://{addr}");
+    say!("circle listening on http://{addr}");
+    match &settings.operations.database {
+        Some(url) => match circle_server::store::sqlite_path(url) {
+            Some(path) => {
+                let shown = std::path::absolute(&path).unwrap_or(path);
+                say!("records: {}", shown.display());
+            }
+            None => say!("records: in the PostgreSQL database given by --database"),
+        },
+        None => say!("records: off"),
+    }
     if demo {
         print_demo_links(&secret, base.trim_end_matches('/'));
     }
 
     let shutdown = CancellationToken::new();
     tokio::spawn(watch_signals(shutdown.clone()));
-    circle_server::run(listener, settings, shutdown, args.drain_timeout)
-        .await
-        .context("the media settings are unusable")?;
+    circle_server::run(listener, settings, shutdown, args.drain_timeout).await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The admin API, records and webhooks from the flags; refuses what would run unsafely.
+fn operations(args: &ServeArgs) -> Result<circle_server::config::Operations> {
+    let api_keys: Vec<String> = args
+        .api_key
+        .iter()
+        .map(|k| k.trim().to_owned())
+        .filter(|k| !k.is_empty())
+        .collect();
+    if let Some(short) = api_keys.iter().find(|k| k.chars().count() < 32) {
+        bail!(
+            "--api-key must be at least 32 characters (one given has {}); make one with: \
+             head -c 32 /dev/urandom | base64",
+            short.chars().count()
+        );
+    }
+    let webhook_urls: Vec<String> = args
+        .webhook_urls
+        .iter()
+        .map(|u| u.trim().to_owned())
+        .filter(|u| !u.is_empty())
+        .collect();
+    for url in &webhook_urls {
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            bail!("--webhook-url must be an http:// or https:// URL");
+        }
+    }
+    let webhook_secret = args.webhook_secret.clone().unwrap_or_default();
+    if !webhook_urls.is_empty() && webhook_secret.is_empty() {
+        bail!("--webhook-url needs --webhook-secret, the key receivers check signatures with");
+    }
+    let records = matches!(args.records, OnOff::On);
+    Ok(circle_server::config::Operations {
+        api_keys,
+        database: records.then(|| args.database.clone()),
+        records_retention: args.records_retention,
+        webhook_urls,
+        webhook_secret: webhook_secret.into_bytes(),
+        public_url: args.public_url.clone(),
+        ..Default::default()
+    })
 }
 
 fn print_demo_links(secret: &[u8], base: &str) {
@@ -366,12 +460,12 @@ fn print_demo_links(secret: &[u8], base: &str) {
         };
         format!("{base}/#token={}", keys.mint(&claims))
     };
-    println!();
-    println!("No token secret was configured, so this server made a random one.");
-    println!("Try it: open these links in two browser windows (valid for 12 hours).");
-    println!("  facilitator: {}", link(Role::Facilitator, "Facilitator"));
-    println!("  member:      {}", link(Role::Member, "Member"));
-    println!();
+    say!("");
+    say!("No token secret was configured, so this server made a random one.");
+    say!("Try it: open these links in two browser windows (valid for 12 hours).");
+    say!("  facilitator: {}", link(Role::Facilitator, "Facilitator"));
+    say!("  member:      {}", link(Role::Member, "Member"));
+    say!("");
 }
 
 fn random_id() -> String {

@@ -68,6 +68,14 @@ impl Registry {
         Ok(handle)
     }
 
+    /// Every running room's handle, copied out so no guard is held while they are asked.
+    pub fn rooms(&self) -> Vec<(RoomId, RoomHandle)> {
+        self.rooms
+            .iter()
+            .map(|entry| (entry.key().clone(), entry.value().clone()))
+            .collect()
+    }
+
     /// The room's handle if it is running; never starts one.
     pub fn existing_room(&self, id: &RoomId) -> Option<RoomHandle> {
         self.rooms.get(id).map(|h| h.clone())

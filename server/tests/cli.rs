@@ -33,6 +33,16 @@ fn start_logging(
     cmd.args(args)
         .env_remove("CIRCLE_TOKEN_SECRET")
         .env_remove("RUST_LOG")
+        // Records on, in a file of this run's own rather than the working directory.
+        .env(
+            "CIRCLE_DATABASE",
+            format!(
+                "sqlite://{}/circle-cli-test-{}-{}.db",
+                std::env::temp_dir().display(),
+                std::process::id(),
+                rand_suffix()
+            ),
+        )
         .stdout(Stdio::piped())
         .stderr(log.map(Stdio::from).unwrap_or_else(Stdio::null));
     for (k, v) in env {
@@ -186,6 +196,45 @@ fn a_token_secret_shorter_than_32_bytes_stops_start_up_with_a_clear_message() {
 }
 
 #[test]
+fn unsafe_operations_settings_stop_start_up_with_a_message_naming_the_problem() {
+    let secret = "0123456789abcdef0123456789abcdef";
+    for (extra, expected) in [
+        (
+            vec!["--api-key", "too-short"],
+            "--api-key must be at least 32 characters",
+        ),
+        (
+            vec!["--api-key", &format!("{secret},short")],
+            "--api-key must be at least 32 characters",
+        ),
+        (
+            vec!["--webhook-url", "http://127.0.0.1:9/hook"],
+            "--webhook-url needs --webhook-secret",
+        ),
+        (
+            vec!["--webhook-url", "ftp://x", "--webhook-secret", "s"],
+            "--webhook-url must be an http:// or https:// URL",
+        ),
+        (vec!["--database", "mysql://x"], "sqlite:// or postgres://"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_circle"))
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(&extra)
+            .env("CIRCLE_TOKEN_SECRET", secret)
+            .env_remove("CIRCLE_API_KEY")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{extra:?} started");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expected), "{extra:?}: {stderr}");
+        assert!(
+            !stderr.contains("too-short"),
+            "the key was echoed: {stderr}"
+        );
+    }
+}
+
+#[test]
 fn help_explains_every_option() {
     let out = Command::new(env!("CARGO_BIN_EXE_circle"))
         .arg("--help")
@@ -294,4 +343,11 @@ async fn logs_at_info_name_nobody_and_carry_no_token() {
             "the log at info carries {secret:?}:\n{log}"
         );
     }
+}
+
+/// A different file name for every server a test starts.
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }

@@ -5,7 +5,8 @@
 
 import { spawn } from 'node:child_process';
 import { createHmac, randomBytes } from 'node:crypto';
-import { mkdirSync, existsSync } from 'node:fs';
+import { mkdirSync, existsSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
@@ -64,8 +65,15 @@ export async function startServer(t, { args = [] } = {}) {
     throw new Error(`circle binary not found at ${circleBin}: build it with 'cargo build -p circle-server' or set CIRCLE_BIN`);
   }
   const secret = randomBytes(24).toString('hex');
+  // Records on, as a deployment runs, in a file of this test's own.
+  const database = join(tmpdir(), `circle-browser-${secret.slice(0, 12)}.db`);
   const child = spawn(circleBin, ['serve', '--listen', '127.0.0.1:0', ...args], {
-    env: { ...process.env, CIRCLE_TOKEN_SECRET: secret, RUST_LOG: process.env.RUST_LOG || 'info' },
+    env: {
+      ...process.env,
+      CIRCLE_TOKEN_SECRET: secret,
+      CIRCLE_DATABASE: `sqlite://${database}`,
+      RUST_LOG: process.env.RUST_LOG || 'info',
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const logs = [];
@@ -91,6 +99,7 @@ export async function startServer(t, { args = [] } = {}) {
     const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
     await bounded(done, 5000);
     clearTimeout(timer);
+    for (const suffix of ['', '-wal', '-shm']) rmSync(database + suffix, { force: true });
   };
   t.after(stop);
   const server = { url: `http://127.0.0.1:${port}`, port, secret, stop, logs, child, get exited() { return exited; } };

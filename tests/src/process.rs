@@ -48,6 +48,11 @@ impl ServerProcess {
             .args(["serve", "--listen", listen])
             .args(args)
             .env("CIRCLE_TOKEN_SECRET", secret)
+            // Records on, as a deployment runs, in a file beside the log unless told otherwise.
+            .env(
+                "CIRCLE_DATABASE",
+                format!("sqlite://{}.records.db", log.display()),
+            )
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

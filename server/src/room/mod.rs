@@ -12,7 +12,7 @@ pub mod state;
 pub mod time;
 
 pub use actor::{spawn, OnClose};
-pub use handle::{ConnectionLink, Outbound, RoomHandle, Sent};
+pub use handle::{ConnectionLink, Outbound, RoomHandle, RoomView, Sent};
 pub use state::{
     Effect, Joined, Joiner, Millis, OverviewEntry, PresenceState, Room, RoomConfig, RoomOverview,
     RoomSettings,

@@ -1,0 +1,171 @@
+//! The admin API (`/api/v1/*`, operations.md) on the main port: an axum router the HTTP layer
+//! hands those paths to. Every request but the OpenAPI document needs one of
+//! the configured keys; with none configured, every path answers 404.
+
+mod error;
+mod records;
+mod rooms;
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::Router;
+
+pub use error::ApiError;
+
+use crate::registry::Registry;
+use crate::store::Store;
+
+/// Request bodies larger than this are refused with 413 (operations.md).
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// The OpenAPI 3 document of this API, served at `/api/v1/openapi.json`.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    pub registry: Arc<Registry>,
+    /// `None` with records off: the record endpoints answer 404.
+    pub store: Option<Store>,
+}
+
+/// The router for `/api/v1/*`.
+pub fn router(state: ApiState) -> Router {
+    let keys = Arc::new(
+        state
+            .registry
+            .context()
+            .settings()
+            .operations
+            .api_keys
+            .clone(),
+    );
+    let protected = Router::new()
+        .route("/api/v1/rooms", get(rooms::list))
+        .route("/api/v1/rooms/{room}", get(rooms::show).put(rooms::put))
+        .route("/api/v1/rooms/{room}/tokens", post(rooms::token))
+        .route("/api/v1/rooms/{room}/end", post(rooms::end))
+        .route(
+            "/api/v1/rooms/{room}/participants/{participant}",
+            delete(rooms::remove),
+        )
+        .route("/api/v1/sessions", get(records::list))
+        .route("/api/v1/sessions/{session}", get(records::show))
+        .route(
+            "/api/v1/sessions/{session}/attendance.csv",
+            get(records::csv),
+        )
+        .route("/api/v1/audit", get(records::audit))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(keys.clone(), authorize));
+    Router::new()
+        .route("/api/v1/openapi.json", get(openapi))
+        .merge(protected)
+        .layer(middleware::from_fn_with_state(keys, enabled))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+/// With no key configured the API does not exist: 404 for every path, the document included.
+async fn enabled(State(keys): State<Arc<Vec<String>>>, request: Request, next: Next) -> Response {
+    if keys.is_empty() {
+        return ApiError::not_found("not found").into_response();
+    }
+    let mut response = next.run(request).await;
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// `Authorization: Bearer <key>` with one of the configured keys (several during a rotation).
+async fn authorize(State(keys): State<Arc<Vec<String>>>, request: Request, next: Next) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let allowed = presented.is_some_and(|p| keys.iter().any(|k| constant_time_eq(k, p)));
+    if !allowed {
+        let mut response = ApiError::unauthorized("a valid API key is required").into_response();
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return response;
+    }
+    next.run(request).await
+}
+
+/// Compares without an early exit on the first differing byte, so response times do not
+/// reveal how much of a guessed key is right.
+fn constant_time_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint")
+}
+
+async fn method_not_allowed() -> Response {
+    let mut response = ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not take that method",
+    )
+    .into_response();
+    *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_compare_equal_only_when_identical() {
+        assert!(constant_time_eq(
+            "a-key-of-32-characters-or-more!!",
+            "a-key-of-32-characters-or-more!!"
+        ));
+        assert!(!constant_time_eq(
+            "a-key-of-32-characters-or-more!!",
+            "a-key-of-32-characters-or-more!?"
+        ));
+        assert!(!constant_time_eq("short", "shorter"));
+    }
+
+    #[test]
+    fn the_openapi_document_is_json_and_names_every_route() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+        for path in [
+            "/api/v1/openapi.json",
+            "/api/v1/rooms",
+            "/api/v1/rooms/{room}",
+            "/api/v1/rooms/{room}/tokens",
+            "/api/v1/rooms/{room}/end",
+            "/api/v1/rooms/{room}/participants/{participant}",
+            "/api/v1/sessions",
+            "/api/v1/sessions/{session}",
+            "/api/v1/sessions/{session}/attendance.csv",
+            "/api/v1/audit",
+        ] {
+            assert!(doc["paths"].get(path).is_some(), "{path} is not documented");
+        }
+    }
+}

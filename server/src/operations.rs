@@ -1,0 +1,127 @@
+//! Starts and stops what the clinic's own systems rely on, around the rooms: the records store
+//! (migrated, repaired after a crash, swept for retention), the recorder and the webhook sender.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::context::Context;
+use crate::records::{self, Recorder};
+use crate::store::{Store, StoreError};
+use crate::webhooks::deliver::{now_ms, OnResult, Webhooks};
+use crate::webhooks::WebhookConfig;
+
+/// How often old records are swept.
+const RETENTION_EVERY: Duration = Duration::from_secs(3600);
+/// How long a stopping server waits for the last records to be written.
+const FLUSH: Duration = Duration::from_secs(10);
+
+/// The running operations tasks.
+#[derive(Debug)]
+pub struct Operations {
+    pub store: Option<Store>,
+    stop_recorder: CancellationToken,
+    recorder: Option<JoinHandle<()>>,
+    stop_background: CancellationToken,
+    background: Vec<JoinHandle<()>>,
+}
+
+impl Operations {
+    /// Opens the store and starts the recorder and the webhook sender. Call before any room
+    /// starts, so the recorder sees every event.
+    pub async fn start(context: &Arc<Context>, on_webhook: OnResult) -> Result<Self, StoreError> {
+        let settings = &context.settings().operations;
+        let store = match &settings.database {
+            Some(url) => Some(Store::open(url).await?),
+            None => None,
+        };
+        if let Some(store) = &store {
+            for (room, room_settings) in store.room_settings().await? {
+                context.set_room_settings(room.as_str().into(), room_settings);
+            }
+        }
+        let webhooks = (!settings.webhook_urls.is_empty()).then(|| {
+            Webhooks::new(
+                WebhookConfig {
+                    urls: settings.webhook_urls.clone(),
+                    secret: settings.webhook_secret.clone(),
+                },
+                store.clone(),
+                settings.webhook_backoff,
+                on_webhook,
+            )
+        });
+        if let Some(store) = &store {
+            let closed = records::recover(store, webhooks.as_ref()).await?;
+            if closed > 0 {
+                tracing::warn!(
+                    sessions = closed,
+                    "closed sessions the last run left open (it did not stop cleanly)"
+                );
+            }
+        }
+        let stop_recorder = CancellationToken::new();
+        let stop_background = CancellationToken::new();
+        let mut background = Vec::new();
+        let recorder = (store.is_some() || webhooks.is_some()).then(|| {
+            let recorder = Recorder {
+                store: store.clone(),
+                webhooks: webhooks.clone(),
+            };
+            tokio::spawn(recorder.run(context.events().subscribe(), stop_recorder.clone()))
+        });
+        if let Some(hooks) = webhooks {
+            background.push(tokio::spawn(hooks.run(stop_background.clone())));
+        }
+        if let (Some(store), Some(keep)) = (&store, settings.records_retention) {
+            background.push(tokio::spawn(sweep(
+                store.clone(),
+                keep,
+                stop_background.clone(),
+            )));
+        }
+        Ok(Self {
+            store,
+            stop_recorder,
+            recorder,
+            stop_background,
+            background,
+        })
+    }
+
+    /// Writes what the rooms told last and stops. Call once every room has closed.
+    pub async fn finish(self) {
+        self.stop_recorder.cancel();
+        if let Some(recorder) = self.recorder {
+            if tokio::time::timeout(FLUSH, recorder).await.is_err() {
+                tracing::warn!("the last records were not written in time");
+            }
+        }
+        self.stop_background.cancel();
+        for task in self.background {
+            let _ = tokio::time::timeout(FLUSH, task).await;
+        }
+        if let Some(store) = self.store {
+            store.close().await;
+        }
+    }
+}
+
+/// Deletes records older than `keep`, now and then hourly.
+async fn sweep(store: Store, keep: Duration, stop: CancellationToken) {
+    let mut every = tokio::time::interval(RETENTION_EVERY);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            () = stop.cancelled() => return,
+        }
+        let cutoff = now_ms().saturating_sub(keep.as_millis() as u64);
+        match store.delete_before(cutoff).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(sessions = n, "deleted records past their retention"),
+            Err(e) => tracing::warn!(error = %e, "could not delete old records"),
+        }
+    }
+}
