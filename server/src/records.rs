@@ -16,7 +16,8 @@ use crate::webhooks::{self, finish_reason, left_reason, role_name, WebhookEvent}
 
 /// Events written in one transaction at most.
 const BATCH: usize = 1024;
-/// How often running sessions are marked as still running (what a crash closes them at).
+/// How often running sessions are marked as still running (what a crash closes them at), besides
+/// every event they have: a crash loses at most this much of anyone's presence.
 const SEEN_EVERY: Duration = Duration::from_secs(30);
 
 /// Where the recorder sends what it makes of the events.
@@ -97,6 +98,21 @@ impl Recorder {
                     ));
                 }
             }
+        }
+        if self.store.is_some() {
+            // Whatever a session did last is a moment it was still running: a crash closes
+            // its open intervals no earlier than that.
+            let mut last: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+            for stamped in batch {
+                if open.contains(stamped.session.as_str()) {
+                    let at = last.entry(stamped.session.as_str()).or_default();
+                    *at = (*at).max(stamped.at);
+                }
+            }
+            writes.extend(last.into_iter().map(|(session, at)| Write::Seen {
+                session: session.to_owned(),
+                at,
+            }));
         }
         let pending = self.pending(hooks, seq);
         self.write(writes, pending).await;

@@ -2,6 +2,7 @@
 //! clients that record every frame they receive.
 
 pub mod browser;
+pub mod ops;
 pub mod postgres;
 pub mod process;
 pub mod token;
@@ -50,6 +51,11 @@ impl TestServer {
 
     pub fn url(&self) -> String {
         format!("ws://{}/ws", self.server.addr)
+    }
+
+    /// The admin API, with the tests' key ([`ops::API_KEY`]; the server must be given it).
+    pub fn api(&self) -> ops::Api {
+        ops::Api::new(self.server.addr, Some(ops::API_KEY))
     }
 
     pub fn token(&self, room: &str, sub: &str, role: Role) -> String {

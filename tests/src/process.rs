@@ -11,14 +11,24 @@ use std::time::{Duration, Instant};
 /// How long `circle` may take to print its address.
 const START: Duration = Duration::from_secs(10);
 
-/// The `circle` binary: `CIRCLE_BIN` when set, else the one beside the running executable (the
-/// same target directory).
+/// The `circle` binary: `CIRCLE_BIN` when set, else the one of the same target directory as the
+/// running executable.
 pub fn circle_bin() -> PathBuf {
     if let Some(bin) = std::env::var_os("CIRCLE_BIN") {
         return bin.into();
     }
     let me = std::env::current_exe().expect("own path");
-    me.with_file_name("circle")
+    let beside = me.with_file_name("circle");
+    if beside.is_file() {
+        return beside;
+    }
+    // A test binary lives in target/<profile>/deps; `cargo test --workspace` builds `circle`
+    // one level up (the server package's own tests need it).
+    me.parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join("circle"))
+        .filter(|bin| bin.is_file())
+        .unwrap_or(beside)
 }
 
 /// A running `circle serve`; killed when dropped, so that a run failing half-way leaves no server

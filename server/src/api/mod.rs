@@ -23,8 +23,17 @@ use crate::store::Store;
 /// Request bodies larger than this are refused with 413 (operations.md).
 pub const MAX_BODY: usize = 64 * 1024;
 
-/// The OpenAPI 3 document of this API, served at `/api/v1/openapi.json`.
+/// The OpenAPI 3 document of this API, served at `/api/v1/openapi.json` with this server's own
+/// limits filled in.
 pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// The document as this server serves it: a token's longest lifetime is a setting.
+fn openapi_document(max_token_lifetime: u64) -> String {
+    let mut doc: serde_json::Value = serde_json::from_str(OPENAPI).expect("the document is JSON");
+    doc["components"]["schemas"]["TokenRequest"]["properties"]["ttl_seconds"]["maximum"] =
+        max_token_lifetime.into();
+    doc.to_string()
+}
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -45,6 +54,8 @@ pub fn router(state: ApiState) -> Router {
             .api_keys
             .clone(),
     );
+    let document: Arc<str> =
+        openapi_document(state.registry.context().keys().max_lifetime_secs()).into();
     let protected = Router::new()
         .route("/api/v1/rooms", get(rooms::list))
         .route("/api/v1/rooms/{room}", get(rooms::show).put(rooms::put))
@@ -65,7 +76,18 @@ pub fn router(state: ApiState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(keys.clone(), authorize));
     Router::new()
-        .route("/api/v1/openapi.json", get(openapi))
+        .route(
+            "/api/v1/openapi.json",
+            get(move || {
+                let document = document.clone();
+                async move {
+                    (
+                        [(header::CONTENT_TYPE, "application/json")],
+                        document.to_string(),
+                    )
+                }
+            }),
+        )
         .merge(protected)
         .layer(middleware::from_fn_with_state(keys, enabled))
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -111,10 +133,6 @@ fn constant_time_eq(a: &str, b: &str) -> bool {
         return false;
     }
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
 async fn not_found() -> ApiError {

@@ -52,7 +52,8 @@ fn query(params: ListParams) -> Result<SessionQuery, ApiError> {
         from: time("from", params.from)?,
         to: time("to", params.to)?,
         limit,
-        cursor: params.cursor,
+        // An empty cursor is the first page, as no cursor is.
+        cursor: params.cursor.filter(|c| !c.is_empty()),
     })
 }
 

@@ -240,6 +240,12 @@ pub async fn token(
         nbf: None,
         iat: Some(now),
     };
+    // The document promises at most 64 characters as sent, before any trimming.
+    if claims.name.chars().count() > 64 {
+        return Err(ApiError::bad_request(
+            "the join token has a bad `name` claim",
+        ));
+    }
     validate_claims(&claims).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let token = context.keys().mint(&claims);
     let base = match &context.settings().operations.public_url {

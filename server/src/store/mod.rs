@@ -154,7 +154,8 @@ pub fn rfc3339(at_ms: u64) -> String {
 pub fn parse_rfc3339(text: &str) -> Option<u64> {
     let t =
         time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
-    u64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
+    // Before 1970 nothing was recorded: as a bound it means "from the start".
+    Some(u64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(0))
 }
 
 #[cfg(test)]
