@@ -84,6 +84,15 @@ pub struct Browser {
 impl Browser {
     /// Joins; with `publish`, offers audio and video and starts sending once connected.
     pub async fn join(room: &impl Room, id: &str, publish: bool) -> Browser {
+        Self::join_with(room, id, publish, publish).await
+    }
+
+    /// Joins and publishes a microphone only, like a member whose camera stays off.
+    pub async fn join_audio_only(room: &impl Room, id: &str) -> Browser {
+        Self::join_with(room, id, true, false).await
+    }
+
+    async fn join_with(room: &impl Room, id: &str, publish: bool, with_video: bool) -> Browser {
         let room = room.link();
         let (inbox_tx, mut inbox) = mpsc::channel::<RouterEvent>(1024);
         room.command(BrowserCommand::Add(id.into(), publish, inbox_tx))
@@ -103,18 +112,22 @@ impl Browser {
                 client_opus(),
                 0x1000_0000 | rand_u32(id, 1),
             );
-            let video = local_track(
-                id,
-                RtpCodecKind::Video,
-                client_vp8(),
-                0x2000_0000 | rand_u32(id, 2),
-            );
+            let video = with_video.then(|| {
+                local_track(
+                    id,
+                    RtpCodecKind::Video,
+                    client_vp8(),
+                    0x2000_0000 | rand_u32(id, 2),
+                )
+            });
             pc.add_track(audio.clone() as Arc<dyn TrackLocal>)
                 .await
                 .unwrap();
-            pc.add_track(video.clone() as Arc<dyn TrackLocal>)
-                .await
-                .unwrap();
+            if let Some(video) = &video {
+                pc.add_track(video.clone() as Arc<dyn TrackLocal>)
+                    .await
+                    .unwrap();
+            }
             let offer = pc.create_offer(None).await.unwrap();
             pc.set_local_description(offer).await.unwrap();
             let sdp = pc.local_description().await.unwrap().sdp;
@@ -242,10 +255,18 @@ impl Browser {
                 id.to_owned(),
                 audio_level,
             )));
-            let stop = browser.stop.clone();
-            tokio::spawn(stop.run_until_cancelled_owned(send_video(video.clone(), id.to_owned())));
-            let stop = browser.stop.clone();
-            tokio::spawn(stop.run_until_cancelled_owned(count_plis(video, plis_received, changes)));
+            if let Some(video) = video {
+                let stop = browser.stop.clone();
+                tokio::spawn(
+                    stop.run_until_cancelled_owned(send_video(video.clone(), id.to_owned())),
+                );
+                let stop = browser.stop.clone();
+                tokio::spawn(stop.run_until_cancelled_owned(count_plis(
+                    video,
+                    plis_received,
+                    changes,
+                )));
+            }
         }
         browser
     }

@@ -4,6 +4,7 @@
 mod events;
 mod forwarding;
 mod media_security;
+mod records;
 mod recovery;
 
 use circle_tests::TestServer;
