@@ -95,7 +95,7 @@ impl Settings {
             ping_interval: Duration::from_secs(15),
             outbound_queue: 256,
             room_queue: 1024,
-            event_queue: 4096,
+            event_queue: 16_384,
             message_rate: 20,
             message_burst: 60,
             max_rooms: 1000,

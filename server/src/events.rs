@@ -186,6 +186,7 @@ impl Subscription {
                 Ok(event) => return Some(event),
                 Err(broadcast::error::TryRecvError::Lagged(lost)) => {
                     self.dropped.fetch_add(lost, Ordering::Relaxed);
+                    tracing::error!(lost, "a room-event subscriber fell behind; events were lost");
                 }
                 Err(_) => return None,
             }
@@ -200,6 +201,7 @@ impl Subscription {
                 Ok(event) => return Some(event),
                 Err(broadcast::error::RecvError::Lagged(lost)) => {
                     self.dropped.fetch_add(lost, Ordering::Relaxed);
+                    tracing::error!(lost, "a room-event subscriber fell behind; events were lost");
                 }
                 Err(broadcast::error::RecvError::Closed) => return None,
             }
