@@ -55,3 +55,19 @@ fn server_golden_files_round_trip() {
         assert_eq!(again, value, "{name} did not round-trip");
     }
 }
+
+#[test]
+fn every_reason_a_session_can_end_with_is_spelled_as_protocol_md_says() {
+    use circle_protocol::{EndReason, ServerMessage};
+    for (reason, wire) in [
+        (EndReason::EndedByFacilitator, "ended_by_facilitator"),
+        (EndReason::EndedByAdmin, "ended_by_admin"),
+        (EndReason::ServerShutdown, "server_shutdown"),
+    ] {
+        let message = ServerMessage::SessionEnded { reason };
+        let json = serde_json::to_value(&message).unwrap();
+        assert_eq!(json["reason"], wire);
+        let back: ServerMessage = serde_json::from_value(json).unwrap();
+        assert_eq!(back, message);
+    }
+}
