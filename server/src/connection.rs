@@ -27,6 +27,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::ClientVisible;
+use crate::metrics::{JoinResult, Metrics};
 use crate::registry::Registry;
 use crate::room::{ConnectionLink, Joiner, Outbound, RoomError, RoomHandle, Sent};
 
@@ -219,13 +220,17 @@ where
             let _ = tx.try_send(Outbound::Close(code));
             Err(None)
         }
-        Ok(Some(Ok(text))) => join(&registry, text.as_deref(), &link).await.map_err(Some),
+        Ok(Some(Ok(text))) => {
+            context.metrics().ws_message_received();
+            join(&registry, text.as_deref(), &link).await.map_err(Some)
+        }
     };
     let seat = match seat {
         Ok(seat) => seat,
         Err(refusal) => {
             if let Some((id, e)) = refusal {
                 tracing::debug!(code = ?e.code(), "join refused");
+                context.metrics().error_sent(e.code());
                 let frame = ServerFrame {
                     seq: 1,
                     message: ServerMessage::error(id, e.code(), e.to_string()),
@@ -241,7 +246,15 @@ where
     budget.lift();
     tracing::info!(connection = link.id, "connection joined");
 
-    read_loop(&mut stream, &seat, &link, &closed, &settings).await;
+    read_loop(
+        &mut stream,
+        &seat,
+        &link,
+        &closed,
+        &settings,
+        context.metrics(),
+    )
+    .await;
 
     // The room ignores this when it closed the connection itself (leave, removal, replacement).
     let _ = seat
@@ -284,18 +297,36 @@ fn close_code_for(error: &WsError) -> Option<u16> {
     }
 }
 
+/// Joins with the connection's first message, and counts the attempt: every first message but
+/// a `resume` is one (a `hello`, or what failed to be one), timed from its arrival to the room's
+/// answer, which comes once the `welcome` or `waiting` is queued.
 async fn join(
     registry: &Arc<Registry>,
     text: Option<&str>,
     link: &ConnectionLink,
 ) -> Result<Seat, (Option<u32>, JoinError)> {
-    let Some(text) = text else {
-        let refusal = JoinError::BadRequest("binary frames are not accepted".into());
-        return Err((None, refusal));
-    };
-    let frame = decode_client(text).map_err(|e| (e.id, JoinError::BadRequest(e.message)))?;
-    let id = frame.id;
-    join_with(registry, frame, link).await.map_err(|e| (id, e))
+    let received = std::time::Instant::now();
+    let metrics = registry.context().metrics();
+    let mut resume = false;
+    let joined = async {
+        let Some(text) = text else {
+            let refusal = JoinError::BadRequest("binary frames are not accepted".into());
+            return Err((None, refusal));
+        };
+        let frame = decode_client(text).map_err(|e| (e.id, JoinError::BadRequest(e.message)))?;
+        resume = matches!(frame.message, ClientMessage::Resume { .. });
+        let id = frame.id;
+        join_with(registry, frame, link).await.map_err(|e| (id, e))
+    }
+    .await;
+    if !resume {
+        match &joined {
+            // The room counted whether it admitted the joiner or let them wait.
+            Ok(_) => metrics.join_time(received.elapsed()),
+            Err(_) => metrics.join(JoinResult::Refused),
+        }
+    }
+    joined
 }
 
 async fn join_with(
@@ -374,6 +405,7 @@ async fn read_loop<S>(
     link: &ConnectionLink,
     closed: &CancellationToken,
     settings: &crate::config::Settings,
+    metrics: &Metrics,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -399,6 +431,9 @@ async fn read_loop<S>(
         };
         if matches!(message, Message::Close(_)) {
             return;
+        }
+        if matches!(message, Message::Text(_) | Message::Binary(_)) {
+            metrics.ws_message_received();
         }
         // Every frame costs, whatever its kind: binary frames and pings are work too.
         let now = Instant::now();

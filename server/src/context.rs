@@ -1,6 +1,7 @@
 //! What every part of the server shares and nothing finds by: the settings, the join-token keys,
 //! the media engine, the task tracker and shutdown signal, the removals remembered past a room's
-//! life, and the counts and caps read across connections. Rooms are found in `registry`.
+//! life, the metrics, and the counts and caps read across connections. Rooms are found in
+//! `registry`.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -15,6 +16,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::{RoomSettings, Settings};
 use crate::events::EventBus;
 use crate::media::{Media, MediaError};
+use crate::metrics::Metrics;
 use crate::token::TokenKeys;
 
 #[derive(Debug)]
@@ -26,6 +28,7 @@ pub struct Context {
     shutdown: CancellationToken,
     bans: Bans,
     events: EventBus,
+    metrics: Metrics,
     next_connection: AtomicU64,
     /// Client connections whose task is running, for `/stats`.
     live_connections: AtomicUsize,
@@ -55,6 +58,7 @@ impl Context {
             keep: settings.max_token_lifetime + Duration::from_secs(120),
         };
         let events = EventBus::new(settings.event_queue);
+        let metrics = Metrics::new(media.clone());
         Ok(Arc::new(Self {
             settings,
             keys,
@@ -63,6 +67,7 @@ impl Context {
             shutdown,
             bans,
             events,
+            metrics,
             next_connection: AtomicU64::new(1),
             live_connections: AtomicUsize::new(0),
             connections: DashMap::new(),
@@ -105,6 +110,11 @@ impl Context {
     /// What happens in every room, for whoever subscribes.
     pub fn events(&self) -> &EventBus {
         &self.events
+    }
+
+    /// The server's Prometheus metrics; `metrics().encode()` is the text `/metrics` serves.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// Remembers that `participant` was removed from `room`.

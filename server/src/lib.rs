@@ -9,6 +9,7 @@ pub mod error;
 pub mod events;
 pub mod http;
 pub mod media;
+pub mod metrics;
 pub mod operations;
 pub mod records;
 pub mod registry;

@@ -2,6 +2,7 @@
 //! clients that record every frame they receive.
 
 pub mod browser;
+pub mod metrics;
 pub mod ops;
 pub mod postgres;
 pub mod process;

@@ -18,6 +18,24 @@ pub enum MediaKind {
 }
 
 impl MediaKind {
+    pub const ALL: [MediaKind; 2] = [MediaKind::Audio, MediaKind::Video];
+
+    /// The kind as a metrics label and in logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MediaKind::Audio => "audio",
+            MediaKind::Video => "video",
+        }
+    }
+
+    /// A dense index, for per-kind arrays of counters.
+    pub(crate) fn index(self) -> usize {
+        match self {
+            MediaKind::Audio => 0,
+            MediaKind::Video => 1,
+        }
+    }
+
     pub(crate) fn codec(self) -> RTCRtpCodec {
         match self {
             MediaKind::Audio => opus(),

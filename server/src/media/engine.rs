@@ -37,6 +37,7 @@ use webrtc::runtime::{
 };
 
 use crate::media::codec::{opus, vp8, AUDIO_LEVEL_URI, OPUS_PAYLOAD_TYPE, VP8_PAYLOAD_TYPE};
+use crate::media::counters::MediaCounters;
 use crate::media::{MediaConfig, MediaError};
 
 /// Opus and VP8 only, the same on both legs, so a forwarded packet never needs transcoding;
@@ -84,6 +85,8 @@ pub(crate) struct Engine {
     pub(crate) config: MediaConfig,
     runtime: Arc<dyn Runtime>,
     next_port: AtomicU32,
+    /// What every peer and producer built from this engine counts.
+    pub(crate) counters: Arc<MediaCounters>,
 }
 
 impl Engine {
@@ -110,6 +113,7 @@ impl Engine {
             config,
             runtime,
             next_port: AtomicU32::new(0),
+            counters: Arc::default(),
         })
     }
 

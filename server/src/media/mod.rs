@@ -6,12 +6,14 @@
 //! one task per server-side peer connection, `producer` reads one incoming track and fans it out,
 //! `forward` is the per-packet work it does (public only so `cargo bench` can measure it; it
 //! names the RTP packet type), `consumer` is one outgoing copy and `egress` the track it writes into, `router` keeps the room's
-//! registry of who receives what, and `speaking` turns audio levels into the `speaking` set.
+//! registry of who receives what, `speaking` turns audio levels into the `speaking` set, and
+//! `counters` holds what the packet path counts for metrics.
 //! Every other webrtc type stays inside this module, behind these types, so the library can be
 //! swapped.
 
 mod codec;
 mod consumer;
+mod counters;
 mod egress;
 mod engine;
 pub mod forward;
@@ -29,6 +31,7 @@ use circle_protocol::{IceCandidate, IceServer, ParticipantId, PcKind, SdpType};
 use tokio::sync::mpsc;
 
 pub use codec::MediaKind;
+pub use counters::{DropReason, MediaCounters};
 pub use engine::KeyframeRequestsToApp;
 pub use router::Router;
 
@@ -105,6 +108,11 @@ impl Media {
     /// Must be called inside a tokio runtime: the router spawns its task here.
     pub fn router(&self, events: mpsc::Sender<RouterEvent>) -> Router {
         Router::new(self.engine.clone(), events)
+    }
+
+    /// This server's packet and peer counts.
+    pub fn counters(&self) -> &MediaCounters {
+        &self.engine.counters
     }
 
     /// The STUN/TURN servers to hand to clients in `welcome`.

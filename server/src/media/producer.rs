@@ -2,6 +2,7 @@
 //! [`forward`](crate::media::forward) (floor gate, sequence rewriting, loud-packet count), and
 //! writes each copy straight into its subscriber's connection without ever waiting on one. The
 //! task owns the subscriber list; consumers change it by message, so no packet takes a lock.
+//! Each packet and copy is counted in the server's [`MediaCounters`] with relaxed atomic adds.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -17,6 +18,7 @@ use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 
 use crate::media::codec::MediaKind;
+use crate::media::counters::{DropReason, MediaCounters};
 use crate::media::egress::{Egress, Subscription};
 use crate::media::forward::{
     egress_copy, is_vp8_keyframe_start, Ingress, KeyframePacer, KeyframeWanted,
@@ -74,6 +76,7 @@ impl Producer {
         gate: Arc<AtomicBool>,
         audio_level_id: Option<u8>,
         ended: mpsc::Sender<ProducerEnded>,
+        counters: Arc<MediaCounters>,
     ) -> Option<Arc<Producer>> {
         let kind = match track.kind().await {
             RtpCodecKind::Audio => MediaKind::Audio,
@@ -113,6 +116,7 @@ impl Producer {
             ingress,
             subscription_rx,
             ended,
+            counters,
         ));
         Some(producer)
     }
@@ -144,11 +148,21 @@ impl Producer {
     }
 }
 
+/// What became of one packet's copies.
+#[derive(Default)]
+struct FanOut {
+    written: u64,
+    queue_full: u64,
+    closed: u64,
+}
+
 /// Writes one copy per live subscriber. The library's write only queues the packet for the
 /// subscriber connection's own task, so it completes at once unless that queue is full; then
 /// this subscriber loses the packet rather than holding back everyone else. Writing here,
-/// rather than through a task per consumer, saves a hand-off per copy.
-fn fan_out(producer: ProducerId, consumers: &[ConsumerSlot], packet: &rtp::Packet) {
+/// rather than through a task per consumer, saves a hand-off per copy. Subscribers not yet
+/// live are skipped, not counted: nothing was meant for them yet.
+fn fan_out(producer: ProducerId, consumers: &[ConsumerSlot], packet: &rtp::Packet) -> FanOut {
+    let mut out = FanOut::default();
     for slot in consumers {
         let egress = &slot.egress;
         if !egress.live.load(Ordering::Acquire) {
@@ -156,16 +170,23 @@ fn fan_out(producer: ProducerId, consumers: &[ConsumerSlot], packet: &rtp::Packe
         }
         let copy = egress_copy(packet, egress.ssrc, egress.payload_type);
         match egress.track.write_rtp(copy).now_or_never() {
-            Some(Ok(())) => {}
+            Some(Ok(())) => out.written += 1,
             // The track was removed or its connection is closing.
-            Some(Err(e)) => tracing::trace!(error = %e, "consumer write failed"),
-            None => tracing::trace!(
-                producer,
-                consumer = slot.id,
-                "subscriber connection queue full"
-            ),
+            Some(Err(e)) => {
+                out.closed += 1;
+                tracing::trace!(error = %e, "consumer write failed");
+            }
+            None => {
+                out.queue_full += 1;
+                tracing::trace!(
+                    producer,
+                    consumer = slot.id,
+                    "subscriber connection queue full"
+                );
+            }
         }
     }
+    out
 }
 
 fn apply(consumers: &mut Vec<ConsumerSlot>, change: Subscription) {
@@ -186,7 +207,9 @@ async fn relay(
     mut ingress: Ingress,
     mut subscriptions: mpsc::Receiver<Subscription>,
     ended: mpsc::Sender<ProducerEnded>,
+    counters: Arc<MediaCounters>,
 ) {
+    let kind = producer.kind;
     let mut consumers: Vec<ConsumerSlot> = Vec::new();
     loop {
         let event = tokio::select! {
@@ -204,17 +227,24 @@ async fn relay(
             Some(TrackRemoteEvent::OnRtpPacket(packet)) => packet,
             Some(_) => continue,
         };
+        counters.count_received(kind);
         let verdict = ingress.process(&mut packet);
         if verdict.loud {
             producer.loud_packets.fetch_add(1, Ordering::Relaxed);
         }
         if verdict.forward {
-            if producer.kind == MediaKind::Video && is_vp8_keyframe_start(&packet.payload) {
+            if kind == MediaKind::Video && is_vp8_keyframe_start(&packet.payload) {
                 // Before the fan-out: a subscriber that goes live after this point asks for a
                 // new keyframe rather than waiting on this one.
                 lock(&producer.keyframes).keyframe_forwarded();
             }
-            fan_out(producer.id, &consumers, &packet);
+            let out = fan_out(producer.id, &consumers, &packet);
+            counters.count_forwarded(kind, out.written);
+            counters.count_dropped(DropReason::SubscriberQueueFull, out.queue_full);
+            counters.count_dropped(DropReason::SubscriberClosed, out.closed);
+        } else {
+            // Only the floor gate holds a packet back.
+            counters.count_dropped(DropReason::FloorGate, 1);
         }
     }
     tracing::debug!(producer = producer.id, "producer ended");

@@ -1,22 +1,24 @@
 //! The task that owns one room: it feeds commands and timers to the rules, and carries their
 //! effects out to connections. It never awaits a participant: every delivery is a `try_send`, and a
 //! connection that cannot keep up loses reactions first, then its connection (it may resume).
+//! It also keeps the server's metrics about rooms up to date, from what the rules did.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use circle_protocol::{ErrorCode, ParticipantId, RoomId, ServerMessage};
+use circle_protocol::{ErrorCode, FloorMode, ParticipantId, RoomId, ServerMessage};
 use rand::RngCore;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::handle::{ConnectionLink, Outbound, RoomCommand, RoomHandle, RoomView};
 use super::outbox::Outbox;
-use super::state::{Effect, Millis, Room, RoomSettings};
+use super::state::{Effect, Millis, PresenceState, Room, RoomSettings};
 use super::RoomError;
 use crate::context::Context;
 use crate::events::{self, RoomEvent, SessionId, Stamped};
 use crate::media::{MediaKind, Router, RouterEvent, Signal};
+use crate::metrics::{JoinResult, Presence, RoomGauges};
 
 /// Called once when the room's task ends, so whoever finds rooms forgets this one.
 pub type OnClose = Box<dyn FnOnce() + Send>;
@@ -75,10 +77,18 @@ struct RoomActor {
     started_at: Option<Millis>,
     /// When each participant here was admitted or began waiting, for the admin API.
     since: HashMap<ParticipantId, Millis>,
+    /// This room's part in the server's room gauges, taken back when the task ends.
+    gauges: RoomGauges,
+    /// Someone arrived, was admitted or left since the gauges were last told.
+    presence_changed: bool,
+    /// The floor's mode and stick holder as last announced, to count changes of either.
+    floor: (FloorMode, Option<ParticipantId>),
 }
 
 impl RoomActor {
     fn new(room: Room, context: Arc<Context>, on_close: OnClose, router: Router) -> Self {
+        let gauges = context.metrics().room_opened();
+        let floor = (room.overview().floor_mode, None);
         Self {
             room,
             context,
@@ -92,6 +102,9 @@ impl RoomActor {
             session: SessionId::random(),
             started_at: None,
             since: HashMap::new(),
+            gauges,
+            presence_changed: false,
+            floor,
         }
     }
 
@@ -152,6 +165,15 @@ impl RoomActor {
                             old.close(circle_protocol::close::REPLACED);
                         }
                         self.acknowledge(&id, request);
+                        // The `welcome` or `waiting` is queued before the connection hears back,
+                        // so the join time it measures ends with it.
+                        self.apply_effects();
+                        let result = if self.room.is_admitted(&id) {
+                            JoinResult::Admitted
+                        } else {
+                            JoinResult::Waiting
+                        };
+                        self.context.metrics().join(result);
                         let _ = reply.send(Ok(()));
                     }
                     Err(e) => {
@@ -347,9 +369,49 @@ impl RoomActor {
                 self.room.disconnected(now, &participant);
             }
         }
+        if std::mem::take(&mut self.presence_changed) {
+            self.count_presence();
+        }
+    }
+
+    /// Keeps the server's metrics up to date with one thing the rules did.
+    fn count(&mut self, effect: &Effect) {
+        match effect {
+            // Everyone admitted gets their own view of the floor, but the mode and the holder
+            // are the same in each: the first view that differs is the change.
+            Effect::Send {
+                message: ServerMessage::Floor(floor),
+                ..
+            } if floor.mode != self.floor.0 || floor.holder != self.floor.1 => {
+                self.floor = (floor.mode, floor.holder.clone());
+                self.context.metrics().floor_changed();
+            }
+            Effect::Event(RoomEvent::Started) => self.gauges.set_session_open(true),
+            Effect::Event(RoomEvent::Finished { .. }) => self.gauges.set_session_open(false),
+            // Leaving the waiting room has no event of its own, but every departure is `Gone`.
+            Effect::Event(RoomEvent::Waiting { .. } | RoomEvent::Admitted { .. })
+            | Effect::Gone { .. } => self.presence_changed = true,
+            _ => {}
+        }
+    }
+
+    /// Tells the room gauges who is here now; only after a step that changed it, since it
+    /// walks the room's members.
+    fn count_presence(&mut self) {
+        let mut presence = Presence::default();
+        for entry in self.room.overview().participants {
+            match entry.state {
+                PresenceState::Waiting => presence.waiting(),
+                PresenceState::Present | PresenceState::Reconnecting => {
+                    presence.admitted(entry.role)
+                }
+            }
+        }
+        self.gauges.set_presence(presence);
     }
 
     fn apply(&mut self, effect: Effect) {
+        self.count(&effect);
         match effect {
             Effect::Send { to, message } => self.deliver(&to, &message),
             Effect::Welcome { to } => self.send_welcome(&to),
@@ -467,6 +529,9 @@ impl RoomActor {
         let Some(outbox) = self.outboxes.get_mut(to) else {
             return;
         };
+        if let ServerMessage::Error { code, .. } = message {
+            self.context.metrics().error_sent(*code);
+        }
         let Some(link) = self.links.get(to) else {
             // Reconnecting: keep it for the replay, but not what the next one supersedes.
             if !message.is_droppable() {

@@ -4,6 +4,7 @@
 mod events;
 mod forwarding;
 mod media_security;
+mod metrics;
 mod records;
 mod recovery;
 

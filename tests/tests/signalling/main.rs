@@ -6,6 +6,7 @@ mod floor;
 mod keepalive;
 mod limits;
 mod messages;
+mod metrics;
 mod postgres_harness;
 mod rules;
 mod security;

@@ -19,6 +19,7 @@ use webrtc::peer_connection::{
     RTCPeerConnectionIceEvent, RTCPeerConnectionState, RTCSessionDescription,
 };
 
+use crate::media::counters::MediaCounters;
 use crate::media::engine::Engine;
 use crate::media::producer::{Producer, ProducerEnded, ProducerId};
 use crate::media::{RouterEvent, Signal};
@@ -33,22 +34,25 @@ const COMMAND_QUEUE: usize = 256;
 /// Library events per peer: candidates come in bursts of a few, tracks one or two.
 const EVENT_QUEUE: usize = 256;
 
-/// Peer connections open now, for `/stats`.
+/// Peer connections open now in the whole process, for `/stats`.
 pub(crate) static LIVE: AtomicUsize = AtomicUsize::new(0);
 
-/// Counts one open peer connection until dropped, however its task ends.
-struct Live;
+/// Counts one open peer connection until dropped, however its task ends: in the process, and
+/// in its server's [`MediaCounters`] (which tell servers sharing a process apart).
+struct Live(Arc<MediaCounters>);
 
 impl Live {
-    fn start() -> Live {
+    fn start(counters: Arc<MediaCounters>) -> Live {
         LIVE.fetch_add(1, Ordering::Relaxed);
-        Live
+        counters.peer_opened();
+        Live(counters)
     }
 }
 
 impl Drop for Live {
     fn drop(&mut self) {
         LIVE.fetch_sub(1, Ordering::Relaxed);
+        self.0.peer_closed();
     }
 }
 
@@ -204,7 +208,8 @@ impl Link {
         let handler = Arc::new(EventRelay { events: event_tx });
         match self.context.engine.build_peer(self.kind, handler).await {
             Ok(pc) => {
-                self.pc = Some((pc.clone(), Live::start()));
+                let live = Live::start(self.context.engine.counters.clone());
+                self.pc = Some((pc.clone(), live));
                 self.events = Some(events);
                 Some(pc)
             }

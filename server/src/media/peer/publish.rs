@@ -79,6 +79,7 @@ impl PublishLeg {
             context.gate.clone(),
             self.audio_level_id,
             context.producers_ended.clone(),
+            context.engine.counters.clone(),
         )
         .await
         else {
