@@ -186,7 +186,10 @@ impl Subscription {
                 Ok(event) => return Some(event),
                 Err(broadcast::error::TryRecvError::Lagged(lost)) => {
                     self.dropped.fetch_add(lost, Ordering::Relaxed);
-                    tracing::error!(lost, "a room-event subscriber fell behind; events were lost");
+                    tracing::error!(
+                        lost,
+                        "a room-event subscriber fell behind; events were lost"
+                    );
                 }
                 Err(_) => return None,
             }
@@ -201,7 +204,10 @@ impl Subscription {
                 Ok(event) => return Some(event),
                 Err(broadcast::error::RecvError::Lagged(lost)) => {
                     self.dropped.fetch_add(lost, Ordering::Relaxed);
-                    tracing::error!(lost, "a room-event subscriber fell behind; events were lost");
+                    tracing::error!(
+                        lost,
+                        "a room-event subscriber fell behind; events were lost"
+                    );
                 }
                 Err(broadcast::error::RecvError::Closed) => return None,
             }
