@@ -66,6 +66,8 @@ pub struct Operations {
     pub webhook_secret: Vec<u8>,
     /// The pause before a webhook's first retry, doubled for each one after.
     pub webhook_backoff: Duration,
+    /// A second address serving `/metrics` without a key, for an internal scraper.
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// The base of join links the API hands out (`https://clinic.example`); without it, the
     /// link names the host the API request came to.
     pub public_url: Option<String>,
@@ -80,6 +82,7 @@ impl Default for Operations {
             webhook_urls: Vec::new(),
             webhook_secret: Vec::new(),
             webhook_backoff: Duration::from_secs(1),
+            metrics_listen: None,
             public_url: None,
         }
     }

@@ -95,7 +95,8 @@ async fn connection(
         let slot = slot.clone();
         let api = api.clone();
         async move {
-            if req.uri().path().starts_with("/api/") {
+            let path = req.uri().path();
+            if path.starts_with("/api/") || path == "/metrics" {
                 use tower::ServiceExt;
                 return api.oneshot(req.map(Body::new)).await;
             }

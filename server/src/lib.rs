@@ -33,8 +33,8 @@ pub use config::Settings;
 pub enum StartError {
     #[error("the media settings are unusable: {0}")]
     Media(#[from] media::MediaError),
-    #[error("the records database: {0}")]
-    Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Operations(#[from] operations::OperationsError),
 }
 
 /// Serves on `listener` until `shutdown` is cancelled, then drains: every connection is told
@@ -56,8 +56,11 @@ pub async fn run(
 /// Opens the records store and starts the recorder and webhooks, before any room can start.
 pub async fn start_operations(
     context: &Arc<context::Context>,
-) -> Result<operations::Operations, store::StoreError> {
-    operations::Operations::start(context, Arc::new(|_| {})).await
+) -> Result<operations::Operations, operations::OperationsError> {
+    let counted = context.clone();
+    let on_webhook: webhooks::deliver::OnResult =
+        Arc::new(move |result| counted.metrics().webhook_delivery(result));
+    operations::Operations::start(context, on_webhook).await
 }
 
 /// [`run`] with a context and operations made beforehand (to subscribe to its events first,

@@ -154,6 +154,10 @@ struct ServeArgs {
         value_delimiter = ','
     )]
     webhook_urls: Vec<String>,
+    /// A second address serving /metrics without a key, for a scraper on an internal network
+    /// (e.g. 10.0.0.5:9100); on the main port /metrics needs the API key.
+    #[arg(long, env = "CIRCLE_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
     /// Key of the webhooks' HMAC signature (circle-signature header); required with a webhook URL.
     #[arg(long, env = "CIRCLE_WEBHOOK_SECRET", hide_env_values = true)]
     webhook_secret: Option<String>,
@@ -441,6 +445,7 @@ fn operations(args: &ServeArgs) -> Result<circle_server::config::Operations> {
         webhook_urls,
         webhook_secret: webhook_secret.into_bytes(),
         public_url: args.public_url.clone(),
+        metrics_listen: args.metrics_listen,
         ..Default::default()
     })
 }

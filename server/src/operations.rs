@@ -1,5 +1,6 @@
 //! Starts and stops what the clinic's own systems rely on, around the rooms: the records store
-//! (migrated, repaired after a crash, swept for retention), the recorder and the webhook sender.
+//! (migrated, repaired after a crash, swept for retention), the recorder, the webhook sender,
+//! and the separate metrics listener.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +19,18 @@ const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 /// How long a stopping server waits for the last records to be written.
 const FLUSH: Duration = Duration::from_secs(10);
 
+/// Why operations could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum OperationsError {
+    #[error("the records database: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot listen for metrics on {addr}: {error}")]
+    MetricsListen {
+        addr: std::net::SocketAddr,
+        error: std::io::Error,
+    },
+}
+
 /// The running operations tasks.
 #[derive(Debug)]
 pub struct Operations {
@@ -31,8 +44,20 @@ pub struct Operations {
 impl Operations {
     /// Opens the store and starts the recorder and the webhook sender. Call before any room
     /// starts, so the recorder sees every event.
-    pub async fn start(context: &Arc<Context>, on_webhook: OnResult) -> Result<Self, StoreError> {
+    pub async fn start(
+        context: &Arc<Context>,
+        on_webhook: OnResult,
+    ) -> Result<Self, OperationsError> {
         let settings = &context.settings().operations;
+        // Bound first: a port in use stops start-up before anything is written.
+        let metrics_listener = match settings.metrics_listen {
+            Some(addr) => Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|error| OperationsError::MetricsListen { addr, error })?,
+            ),
+            None => None,
+        };
         let store = match &settings.database {
             Some(url) => Some(Store::open(url).await?),
             None => None,
@@ -75,6 +100,13 @@ impl Operations {
         if let Some(hooks) = webhooks {
             background.push(tokio::spawn(hooks.run(stop_background.clone())));
         }
+        if let Some(listener) = metrics_listener {
+            background.push(tokio::spawn(serve_metrics(
+                listener,
+                context.clone(),
+                stop_background.clone(),
+            )));
+        }
         if let (Some(store), Some(keep)) = (&store, settings.records_retention) {
             background.push(tokio::spawn(sweep(
                 store.clone(),
@@ -106,6 +138,36 @@ impl Operations {
         if let Some(store) = self.store {
             store.close().await;
         }
+    }
+}
+
+/// `/metrics` without a key, for a scraper on an internal network (`--metrics-listen`).
+async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    context: Arc<Context>,
+    stop: CancellationToken,
+) {
+    use axum::routing::get;
+    let app = axum::Router::new().route(
+        "/metrics",
+        get(move || {
+            let context = context.clone();
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        crate::metrics::CONTENT_TYPE,
+                    )],
+                    context.metrics().encode(),
+                )
+            }
+        }),
+    );
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await;
+    if let Err(e) = served {
+        tracing::warn!(error = %e, "the metrics listener stopped");
     }
 }
 

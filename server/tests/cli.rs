@@ -235,6 +235,24 @@ fn unsafe_operations_settings_stop_start_up_with_a_message_naming_the_problem() 
 }
 
 #[test]
+fn a_metrics_address_already_in_use_stops_start_up_and_says_which() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_circle"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--records", "off"])
+        .args(["--metrics-listen", &addr])
+        .env("CIRCLE_TOKEN_SECRET", "0123456789abcdef0123456789abcdef")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("cannot listen for metrics on {addr}")),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn help_explains_every_option() {
     let out = Command::new(env!("CARGO_BIN_EXE_circle"))
         .arg("--help")

@@ -1,5 +1,5 @@
-//! The admin API (`/api/v1/*`, operations.md) on the main port: an axum router the HTTP layer
-//! hands those paths to. Every request but the OpenAPI document needs one of
+//! The admin API (`/api/v1/*`, operations.md) and `/metrics` on the main port: an axum router
+//! the HTTP layer hands those paths to. Every request but the OpenAPI document needs one of
 //! the configured keys; with none configured, every path answers 404.
 
 mod error;
@@ -43,7 +43,7 @@ pub struct ApiState {
     pub store: Option<Store>,
 }
 
-/// The router for `/api/v1/*`.
+/// The router for `/api/v1/*` and `/metrics`.
 pub fn router(state: ApiState) -> Router {
     let keys = Arc::new(
         state
@@ -72,6 +72,7 @@ pub fn router(state: ApiState) -> Router {
             get(records::csv),
         )
         .route("/api/v1/audit", get(records::audit))
+        .route("/metrics", get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(keys.clone(), authorize));
@@ -133,6 +134,15 @@ fn constant_time_eq(a: &str, b: &str) -> bool {
         return false;
     }
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The Prometheus exposition, behind the API key on the main port.
+async fn metrics(State(state): State<ApiState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+        state.registry.context().metrics().encode(),
+    )
+        .into_response()
 }
 
 async fn not_found() -> ApiError {

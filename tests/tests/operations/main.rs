@@ -5,6 +5,7 @@
 mod api;
 mod attendance;
 mod crash;
+mod metrics;
 mod privacy;
 mod schema;
 mod webhooks;
