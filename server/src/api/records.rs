@@ -30,7 +30,11 @@ fn store(state: &ApiState) -> Result<&Store, ApiError> {
         .ok_or_else(|| ApiError::not_found("records are off on this server"))
 }
 
-fn query(params: ListParams) -> Result<SessionQuery, ApiError> {
+/// The list's query string, or 400 for one that does not parse.
+type Params = Result<Query<ListParams>, axum::extract::rejection::QueryRejection>;
+
+fn query(params: Params) -> Result<SessionQuery, ApiError> {
+    let Query(params) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let time = |name: &str, value: Option<String>| -> Result<Option<u64>, ApiError> {
         value
             .map(|v| {
@@ -59,9 +63,8 @@ fn query(params: ListParams) -> Result<SessionQuery, ApiError> {
 
 pub async fn list(
     State(state): State<ApiState>,
-    params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
+    params: Params,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let Query(params) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let query = query(params)?;
     let page = store(&state)?
         .sessions(&query, now_ms())
@@ -105,9 +108,8 @@ pub async fn csv(
 
 pub async fn audit(
     State(state): State<ApiState>,
-    params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
+    params: Params,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let Query(params) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let query = query(params)?;
     let page = store(&state)?
         .audit(&query)

@@ -103,28 +103,17 @@ impl Store {
         query: &SessionQuery,
         now: u64,
     ) -> Result<Result<Page<SessionRecord>, BadCursor>, StoreError> {
-        let cursor = match query.cursor.as_deref().map(parse_cursor) {
-            Some(None) => return Ok(Err(BadCursor)),
-            Some(Some(c)) => Some(c),
-            None => None,
+        let rows = match self
+            .page(
+                "SELECT id, room, started_at, ended_at, end_reason FROM sessions",
+                "started_at",
+                query,
+            )
+            .await?
+        {
+            Ok(rows) => rows,
+            Err(bad) => return Ok(Err(bad)),
         };
-        let (sql, binds) = filtered(
-            "SELECT id, room, started_at, ended_at, end_reason FROM sessions",
-            "started_at",
-            query,
-            cursor,
-        );
-        let mut q = sqlx::query(&sql);
-        for bind in binds {
-            q = match bind {
-                Bind::Text(t) => q.bind(t),
-                Bind::Int(i) => q.bind(i),
-            };
-        }
-        let rows = q
-            .bind(page_size(query.limit))
-            .fetch_all(self.pool())
-            .await?;
         let mut items = Vec::with_capacity(rows.len());
         for row in rows {
             items.push(self.record(row, now).await?);
@@ -143,28 +132,17 @@ impl Store {
         &self,
         query: &SessionQuery,
     ) -> Result<Result<Page<AuditEvent>, BadCursor>, StoreError> {
-        let cursor = match query.cursor.as_deref().map(parse_cursor) {
-            Some(None) => return Ok(Err(BadCursor)),
-            Some(Some(c)) => Some(c),
-            None => None,
+        let rows = match self
+            .page(
+                "SELECT id, at, room, session, actor, action, target FROM audit",
+                "at",
+                query,
+            )
+            .await?
+        {
+            Ok(rows) => rows,
+            Err(bad) => return Ok(Err(bad)),
         };
-        let (sql, binds) = filtered(
-            "SELECT id, at, room, session, actor, action, target FROM audit",
-            "at",
-            query,
-            cursor,
-        );
-        let mut q = sqlx::query(&sql);
-        for bind in binds {
-            q = match bind {
-                Bind::Text(t) => q.bind(t),
-                Bind::Int(i) => q.bind(i),
-            };
-        }
-        let rows = q
-            .bind(page_size(query.limit))
-            .fetch_all(self.pool())
-            .await?;
         let mut keyed = Vec::with_capacity(rows.len());
         for row in rows {
             let id: String = row.try_get("id")?;
@@ -186,6 +164,33 @@ impl Store {
             items: keyed.into_iter().map(|(_, e)| e).collect(),
             next_cursor,
         }))
+    }
+
+    /// One page of `select`'s rows, newest first by `time`, as `query` filters it.
+    async fn page(
+        &self,
+        select: &str,
+        time: &str,
+        query: &SessionQuery,
+    ) -> Result<Result<Vec<AnyRow>, BadCursor>, StoreError> {
+        let cursor = match query.cursor.as_deref().map(parse_cursor) {
+            Some(None) => return Ok(Err(BadCursor)),
+            Some(Some(c)) => Some(c),
+            None => None,
+        };
+        let (sql, binds) = filtered(select, time, query, cursor);
+        let mut q = sqlx::query(&sql);
+        for bind in binds {
+            q = match bind {
+                Bind::Text(t) => q.bind(t),
+                Bind::Int(i) => q.bind(i),
+            };
+        }
+        let rows = q
+            .bind(page_size(query.limit))
+            .fetch_all(self.pool())
+            .await?;
+        Ok(Ok(rows))
     }
 
     async fn record(&self, row: AnyRow, now: u64) -> Result<SessionRecord, StoreError> {
