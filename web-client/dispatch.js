@@ -57,6 +57,8 @@ function onStatus(status, detail = {}) {
     case 'resumed':
       setReconnecting(false);
       announce('Reconnected.');
+      // `resumed` carried fresh TURN credentials: the restarted ICE gathers with them.
+      session.media?.useIceServers(session.state.iceServers);
       session.media?.restartPublishIce();
       break;
     case 'closed':

@@ -149,6 +149,14 @@ export class Media {
     }
   }
 
+  /** New ICE servers (fresh TURN credentials) for the connections open now and those to come. */
+  useIceServers(iceServers) {
+    this.iceServers = iceServers;
+    for (const pc of [this.publish, this.subscribe]) {
+      try { pc?.setConfiguration({ ...pc.getConfiguration(), iceServers }); } catch { /* a closed connection */ }
+    }
+  }
+
   /**
    * Renegotiate the publish connection with new ICE credentials: after a resume (the network
    * under us may have changed) and when its ICE fails. The server answers a publish re-offer and

@@ -29,7 +29,10 @@ pub struct Settings {
     pub message_burst: u32,
     pub max_rooms: usize,
     pub replay: ReplayLimit,
+    /// STUN (and credential-free) servers handed to clients as they are.
     pub ice_servers: Vec<IceServer>,
+    /// A TURN server handed to clients with credentials made for each (`turn`).
+    pub turn: Option<TurnConfig>,
     /// How long a closing socket waits for the client's close frame.
     pub close_timeout: Duration,
     /// Open TCP connections one IP address may hold; 0 for no cap. Behind a reverse proxy every
@@ -50,6 +53,35 @@ pub struct Settings {
     pub media: MediaConfig,
     /// Records, the admin API, webhooks and metrics.
     pub operations: Operations,
+}
+
+/// A TURN server for clients that cannot reach the media server directly.
+#[derive(Debug, Clone)]
+pub struct TurnConfig {
+    /// `turn:` and `turns:` URLs of one server (or one pool sharing its secret).
+    pub urls: Vec<String>,
+    pub credentials: TurnCredentials,
+}
+
+#[derive(Clone)]
+pub enum TurnCredentials {
+    /// coturn's `use-auth-secret`: fresh credentials for every `welcome` and `resumed`.
+    Rest { secret: Vec<u8>, ttl: Duration },
+    /// One pair for everyone, for TURN services without the REST scheme.
+    Static {
+        username: String,
+        credential: String,
+    },
+}
+
+impl std::fmt::Debug for TurnCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Secrets never reach a log, even at debug.
+        match self {
+            TurnCredentials::Rest { ttl, .. } => write!(f, "Rest {{ ttl: {ttl:?}, .. }}"),
+            TurnCredentials::Static { .. } => f.write_str("Static { .. }"),
+        }
+    }
 }
 
 /// What a clinic's own systems see (operations.md). Everything is off by default in the
@@ -104,6 +136,7 @@ impl Settings {
             max_rooms: 1000,
             replay: ReplayLimit::default(),
             ice_servers: Vec::new(),
+            turn: None,
             close_timeout: Duration::from_secs(2),
             max_connections_per_ip: 256,
             max_token_lifetime: Duration::from_secs(crate::token::DEFAULT_MAX_LIFETIME_SECS),

@@ -79,6 +79,16 @@ impl Context {
         &self.settings
     }
 
+    /// The ICE servers for one client now: the configured ones, and the TURN server with
+    /// credentials made for this client (fresh in every `welcome` and `resumed`).
+    pub fn ice_servers(&self) -> Vec<circle_protocol::IceServer> {
+        let mut servers = self.settings.ice_servers.clone();
+        if let Some(turn) = &self.settings.turn {
+            servers.push(crate::turn::ice_server(turn, crate::token::unix_now()));
+        }
+        servers
+    }
+
     /// The admin API's settings for a room; empty (the server's defaults) when none were set.
     pub fn room_settings(&self, room: &RoomId) -> RoomSettings {
         self.room_settings

@@ -16,6 +16,7 @@ pub mod registry;
 pub mod room;
 pub mod store;
 pub mod token;
+pub mod turn;
 pub mod webhooks;
 
 use std::net::SocketAddr;

@@ -117,9 +117,28 @@ struct ServeArgs {
     /// Requested UDP socket buffer size in bytes (the kernel caps it at net.core.rmem_max).
     #[arg(long, env = "CIRCLE_UDP_BUFFER", default_value_t = 4 * 1024 * 1024)]
     udp_buffer: usize,
-    /// STUN or TURN server handed to clients, as a URL (repeatable), e.g. stun:stun.example.org.
+    /// STUN server handed to clients, as a URL (repeatable), e.g. stun:stun.example.org. TURN
+    /// servers go in --turn-url, with their credentials.
     #[arg(long = "ice-server", env = "CIRCLE_ICE_SERVERS", value_delimiter = ',')]
     ice_servers: Vec<String>,
+    /// TURN server URL handed to clients (repeatable), e.g.
+    /// turn:turn.example.org:3478?transport=udp, turns:turn.example.org:5349?transport=tcp.
+    #[arg(long = "turn-url", env = "CIRCLE_TURN_URLS", value_delimiter = ',')]
+    turn_urls: Vec<String>,
+    /// Shared secret of a TURN server using coturn's use-auth-secret (REST credentials): every
+    /// client gets its own short-lived credentials.
+    #[arg(long, env = "CIRCLE_TURN_SECRET", hide_env_values = true)]
+    turn_secret: Option<String>,
+    /// Lifetime of the TURN credentials handed out; long enough for a whole session (a relay
+    /// in use cannot be refreshed after they expire; a resume hands new ones).
+    #[arg(long, env = "CIRCLE_TURN_TTL", default_value = "6h", value_parser = parse_duration)]
+    turn_ttl: Duration,
+    /// A static TURN username, for TURN services without the REST scheme (with --turn-credential).
+    #[arg(long, env = "CIRCLE_TURN_USERNAME", hide_env_values = true)]
+    turn_username: Option<String>,
+    /// The static TURN password that goes with --turn-username.
+    #[arg(long, env = "CIRCLE_TURN_CREDENTIAL", hide_env_values = true)]
+    turn_credential: Option<String>,
     /// How long a shutdown waits for connections to close before exiting.
     #[arg(long, env = "CIRCLE_DRAIN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     drain_timeout: Duration,
@@ -374,6 +393,7 @@ async fn serve_async(args: ServeArgs) -> Result<()> {
             credential: None,
         })
         .collect();
+    settings.turn = turn(&args)?;
 
     settings.operations = operations(&args)?;
 
@@ -405,6 +425,61 @@ async fn serve_async(args: ServeArgs) -> Result<()> {
     circle_server::run(listener, settings, shutdown, args.drain_timeout).await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The TURN server from the flags: REST credentials with a secret, or a static pair.
+fn turn(args: &ServeArgs) -> Result<Option<circle_server::config::TurnConfig>> {
+    use circle_server::config::{TurnConfig, TurnCredentials};
+    let urls: Vec<String> = args
+        .turn_urls
+        .iter()
+        .map(|u| u.trim().to_owned())
+        .filter(|u| !u.is_empty())
+        .collect();
+    for url in &urls {
+        if !(url.starts_with("turn:") || url.starts_with("turns:")) {
+            bail!("--turn-url must be a turn: or turns: URL (STUN servers go in --ice-server)");
+        }
+    }
+    for url in &args.ice_servers {
+        if url.starts_with("turn:") || url.starts_with("turns:") {
+            bail!("a TURN server needs credentials: give it with --turn-url and --turn-secret (or --turn-username and --turn-credential), not --ice-server");
+        }
+    }
+    let secret = args.turn_secret.as_deref().filter(|s| !s.is_empty());
+    let static_pair = (
+        args.turn_username.as_deref(),
+        args.turn_credential.as_deref(),
+    );
+    let credentials = match (secret, static_pair) {
+        (Some(_), (Some(_), _) | (_, Some(_))) => {
+            bail!("give --turn-secret or --turn-username/--turn-credential, not both")
+        }
+        (Some(secret), _) => {
+            if args.turn_ttl.is_zero() || args.turn_ttl > Duration::from_secs(7 * 86_400) {
+                bail!("--turn-ttl must be more than zero and at most 7d");
+            }
+            TurnCredentials::Rest {
+                secret: secret.as_bytes().to_vec(),
+                ttl: args.turn_ttl,
+            }
+        }
+        (None, (Some(username), Some(credential))) => TurnCredentials::Static {
+            username: username.to_owned(),
+            credential: credential.to_owned(),
+        },
+        (None, (None, None)) => {
+            if !urls.is_empty() {
+                bail!("--turn-url needs --turn-secret (or --turn-username and --turn-credential): browsers cannot use a TURN server without credentials");
+            }
+            return Ok(None);
+        }
+        (None, _) => bail!("--turn-username and --turn-credential go together"),
+    };
+    if urls.is_empty() {
+        bail!("TURN credentials were given without --turn-url");
+    }
+    Ok(Some(TurnConfig { urls, credentials }))
 }
 
 /// The admin API, records and webhooks from the flags; refuses what would run unsafely.

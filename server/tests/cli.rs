@@ -216,6 +216,22 @@ fn unsafe_operations_settings_stop_start_up_with_a_message_naming_the_problem() 
             "--webhook-url must be an http:// or https:// URL",
         ),
         (vec!["--database", "mysql://x"], "sqlite:// or postgres://"),
+        (
+            vec!["--turn-url", "turn:127.0.0.1:3478"],
+            "--turn-url needs --turn-secret",
+        ),
+        (
+            vec!["--ice-server", "turn:127.0.0.1:3478"],
+            "a TURN server needs credentials",
+        ),
+        (
+            vec!["--turn-url", "stun:127.0.0.1", "--turn-secret", "s"],
+            "--turn-url must be a turn: or turns: URL",
+        ),
+        (
+            vec!["--turn-url", "turn:h", "--turn-username", "u"],
+            "--turn-username and --turn-credential go together",
+        ),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_circle"))
             .args(["serve", "--listen", "127.0.0.1:0"])
@@ -291,6 +307,8 @@ async fn logs_at_info_name_nobody_and_carry_no_token() {
         &["--listen", "127.0.0.1:0", "--waiting-room", "off"],
         &[
             ("CIRCLE_TOKEN_SECRET", "s3cret-s3cret-s3cret-s3cret-s3cret"),
+            ("CIRCLE_TURN_URLS", "turn:127.0.0.1:3478?transport=udp"),
+            ("CIRCLE_TURN_SECRET", "turn-shared-secret-9911"),
             ("CIRCLE_LOG", "info"),
         ],
         Some(file),
@@ -319,7 +337,10 @@ async fn logs_at_info_name_nobody_and_carry_no_token() {
         circle_protocol::Role::Member,
     );
     let (mut f, _) = connect_and_hello(&addr, &f_token).await;
-    let (mut m, _) = connect_and_hello(&addr, &m_token).await;
+    let (mut m, welcome) = connect_and_hello(&addr, &m_token).await;
+    let turn = &welcome["ice_servers"][0];
+    let turn_username = turn["username"].as_str().unwrap().to_owned();
+    let turn_credential = turn["credential"].as_str().unwrap().to_owned();
     for text in [
         r#"{"type":"raise_hand","note":"my secret note"}"#,
         r#"{"type":"react","kind":"heart"}"#,
@@ -355,6 +376,9 @@ async fn logs_at_info_name_nobody_and_carry_no_token() {
         &m_token,
         &f_token,
         "heart",
+        "turn-shared-secret-9911",
+        &turn_username,
+        &turn_credential,
     ] {
         assert!(
             !log.contains(secret),

@@ -214,7 +214,7 @@ impl RoomActor {
                                 }
                                 let resumed = ServerMessage::Resumed {
                                     resume_token: self.resume_token_for(&participant),
-                                    ice_servers: self.context.settings().ice_servers.clone(),
+                                    ice_servers: self.context.ice_servers(),
                                 };
                                 self.deliver(&participant, &resumed);
                             }
@@ -466,7 +466,7 @@ impl RoomActor {
             you,
             room: Box::new(room),
             resume_token,
-            ice_servers: self.context.settings().ice_servers.clone(),
+            ice_servers: self.context.ice_servers(),
         };
         self.deliver(to, &welcome);
     }

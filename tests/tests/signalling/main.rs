@@ -12,3 +12,4 @@ mod rules;
 mod security;
 mod sessions;
 mod stats;
+mod turn;

@@ -1,0 +1,95 @@
+//! TURN credentials in `welcome` and `resumed`: the REST scheme coturn checks (an expiry and a
+//! random id as the username, HMAC-SHA1 of it as the password), fresh for every client and
+//! every resume, and never naming who they were given to.
+
+use std::time::Duration;
+
+use base64::Engine;
+use circle_server::config::{TurnConfig, TurnCredentials};
+use circle_tests::{Role, TestServer};
+use hmac::{Hmac, Mac};
+use serde_json::{json, Value};
+
+const SECRET: &[u8] = b"turn-test-secret";
+
+fn with_turn(c: &mut circle_server::Settings) {
+    c.room.waiting_room = false;
+    c.room.resume_grace_ms = 5_000;
+    c.turn = Some(TurnConfig {
+        urls: vec![
+            "turn:127.0.0.1:3478?transport=udp".into(),
+            "turns:127.0.0.1:5349?transport=tcp".into(),
+        ],
+        credentials: TurnCredentials::Rest {
+            secret: SECRET.to_vec(),
+            ttl: Duration::from_secs(3600),
+        },
+    });
+}
+
+/// The TURN entry of an `ice_servers` list, checked as coturn would check it.
+fn checked_turn(ice_servers: &Value) -> (String, String) {
+    let turn = ice_servers
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["urls"][0].as_str().unwrap().starts_with("turn:"))
+        .unwrap_or_else(|| panic!("no TURN server in {ice_servers}"));
+    assert_eq!(turn["urls"].as_array().unwrap().len(), 2);
+    let username = turn["username"].as_str().unwrap().to_owned();
+    let credential = turn["credential"].as_str().unwrap().to_owned();
+    let expires: u64 = username.split(':').next().unwrap().parse().unwrap();
+    let now = circle_server::token::unix_now();
+    assert!((now + 3590..=now + 3610).contains(&expires), "{username}");
+    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(SECRET).unwrap();
+    mac.update(username.as_bytes());
+    let expected = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    assert_eq!(credential, expected, "coturn would refuse this password");
+    (username, credential)
+}
+
+#[tokio::test]
+async fn every_welcome_and_every_resume_hands_out_fresh_turn_credentials_naming_nobody() {
+    let s = TestServer::with(with_turn).await;
+    let mut a = s.join("r", "patient-one", Role::Member).await;
+    let b = s.join("r", "patient-two", Role::Member).await;
+    let (a_name, _) = checked_turn(&a.log[0]["ice_servers"]);
+    let (b_name, _) = checked_turn(&b.log[0]["ice_servers"]);
+    assert_ne!(a_name, b_name);
+    for name in [&a_name, &b_name] {
+        assert!(
+            !name.contains("patient") && !name.contains("Name"),
+            "{name}"
+        );
+    }
+    a.drain().await;
+    let (token, seq) = (a.log[0]["resume_token"].clone(), a.last_seq());
+    a.vanish();
+    let mut back = s.connect().await;
+    back.send(json!({"type":"resume","protocol":1,"resume_token": token,"last_seq": seq}))
+        .await;
+    let resumed = back.recv_type("resumed").await;
+    let (again, _) = checked_turn(&resumed["ice_servers"]);
+    assert_ne!(again, a_name, "a resume hands new credentials");
+    drop(b);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn without_turn_only_the_configured_stun_servers_are_handed_out() {
+    let s = TestServer::with(|c| {
+        c.room.waiting_room = false;
+        c.ice_servers = vec![circle_protocol::IceServer {
+            urls: vec!["stun:stun.example.org".into()],
+            username: None,
+            credential: None,
+        }];
+    })
+    .await;
+    let a = s.join("r", "a", Role::Member).await;
+    assert_eq!(
+        a.log[0]["ice_servers"],
+        json!([{"urls": ["stun:stun.example.org"]}])
+    );
+    s.stop().await;
+}
