@@ -9,6 +9,9 @@
 
 import { CLIENT } from './protocol.js';
 
+/** Shown when the relay server refuses the credentials this server handed out. */
+const RELAY_REFUSED = 'Video and sound cannot get through: the media relay refused this connection. Please tell your facilitator.';
+
 /** Ask for camera and microphone. Returns {stream, problem}: stream may lack a kind. */
 export async function openLocalMedia({ audioDeviceId, videoDeviceId, audio = true, video = true } = {}) {
   if (!navigator.mediaDevices?.getUserMedia) {
@@ -234,6 +237,13 @@ export class Media {
     pc.onicecandidate = (ev) => {
       this.send(CLIENT.ice, { pc: which, candidate: ev.candidate ? ev.candidate.toJSON() : null });
     };
+    // A TURN server that refuses our credentials (401, or 403 Forbidden) leaves a network that
+    // blocks direct UDP with no way for media at all: say so rather than show a silent grid.
+    pc.onicecandidateerror = (ev) => {
+      if (!/^turns?:/.test(ev.url ?? '') || ![401, 403].includes(ev.errorCode)) return;
+      this.relayRefused = true;
+      if (pc.connectionState !== 'connected') this.onStatus('failed', RELAY_REFUSED);
+    };
     pc.onconnectionstatechange = () => {
       if (which === 'publish' && pc === this.publish || which === 'subscribe' && pc === this.subscribe) {
         this.#reportState();
@@ -277,7 +287,7 @@ export class Media {
 
   #reportState() {
     const states = [this.publish?.connectionState, this.subscribe?.connectionState].filter(Boolean);
-    if (states.includes('failed')) this.onStatus('failed', 'Video and sound lost their connection.');
+    if (states.includes('failed')) this.onStatus('failed', this.relayRefused ? RELAY_REFUSED : 'Video and sound lost their connection.');
     else if (states.includes('connected')) this.onStatus('connected');
     else if (states.includes('disconnected')) this.onStatus('connecting', 'Video and sound are reconnecting…');
   }

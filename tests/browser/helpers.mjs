@@ -253,3 +253,79 @@ export async function inboundGrowth(page, ms = 2000) {
 export async function visibleText(page, selector) {
   return page.locator(selector).innerText();
 }
+
+// ---------------------------------------------------------------------------------------------
+// A TURN server (Debian's coturn), for the relay tests
+
+/** A free TCP port on loopback (the same number is then free for UDP in practice). */
+export async function freePort() {
+  const { createServer } = await import('node:net');
+  return new Promise((resolveP, reject) => {
+    const srv = createServer();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => { const { port } = srv.address(); srv.close(() => resolveP(port)); });
+  });
+}
+
+/**
+ * Start coturn on loopback with a REST-credential secret (`use-auth-secret`), listening on UDP and
+ * TCP on one free port and allowed to relay to loopback peers (it refuses them by default).
+ * Returns {port, secret, logs}; stopped after the test.
+ */
+export async function startTurn(t, { secret = randomBytes(16).toString('hex') } = {}) {
+  const port = await freePort();
+  const child = spawn('/usr/bin/turnserver', [
+    '-n', '--listening-ip=127.0.0.1', '--relay-ip=127.0.0.1', `--listening-port=${port}`,
+    '--min-port=49152', '--max-port=65535', '--use-auth-secret', `--static-auth-secret=${secret}`,
+    '--realm=circle.test', '--allow-loopback-peers', '--no-tls', '--no-dtls', '--no-cli',
+    '--fingerprint', '--no-multicast-peers', '--log-file=stdout', '--simple-log', '--verbose',
+  ], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const logs = [];
+  child.stdout.on('data', (d) => logs.push(d.toString()));
+  child.stderr.on('data', (d) => logs.push(d.toString()));
+  t.after(async () => {
+    child.kill('SIGTERM');
+    await bounded(new Promise((r) => child.once('exit', r)), 3000);
+    if (process.env.CIRCLE_TEST_LOGS) process.stderr.write(logs.join(''));
+  });
+  const { connect } = await import('node:net');
+  await waitFor(() => new Promise((ok) => {
+    const s = connect(port, '127.0.0.1', () => { s.destroy(); ok(true); });
+    s.on('error', () => ok(false));
+  }), { timeout: 10_000, interval: 100, what: 'coturn to listen' });
+  return { port, secret, logs };
+}
+
+/** Make every RTCPeerConnection of the page relay-only, as on a network that blocks UDP to the server. */
+export async function forceRelay(context) {
+  await context.addInitScript(() => {
+    const Original = window.RTCPeerConnection;
+    function RelayOnly(config = {}, ...rest) {
+      return new Original({ ...config, iceTransportPolicy: 'relay' }, ...rest);
+    }
+    RelayOnly.prototype = Original.prototype;
+    Object.setPrototypeOf(RelayOnly, Original);
+    const setConfiguration = Original.prototype.setConfiguration;
+    Original.prototype.setConfiguration = function (c) { return setConfiguration.call(this, { ...c, iceTransportPolicy: 'relay' }); };
+    window.RTCPeerConnection = RelayOnly;
+  });
+}
+
+/** The local and remote candidate types and the relay protocol of each connection's selected pair. */
+export async function selectedPairs(page) {
+  return page.evaluate(async () => {
+    const out = {};
+    for (const which of ['publish', 'subscribe']) {
+      const pc = window.circle.media?.[which];
+      if (!pc) continue;
+      const stats = await pc.getStats();
+      let pair;
+      stats.forEach((s) => { if (s.type === 'transport' && s.selectedCandidatePairId) pair = stats.get(s.selectedCandidatePairId); });
+      if (!pair) { out[which] = null; continue; }
+      const local = stats.get(pair.localCandidateId);
+      const remote = stats.get(pair.remoteCandidateId);
+      out[which] = { local: local?.candidateType, relayProtocol: local?.relayProtocol, remote: remote?.candidateType };
+    }
+    return out;
+  });
+}

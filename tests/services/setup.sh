@@ -2,7 +2,9 @@
 # Installs the services the integration tests start for themselves on a fresh Debian machine:
 # Debian's PostgreSQL (its initdb, pg_ctl and psql under /usr/lib/postgresql/VERSION/bin; the
 # harness in src/postgres.rs runs a throwaway cluster of its own and never uses the system's), and
-# schemathesis from PyPI, pinned in requirements.txt, in a virtualenv at .venv (git-ignored).
+# schemathesis from PyPI, pinned in requirements.txt, in a virtualenv at .venv (git-ignored), and
+# Debian's coturn (its turnserver binary only: the browser tests start their own on loopback; the
+# package's own service is never enabled by it).
 # Quiet when everything is already there.
 set -eu
 cd "$(dirname "$0")"
@@ -23,6 +25,7 @@ have_venv() {
 need_apt=""
 have_postgres || need_apt="$need_apt postgresql"
 have_venv || need_apt="$need_apt python3-venv"
+[ -x /usr/bin/turnserver ] || need_apt="$need_apt coturn"
 if [ -n "$need_apt" ]; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
