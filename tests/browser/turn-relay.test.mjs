@@ -44,6 +44,22 @@ for (const transport of ['udp', 'tcp']) {
       }
     }
     assert.ok(turn.logs.join('').includes('ALLOCATE'), 'coturn saw no allocation');
+
+    // The member's socket drops and resumes: the connections take the fresh credentials that
+    // came with `resumed`, and media still flows through the relay.
+    const username = () => member.page.evaluate(() => window.circle.media.publish.getConfiguration().iceServers[0]?.username);
+    const before = await username();
+    assert.match(before ?? '', /^\d+:[0-9a-f]{16}$/);
+    await member.page.evaluate(() => {
+      const conn = window.circle.conn;
+      const realUrl = conn.url;
+      conn.url = realUrl.replace(/\/ws$/, '/no-such-socket');
+      conn.ws.close(4000, 'test: network drop');
+      setTimeout(() => { conn.url = realUrl; }, 1500);
+    });
+    await waitFor(async () => (await username()) !== before, { timeout: 30_000, what: 'fresh TURN credentials after the resume' });
+    await waitFor(async () => (await inboundGrowth(member.page, 1000))['f-1']?.audio > 0,
+      { timeout: 30_000, what: 'media through the relay after the resume' });
   });
 }
 
