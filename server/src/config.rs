@@ -53,6 +53,8 @@ pub struct Settings {
     pub media: MediaConfig,
     /// Records, the admin API, webhooks and metrics.
     pub operations: Operations,
+    /// HTTPS and WSS on the main port; plain HTTP without.
+    pub tls: Option<std::sync::Arc<crate::tls::Tls>>,
 }
 
 /// A TURN server for clients that cannot reach the media server directly.
@@ -144,6 +146,7 @@ impl Settings {
             allowed_origins: Vec::new(),
             media: MediaConfig::default(),
             operations: Operations::default(),
+            tls: None,
         }
     }
 }

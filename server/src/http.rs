@@ -90,6 +90,33 @@ async fn connection(
     slot: Arc<ConnectionSlot>,
 ) {
     let header_read_timeout = registry.context().settings().header_read_timeout;
+    match registry.context().settings().tls.clone() {
+        None => serve_http(stream, registry, api, shutdown, slot).await,
+        Some(tls) => {
+            // The handshake gets the same time as a request head: a silent client holds
+            // nothing longer over TLS than without it.
+            let accepted =
+                tokio::time::timeout(header_read_timeout, tls.acceptor().accept(stream)).await;
+            match accepted {
+                Ok(Ok(stream)) => serve_http(stream, registry, api, shutdown, slot).await,
+                Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!("TLS handshake timed out"),
+            }
+        }
+    }
+}
+
+/// HTTP/1.1 (with upgrades to WebSocket) over a plain or TLS stream.
+async fn serve_http<S>(
+    stream: S,
+    registry: Arc<Registry>,
+    api: axum::Router,
+    shutdown: CancellationToken,
+    slot: Arc<ConnectionSlot>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let header_read_timeout = registry.context().settings().header_read_timeout;
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let registry = registry.clone();
         let slot = slot.clone();
@@ -362,8 +389,12 @@ fn stats(registry: &Registry) -> Response<Full<Bytes>> {
 }
 
 /// The address a bound listener serves, for printing links.
-pub fn base_url(addr: SocketAddr) -> String {
-    format!("http://{addr}")
+pub fn base_url(addr: SocketAddr, tls: bool) -> String {
+    if tls {
+        format!("https://{addr}")
+    } else {
+        format!("http://{addr}")
+    }
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ pub mod records;
 pub mod registry;
 pub mod room;
 pub mod store;
+pub mod tls;
 pub mod token;
 pub mod turn;
 pub mod webhooks;

@@ -217,6 +217,15 @@ fn unsafe_operations_settings_stop_start_up_with_a_message_naming_the_problem() 
         ),
         (vec!["--database", "mysql://x"], "sqlite:// or postgres://"),
         (
+            vec![
+                "--tls-cert",
+                "/nonexistent/circle.crt",
+                "--tls-key",
+                "/nonexistent/circle.key",
+            ],
+            "cannot read /nonexistent/circle.crt",
+        ),
+        (
             vec!["--turn-url", "turn:127.0.0.1:3478"],
             "--turn-url needs --turn-secret",
         ),

@@ -81,13 +81,16 @@ export async function startServer(t, { args = [] } = {}) {
   let exited = null;
   child.on('exit', (code, signal) => { exited = { code, signal }; });
 
+  let scheme = 'http';
+  let out = '';
   const port = await new Promise((resolvePort, reject) => {
-    let out = '';
     const timer = setTimeout(() => reject(new Error(`circle did not print 'listening on' within 20 s; stdout: ${out}; stderr: ${logs.join('')}`)), 20_000);
     child.stdout.on('data', (d) => {
       out += d.toString();
-      const m = out.match(/listening on http:\/\/127\.0\.0\.1:(\d+)/);
-      if (m) { clearTimeout(timer); resolvePort(Number(m[1])); }
+      const m = out.match(/listening on (https?):\/\/127\.0\.0\.1:(\d+)/);
+      // A self-signed server prints its key's pin right after; tests pin it in Chromium.
+      const pinned = !args.includes('--tls-self-signed') || /for pinning\): \S+\n/.test(out);
+      if (m && pinned) { clearTimeout(timer); scheme = m[1]; resolvePort(Number(m[2])); }
     });
     child.on('exit', (code) => { clearTimeout(timer); reject(new Error(`circle exited with ${code} before listening; stderr: ${logs.join('')}`)); });
   });
@@ -102,7 +105,8 @@ export async function startServer(t, { args = [] } = {}) {
     for (const suffix of ['', '-wal', '-shm']) rmSync(database + suffix, { force: true });
   };
   t.after(stop);
-  const server = { url: `http://127.0.0.1:${port}`, port, secret, stop, logs, child, get exited() { return exited; } };
+  const spki = out.match(/for pinning\): (\S+)/)?.[1];
+  const server = { url: `${scheme}://127.0.0.1:${port}`, port, secret, stop, logs, child, spki, get exited() { return exited; } };
   // When a test fails, the server's log is the first thing to read.
   t.after(() => { if (process.env.CIRCLE_TEST_LOGS) process.stderr.write(logs.join('')); });
   return server;
@@ -140,11 +144,11 @@ export const CHROMIUM_ARGS = [
 ];
 
 /** Launch headless Chromium (a fresh temporary profile each time); closed after the test. */
-export async function launchBrowser(t) {
+export async function launchBrowser(t, { extraArgs = [] } = {}) {
   const browser = await chromium.launch({
     executablePath: chromiumPath,
     headless: true,
-    args: CHROMIUM_ARGS,
+    args: [...CHROMIUM_ARGS, ...extraArgs],
     timeout: 30_000,
   });
   t.after(async () => { await bounded(browser.close().catch(() => {}), 10_000); });

@@ -88,6 +88,7 @@ impl ServerProcess {
         let addr = first
             .trim()
             .strip_prefix("circle listening on http://")
+            .or_else(|| first.trim().strip_prefix("circle listening on https://"))
             .and_then(|a| a.parse().ok());
         let Some(addr) = addr else {
             return Err(Self::abandon(

@@ -12,4 +12,5 @@ mod rules;
 mod security;
 mod sessions;
 mod stats;
+mod tls;
 mod turn;
