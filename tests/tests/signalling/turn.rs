@@ -93,3 +93,39 @@ async fn without_turn_only_the_configured_stun_servers_are_handed_out() {
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn resume_sent_over_and_over_hands_out_no_credentials_and_is_rate_limited() {
+    let s = TestServer::with(with_turn).await;
+    let mut a = s.join("r", "harvester", Role::Member).await;
+    let token = a.log[0]["resume_token"].clone();
+    let mut refusals = Vec::new();
+    for _ in 0..200 {
+        if !a
+            .try_send_text(
+                &json!({"type":"resume","protocol":1,"resume_token": token,"last_seq": 0})
+                    .to_string(),
+            )
+            .await
+        {
+            break;
+        }
+    }
+    while let Some(m) = a.try_recv(Duration::from_millis(500)).await {
+        assert_ne!(m["type"], "resumed", "a joined connection resumed: {m}");
+        assert!(
+            m.get("ice_servers").is_none(),
+            "credentials were handed out: {m}"
+        );
+        if m["type"] == "error" {
+            refusals.push(m["code"].as_str().unwrap_or_default().to_owned());
+        }
+    }
+    assert!(refusals.iter().any(|c| c == "rate_limited"), "{refusals:?}");
+    let end = a.try_end(Duration::from_secs(5)).await;
+    assert!(
+        matches!(end, Some(circle_tests::End::Closed(1008))),
+        "an abusive connection is closed: {end:?}, refusals {refusals:?}"
+    );
+    s.stop().await;
+}
