@@ -80,6 +80,9 @@ impl Operations {
         });
         if let Some(store) = &store {
             let closed = records::recover(store, webhooks.as_ref()).await?;
+            if let Some(hooks) = &webhooks {
+                hooks.load().await?;
+            }
             if closed > 0 {
                 tracing::warn!(
                     sessions = closed,

@@ -149,12 +149,12 @@ impl Recorder {
         let Some(store) = &self.store else {
             if let Some(hooks) = &self.webhooks {
                 if !pending.is_empty() {
-                    hooks.push_memory(pending);
+                    hooks.push(pending);
                 }
             }
             return;
         };
-        let has_hooks = !pending.is_empty();
+        let delivered_later = pending.clone();
         writes.extend(pending.into_iter().map(|p| Write::Webhook {
             id: p.id,
             url: p.url,
@@ -177,9 +177,9 @@ impl Recorder {
                 }
             }
         }
-        if has_hooks {
+        if !delivered_later.is_empty() {
             if let Some(hooks) = &self.webhooks {
-                hooks.wake();
+                hooks.push(delivered_later);
             }
         }
     }
@@ -282,8 +282,20 @@ pub async fn recover(
             events.push(finished);
             events.push(webhooks::attendance_ready(&r.room, &r.session, r.ended_at));
         }
-        let pending = recorder.pending(events, &seq);
-        recorder.write(Vec::new(), pending).await;
+        // Into the store only: the sender reads it in order, after what was pending before.
+        let writes: Vec<Write> = recorder
+            .pending(events, &seq)
+            .into_iter()
+            .map(|p| Write::Webhook {
+                id: p.id,
+                url: p.url,
+                room: p.room,
+                seq: p.seq,
+                body: p.body,
+                at: p.next_attempt_at,
+            })
+            .collect();
+        store.apply(&writes).await?;
     }
     Ok(recovered.len())
 }

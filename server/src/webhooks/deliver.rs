@@ -1,7 +1,8 @@
 //! The webhook sender: POSTs pending events to each receiver, one at a time per room and
 //! receiver (so a room's events arrive in order) and many rooms at once, retrying network
-//! errors, 5xx and 429 with exponential backoff. Pending events live in the store, so a restart
-//! delivers them; with records off they live in memory only.
+//! errors, 5xx and 429 with exponential backoff. Pending events are kept in memory, lane by lane,
+//! and, with records on, in the store too, so a restart delivers them: the store is written in
+//! batches (what was delivered, what is to be retried when) and read only at start.
 //!
 //! Nothing here is on a room's path: a slow or dead receiver holds up only its own lane.
 
@@ -23,8 +24,10 @@ pub const MAX_ATTEMPTS: u32 = 12;
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// A receiver gets this long to answer.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// Events kept in memory (records off) before new ones are dropped and counted.
+/// Events kept in memory with records off, before new ones are dropped and counted. With records
+/// on, events past this stay in the store and are read back once the lanes have drained.
 const MEMORY_LIMIT: usize = 10_000;
+const STORED_MEMORY_LIMIT: usize = 200_000;
 
 /// One event waiting for one receiver.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,11 +61,22 @@ impl Outcome {
     }
 }
 
-/// Where pending events wait.
-#[derive(Debug)]
-enum Queue {
-    Stored(Store),
-    Memory(Mutex<BTreeMap<(String, String), VecDeque<Pending>>>),
+/// Pending events, lane by lane (receiver and room), in order.
+type Lanes = BTreeMap<(String, String), VecDeque<Pending>>;
+
+/// One event's outcome for the store: (id, url, `Some((attempts, next attempt))` to reschedule,
+/// `None` to delete).
+type Settled = (String, String, Option<(u32, u64)>);
+
+/// What the lanes hold, and what the store has yet to be told.
+#[derive(Debug, Default)]
+struct Queue {
+    lanes: Lanes,
+    len: usize,
+    /// Events the store holds that did not fit in memory: read back once the lanes drain.
+    overflowed: bool,
+    /// Outcomes to write to the store in the next batch.
+    settled: Vec<Settled>,
 }
 
 /// Counts of what happened to deliveries, for metrics.
@@ -73,7 +87,8 @@ pub type OnResult = Arc<dyn Fn(&'static str) + Send + Sync>;
 #[derive(Clone)]
 pub struct Webhooks {
     config: Arc<WebhookConfig>,
-    queue: Arc<Queue>,
+    store: Option<Store>,
+    queue: Arc<Mutex<Queue>>,
     wake: Arc<Notify>,
     backoff: Duration,
     on_result: OnResult,
@@ -96,13 +111,10 @@ impl Webhooks {
         backoff: Duration,
         on_result: OnResult,
     ) -> Webhooks {
-        let queue = match store {
-            Some(store) => Queue::Stored(store),
-            None => Queue::Memory(Mutex::new(BTreeMap::new())),
-        };
         Webhooks {
             config: Arc::new(config),
-            queue: Arc::new(queue),
+            store,
+            queue: Arc::new(Mutex::new(Queue::default())),
             wake: Arc::new(Notify::new()),
             backoff,
             on_result,
@@ -118,19 +130,37 @@ impl Webhooks {
         self.wake.notify_one();
     }
 
-    /// Queues events in memory (records off). Never waits.
-    pub fn push_memory(&self, events: Vec<Pending>) {
-        if let Queue::Memory(lanes) = &*self.queue {
-            let mut lanes = lanes.lock().unwrap_or_else(|e| e.into_inner());
-            let mut total: usize = lanes.values().map(VecDeque::len).sum();
+    /// Reads what the store holds pending (from before a restart); call before any new event.
+    pub async fn load(&self) -> Result<(), StoreError> {
+        self.queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .overflowed = self.store.is_some();
+        self.due(&HashSet::new(), 0).await.map(|_| ())
+    }
+
+    /// Hands over new events (already in the store, with records on). Never waits.
+    pub fn push(&self, events: Vec<Pending>) {
+        let limit = if self.store.is_some() {
+            STORED_MEMORY_LIMIT
+        } else {
+            MEMORY_LIMIT
+        };
+        {
+            let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
             for event in events {
-                if total >= MEMORY_LIMIT {
-                    (self.on_result)("dropped");
-                    tracing::warn!("webhook queue full; an event was dropped");
+                if queue.len >= limit {
+                    if self.store.is_some() {
+                        queue.overflowed = true;
+                    } else {
+                        (self.on_result)("dropped");
+                        tracing::warn!("webhook queue full; an event was dropped");
+                    }
                     continue;
                 }
-                total += 1;
-                lanes
+                queue.len += 1;
+                queue
+                    .lanes
                     .entry((event.url.clone(), event.room.clone()))
                     .or_default()
                     .push_back(event);
@@ -157,22 +187,12 @@ impl Webhooks {
         let mut in_flight: HashSet<(String, String)> = HashSet::new();
         loop {
             let now = now_ms();
-            let mut next_due: Option<u64> = None;
-            match self.heads().await {
-                Ok(heads) => {
-                    for head in heads {
-                        let lane = (head.url.clone(), head.room.clone());
-                        if in_flight.contains(&lane) {
-                            continue;
-                        }
-                        if head.next_attempt_at > now {
-                            next_due = Some(
-                                next_due
-                                    .map_or(head.next_attempt_at, |d| d.min(head.next_attempt_at)),
-                            );
-                            continue;
-                        }
-                        in_flight.insert(lane);
+            let next_due: Option<u64>;
+            match self.due(&in_flight, now).await {
+                Ok((due, next)) => {
+                    next_due = next;
+                    for head in due {
+                        in_flight.insert((head.url.clone(), head.room.clone()));
                         tokio::spawn(send(
                             client.clone(),
                             self.config.clone(),
@@ -192,8 +212,11 @@ impl Webhooks {
             tokio::select! {
                 Some((pending, outcome)) = done_rx.recv() => {
                     in_flight.remove(&(pending.url.clone(), pending.room.clone()));
-                    if let Err(e) = self.settle(pending, outcome).await {
-                        tracing::warn!(error = %e, "webhooks: could not record a delivery");
+                    self.settle(pending, outcome);
+                    // Outcomes that came in together go to the store together.
+                    while let Ok((pending, outcome)) = done_rx.try_recv() {
+                        in_flight.remove(&(pending.url.clone(), pending.room.clone()));
+                        self.settle(pending, outcome);
                     }
                 }
                 () = self.wake.notified() => {}
@@ -201,48 +224,131 @@ impl Webhooks {
                 () = stop.cancelled() => break,
             }
         }
-    }
-
-    /// The first pending event of every lane (receiver and room).
-    async fn heads(&self) -> Result<Vec<Pending>, StoreError> {
-        match &*self.queue {
-            Queue::Memory(lanes) => {
-                let lanes = lanes.lock().unwrap_or_else(|e| e.into_inner());
-                Ok(lanes.values().filter_map(|l| l.front().cloned()).collect())
-            }
-            Queue::Stored(store) => {
-                let rows = sqlx::query(
-                    "SELECT id, url, room, seq, body, attempts, next_attempt_at \
-                     FROM webhook_outbox o WHERE seq = \
-                     (SELECT MIN(seq) FROM webhook_outbox i WHERE i.url = o.url AND i.room = o.room)",
-                )
-                .fetch_all(store.pool())
-                .await?;
-                let mut heads = Vec::with_capacity(rows.len());
-                for row in rows {
-                    let url: String = row.try_get("url")?;
-                    // A receiver no longer configured gets nothing more.
-                    if !self.config.urls.contains(&url) {
-                        continue;
-                    }
-                    heads.push(Pending {
-                        id: row.try_get("id")?,
-                        url,
-                        room: row.try_get("room")?,
-                        seq: unix_ms(row.try_get("seq")?),
-                        body: row.try_get("body")?,
-                        attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(0),
-                        next_attempt_at: unix_ms(row.try_get("next_attempt_at")?),
-                    });
-                }
-                Ok(heads)
-            }
+        if let Err(e) = self.flush().await {
+            tracing::warn!(error = %e, "webhooks: could not record the last deliveries");
         }
     }
 
+    /// The first event of every lane not in flight whose time has come (only those are copied),
+    /// and when the next one will be; reads the store first when it holds events the lanes do
+    /// not (at start, or after an overflow has drained).
+    async fn due(
+        &self,
+        in_flight: &HashSet<(String, String)>,
+        now: u64,
+    ) -> Result<(Vec<Pending>, Option<u64>), StoreError> {
+        self.flush().await?;
+        let reload = {
+            let queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+            queue.overflowed && queue.len == 0
+        };
+        if reload {
+            if let Some(store) = &self.store {
+                let stored = self.stored(store).await?;
+                let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+                queue.overflowed = false;
+                for event in stored {
+                    if queue.len >= STORED_MEMORY_LIMIT {
+                        queue.overflowed = true;
+                        break;
+                    }
+                    queue.len += 1;
+                    queue
+                        .lanes
+                        .entry((event.url.clone(), event.room.clone()))
+                        .or_default()
+                        .push_back(event);
+                }
+            }
+        }
+        let queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        let mut due = Vec::new();
+        let mut next: Option<u64> = None;
+        for (lane, events) in &queue.lanes {
+            let Some(head) = events.front() else { continue };
+            if in_flight.contains(lane) {
+                continue;
+            }
+            if head.next_attempt_at > now {
+                next = Some(next.map_or(head.next_attempt_at, |n| n.min(head.next_attempt_at)));
+            } else {
+                due.push(head.clone());
+            }
+        }
+        Ok((due, next))
+    }
+
+    /// Every pending event in the store, in order, for receivers still configured.
+    async fn stored(&self, store: &Store) -> Result<Vec<Pending>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, url, room, seq, body, attempts, next_attempt_at \
+             FROM webhook_outbox ORDER BY url, room, seq",
+        )
+        .fetch_all(store.pool())
+        .await?;
+        let mut pending = Vec::with_capacity(rows.len());
+        for row in rows {
+            let url: String = row.try_get("url")?;
+            // A receiver no longer configured gets nothing more.
+            if !self.config.urls.contains(&url) {
+                continue;
+            }
+            pending.push(Pending {
+                id: row.try_get("id")?,
+                url,
+                room: row.try_get("room")?,
+                seq: unix_ms(row.try_get("seq")?),
+                body: row.try_get("body")?,
+                attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(0),
+                next_attempt_at: unix_ms(row.try_get("next_attempt_at")?),
+            });
+        }
+        Ok(pending)
+    }
+
+    /// Tells the store, in one transaction, what became of the attempts since the last time.
+    async fn flush(&self) -> Result<(), StoreError> {
+        let Some(store) = &self.store else {
+            return Ok(());
+        };
+        let settled = {
+            let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+            std::mem::take(&mut queue.settled)
+        };
+        if settled.is_empty() {
+            return Ok(());
+        }
+        let mut tx = store.pool().begin().await?;
+        for (id, url, retry) in &settled {
+            match retry {
+                Some((attempts, next)) => {
+                    sqlx::query(
+                        "UPDATE webhook_outbox SET attempts = $1, next_attempt_at = $2 \
+                         WHERE id = $3 AND url = $4",
+                    )
+                    .bind(i64::from(*attempts))
+                    .bind(ms(*next))
+                    .bind(id)
+                    .bind(url)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                None => {
+                    sqlx::query("DELETE FROM webhook_outbox WHERE id = $1 AND url = $2")
+                        .bind(id)
+                        .bind(url)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Records an attempt's outcome: gone when delivered, refused or out of attempts,
-    /// rescheduled otherwise.
-    async fn settle(&self, mut pending: Pending, outcome: Outcome) -> Result<(), StoreError> {
+    /// rescheduled otherwise. The store hears of it in the next batch.
+    fn settle(&self, mut pending: Pending, outcome: Outcome) {
         pending.attempts += 1;
         let result = match outcome {
             Outcome::Delivered => "delivered",
@@ -259,45 +365,26 @@ impl Webhooks {
             );
         }
         pending.next_attempt_at = now_ms() + backoff(self.backoff, pending.attempts);
-        match &*self.queue {
-            Queue::Memory(lanes) => {
-                let mut lanes = lanes.lock().unwrap_or_else(|e| e.into_inner());
-                let lane_key = (pending.url.clone(), pending.room.clone());
-                if let Some(lane) = lanes.get_mut(&lane_key) {
-                    if keep {
-                        if let Some(front) = lane.front_mut() {
-                            *front = pending;
-                        }
-                    } else {
-                        lane.pop_front();
-                        if lane.is_empty() {
-                            lanes.remove(&lane_key);
-                        }
-                    }
+        let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        let lane_key = (pending.url.clone(), pending.room.clone());
+        let retry = keep.then_some((pending.attempts, pending.next_attempt_at));
+        let record = (pending.id.clone(), pending.url.clone(), retry);
+        if let Some(lane) = queue.lanes.get_mut(&lane_key) {
+            if keep {
+                if let Some(front) = lane.front_mut() {
+                    *front = pending;
                 }
-            }
-            Queue::Stored(store) => {
-                if keep {
-                    sqlx::query(
-                        "UPDATE webhook_outbox SET attempts = $1, next_attempt_at = $2 \
-                         WHERE id = $3 AND url = $4",
-                    )
-                    .bind(i64::from(pending.attempts))
-                    .bind(ms(pending.next_attempt_at))
-                    .bind(&pending.id)
-                    .bind(&pending.url)
-                    .execute(store.pool())
-                    .await?;
-                } else {
-                    sqlx::query("DELETE FROM webhook_outbox WHERE id = $1 AND url = $2")
-                        .bind(&pending.id)
-                        .bind(&pending.url)
-                        .execute(store.pool())
-                        .await?;
+            } else {
+                lane.pop_front();
+                if lane.is_empty() {
+                    queue.lanes.remove(&lane_key);
                 }
+                queue.len -= 1;
             }
         }
-        Ok(())
+        if self.store.is_some() {
+            queue.settled.push(record);
+        }
     }
 }
 
