@@ -155,14 +155,7 @@ impl Recorder {
             return;
         };
         let delivered_later = pending.clone();
-        writes.extend(pending.into_iter().map(|p| Write::Webhook {
-            id: p.id,
-            url: p.url,
-            room: p.room,
-            seq: p.seq,
-            body: p.body,
-            at: p.next_attempt_at,
-        }));
+        writes.extend(pending.into_iter().map(Write::from));
         if writes.is_empty() {
             return;
         }
@@ -276,24 +269,20 @@ pub async fn recover(
         };
         let mut events = Vec::new();
         for r in &recovered {
-            let mut finished = webhooks::attendance_ready(&r.room, &r.session, r.ended_at);
-            finished.event = "room_finished";
-            finished.reason = Some("server_shutdown");
-            events.push(finished);
+            events.push(webhooks::session_event(
+                "room_finished",
+                Some("server_shutdown"),
+                &r.room,
+                &r.session,
+                r.ended_at,
+            ));
             events.push(webhooks::attendance_ready(&r.room, &r.session, r.ended_at));
         }
         // Into the store only: the sender reads it in order, after what was pending before.
         let writes: Vec<Write> = recorder
             .pending(events, &seq)
             .into_iter()
-            .map(|p| Write::Webhook {
-                id: p.id,
-                url: p.url,
-                room: p.room,
-                seq: p.seq,
-                body: p.body,
-                at: p.next_attempt_at,
-            })
+            .map(Write::from)
             .collect();
         store.apply(&writes).await?;
     }

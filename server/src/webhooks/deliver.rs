@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
 use super::{signature, WebhookConfig};
-use crate::store::{ms, unix_ms, Store, StoreError};
+use crate::store::{ms, unix_ms, Store, StoreError, Write};
 
 /// Attempts before an event is given up on (operations.md asks for at least 5). With a 1 s
 /// base that is about 17 minutes of trying.
@@ -63,6 +63,31 @@ impl Outcome {
 
 /// Pending events, lane by lane (receiver and room), in order.
 type Lanes = BTreeMap<(String, String), VecDeque<Pending>>;
+
+impl Queue {
+    /// Puts an event at the end of its lane.
+    fn enqueue(&mut self, event: Pending) {
+        self.len += 1;
+        self.lanes
+            .entry((event.url.clone(), event.room.clone()))
+            .or_default()
+            .push_back(event);
+    }
+}
+
+/// A pending event as the store keeps it.
+impl From<Pending> for Write {
+    fn from(p: Pending) -> Write {
+        Write::Webhook {
+            id: p.id,
+            url: p.url,
+            room: p.room,
+            seq: p.seq,
+            body: p.body,
+            at: p.next_attempt_at,
+        }
+    }
+}
 
 /// One event's outcome for the store: (id, url, `Some((attempts, next attempt))` to reschedule,
 /// `None` to delete).
@@ -158,12 +183,7 @@ impl Webhooks {
                     }
                     continue;
                 }
-                queue.len += 1;
-                queue
-                    .lanes
-                    .entry((event.url.clone(), event.room.clone()))
-                    .or_default()
-                    .push_back(event);
+                queue.enqueue(event);
             }
         }
         self.wake();
@@ -252,12 +272,7 @@ impl Webhooks {
                         queue.overflowed = true;
                         break;
                     }
-                    queue.len += 1;
-                    queue
-                        .lanes
-                        .entry((event.url.clone(), event.room.clone()))
-                        .or_default()
-                        .push_back(event);
+                    queue.enqueue(event);
                 }
             }
         }

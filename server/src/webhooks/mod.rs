@@ -109,14 +109,26 @@ pub fn event_for(stamped: &Stamped) -> Option<WebhookEvent> {
 
 /// `attendance_ready`: the session's record is complete and may be fetched.
 pub fn attendance_ready(room: &str, session: &str, at: u64) -> WebhookEvent {
+    session_event("attendance_ready", None, room, session, at)
+}
+
+/// An event about a whole session (no participant), made outside a room's own events: at
+/// start-up for a session a crash left open, or once its records are written.
+pub fn session_event(
+    event: &'static str,
+    reason: Option<&'static str>,
+    room: &str,
+    session: &str,
+    at: u64,
+) -> WebhookEvent {
     WebhookEvent {
         id: new_id(),
-        event: "attendance_ready",
+        event,
         created_at: rfc3339(at),
         room: room.to_owned(),
         session: session.to_owned(),
         participant: None,
-        reason: None,
+        reason,
     }
 }
 
