@@ -6,14 +6,14 @@
 //!
 //! Nothing here is on a room's path: a slow or dead receiver holds up only its own lane.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use sqlx::Row;
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
+use super::queue::Queue;
 use super::{signature, WebhookConfig};
 use crate::store::{ms, unix_ms, Store, StoreError, Write};
 
@@ -28,6 +28,13 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// on, events past this stay in the store and are read back once the lanes have drained.
 const MEMORY_LIMIT: usize = 10_000;
 const STORED_MEMORY_LIMIT: usize = 200_000;
+/// Requests open at once to one receiver. Rooms take turns beyond this: a clinic's receiver
+/// is not met with a connection per live room, and a burst of joins costs a few connections.
+pub const MAX_IN_FLIGHT: usize = 32;
+/// Outcomes are written to the store in batches of at most this many, and at least this often
+/// while any wait: at most this much delivered work is sent again after a crash.
+const FLUSH_BATCH: usize = 512;
+const FLUSH_EVERY: Duration = Duration::from_millis(250);
 
 /// One event waiting for one receiver.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,20 +68,6 @@ impl Outcome {
     }
 }
 
-/// Pending events, lane by lane (receiver and room), in order.
-type Lanes = BTreeMap<(String, String), VecDeque<Pending>>;
-
-impl Queue {
-    /// Puts an event at the end of its lane.
-    fn enqueue(&mut self, event: Pending) {
-        self.len += 1;
-        self.lanes
-            .entry((event.url.clone(), event.room.clone()))
-            .or_default()
-            .push_back(event);
-    }
-}
-
 /// A pending event as the store keeps it.
 impl From<Pending> for Write {
     fn from(p: Pending) -> Write {
@@ -87,21 +80,6 @@ impl From<Pending> for Write {
             at: p.next_attempt_at,
         }
     }
-}
-
-/// One event's outcome for the store: (id, url, `Some((attempts, next attempt))` to reschedule,
-/// `None` to delete).
-type Settled = (String, String, Option<(u32, u64)>);
-
-/// What the lanes hold, and what the store has yet to be told.
-#[derive(Debug, Default)]
-struct Queue {
-    lanes: Lanes,
-    len: usize,
-    /// Events the store holds that did not fit in memory: read back once the lanes drain.
-    overflowed: bool,
-    /// Outcomes to write to the store in the next batch.
-    settled: Vec<Settled>,
 }
 
 /// Counts of what happened to deliveries, for metrics.
@@ -157,11 +135,12 @@ impl Webhooks {
 
     /// Reads what the store holds pending (from before a restart); call before any new event.
     pub async fn load(&self) -> Result<(), StoreError> {
-        self.queue
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .overflowed = self.store.is_some();
-        self.due(&HashSet::new(), 0).await.map(|_| ())
+        self.lock().overflowed = self.store.is_some();
+        self.reload().await
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Hands over new events (already in the store, with records on). Never waits.
@@ -171,10 +150,11 @@ impl Webhooks {
         } else {
             MEMORY_LIMIT
         };
+        let now = now_ms();
         {
-            let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+            let mut queue = self.lock();
             for event in events {
-                if queue.len >= limit {
+                if queue.len() >= limit {
                     if self.store.is_some() {
                         queue.overflowed = true;
                     } else {
@@ -183,7 +163,7 @@ impl Webhooks {
                     }
                     continue;
                 }
-                queue.enqueue(event);
+                queue.enqueue(event, now);
             }
         }
         self.wake();
@@ -194,6 +174,7 @@ impl Webhooks {
         let client = match reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
+            .pool_max_idle_per_host(MAX_IN_FLIGHT)
             .user_agent(concat!("circle/", env!("CARGO_PKG_VERSION")))
             .build()
         {
@@ -204,39 +185,53 @@ impl Webhooks {
             }
         };
         let (done_tx, mut done_rx) = mpsc::channel::<(Pending, Outcome)>(256);
-        let mut in_flight: HashSet<(String, String)> = HashSet::new();
+        let mut flushed = Instant::now();
         loop {
-            let now = now_ms();
-            let next_due: Option<u64>;
-            match self.due(&in_flight, now).await {
-                Ok((due, next)) => {
-                    next_due = next;
-                    for head in due {
-                        in_flight.insert((head.url.clone(), head.room.clone()));
-                        tokio::spawn(send(
-                            client.clone(),
-                            self.config.clone(),
-                            head,
-                            done_tx.clone(),
-                        ));
-                    }
+            let unsaved = self.lock().settled.len();
+            if unsaved >= FLUSH_BATCH || (unsaved > 0 && flushed.elapsed() >= FLUSH_EVERY) {
+                if let Err(e) = self.flush().await {
+                    tracing::warn!(error = %e, "webhooks: could not record deliveries");
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, "webhooks: could not read pending events");
-                    next_due = Some(now + 1_000);
-                }
+                flushed = Instant::now();
             }
-            let pause = next_due
+            if let Err(e) = self.reload().await {
+                tracing::warn!(error = %e, "webhooks: could not read pending events");
+            }
+            let now = now_ms();
+            let (due, next_retry, unsaved) = {
+                let mut queue = self.lock();
+                let due = queue.take_due(now, MAX_IN_FLIGHT);
+                (due, queue.next_retry(), queue.settled.len())
+            };
+            for head in due {
+                tokio::spawn(send(
+                    client.clone(),
+                    self.config.clone(),
+                    head,
+                    done_tx.clone(),
+                ));
+            }
+            let mut pause = next_retry
                 .map(|d| Duration::from_millis(d.saturating_sub(now)))
                 .unwrap_or(Duration::from_secs(60));
+            if unsaved > 0 {
+                pause = pause.min(FLUSH_EVERY.saturating_sub(flushed.elapsed()));
+            }
             tokio::select! {
-                Some((pending, outcome)) = done_rx.recv() => {
-                    in_flight.remove(&(pending.url.clone(), pending.room.clone()));
-                    self.settle(pending, outcome);
-                    // Outcomes that came in together go to the store together.
-                    while let Ok((pending, outcome)) = done_rx.try_recv() {
-                        in_flight.remove(&(pending.url.clone(), pending.room.clone()));
-                        self.settle(pending, outcome);
+                Some(first) = done_rx.recv() => {
+                    // Outcomes that came in together are settled together.
+                    let now = now_ms();
+                    let mut queue = self.lock();
+                    let mut next = Some(first);
+                    while let Some((pending, outcome)) = next {
+                        let result = queue.settle(
+                            pending, outcome, now, self.backoff, self.store.is_some(),
+                        );
+                        (self.on_result)(result);
+                        if result == "failed" {
+                            tracing::warn!(attempts = MAX_ATTEMPTS, "a webhook event was given up on");
+                        }
+                        next = done_rx.try_recv().ok();
                     }
                 }
                 () = self.wake.notified() => {}
@@ -249,48 +244,31 @@ impl Webhooks {
         }
     }
 
-    /// The first event of every lane not in flight whose time has come (only those are copied),
-    /// and when the next one will be; reads the store first when it holds events the lanes do
-    /// not (at start, or after an overflow has drained).
-    async fn due(
-        &self,
-        in_flight: &HashSet<(String, String)>,
-        now: u64,
-    ) -> Result<(Vec<Pending>, Option<u64>), StoreError> {
-        self.flush().await?;
-        let reload = {
-            let queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-            queue.overflowed && queue.len == 0
+    /// Reads the store when it holds events the lanes do not (at start, or once an overflow
+    /// has drained), after telling it what was settled.
+    async fn reload(&self) -> Result<(), StoreError> {
+        let Some(store) = &self.store else {
+            return Ok(());
         };
-        if reload {
-            if let Some(store) = &self.store {
-                let stored = self.stored(store).await?;
-                let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-                queue.overflowed = false;
-                for event in stored {
-                    if queue.len >= STORED_MEMORY_LIMIT {
-                        queue.overflowed = true;
-                        break;
-                    }
-                    queue.enqueue(event);
-                }
+        {
+            let queue = self.lock();
+            if !(queue.overflowed && queue.is_empty()) {
+                return Ok(());
             }
         }
-        let queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-        let mut due = Vec::new();
-        let mut next: Option<u64> = None;
-        for (lane, events) in &queue.lanes {
-            let Some(head) = events.front() else { continue };
-            if in_flight.contains(lane) {
-                continue;
+        self.flush().await?;
+        let stored = self.stored(store).await?;
+        let now = now_ms();
+        let mut queue = self.lock();
+        queue.overflowed = false;
+        for event in stored {
+            if queue.len() >= STORED_MEMORY_LIMIT {
+                queue.overflowed = true;
+                break;
             }
-            if head.next_attempt_at > now {
-                next = Some(next.map_or(head.next_attempt_at, |n| n.min(head.next_attempt_at)));
-            } else {
-                due.push(head.clone());
-            }
+            queue.enqueue(event, now);
         }
-        Ok((due, next))
+        Ok(())
     }
 
     /// Every pending event in the store, in order, for receivers still configured.
@@ -326,10 +304,7 @@ impl Webhooks {
         let Some(store) = &self.store else {
             return Ok(());
         };
-        let settled = {
-            let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-            std::mem::take(&mut queue.settled)
-        };
+        let settled = std::mem::take(&mut self.lock().settled);
         if settled.is_empty() {
             return Ok(());
         }
@@ -359,47 +334,6 @@ impl Webhooks {
         }
         tx.commit().await?;
         Ok(())
-    }
-
-    /// Records an attempt's outcome: gone when delivered, refused or out of attempts,
-    /// rescheduled otherwise. The store hears of it in the next batch.
-    fn settle(&self, mut pending: Pending, outcome: Outcome) {
-        pending.attempts += 1;
-        let result = match outcome {
-            Outcome::Delivered => "delivered",
-            Outcome::Refused => "dropped",
-            Outcome::Retry if pending.attempts >= MAX_ATTEMPTS => "failed",
-            Outcome::Retry => "retried",
-        };
-        (self.on_result)(result);
-        let keep = result == "retried";
-        if result == "failed" {
-            tracing::warn!(
-                attempts = pending.attempts,
-                "a webhook event was given up on"
-            );
-        }
-        pending.next_attempt_at = now_ms() + backoff(self.backoff, pending.attempts);
-        let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-        let lane_key = (pending.url.clone(), pending.room.clone());
-        let retry = keep.then_some((pending.attempts, pending.next_attempt_at));
-        let record = (pending.id.clone(), pending.url.clone(), retry);
-        if let Some(lane) = queue.lanes.get_mut(&lane_key) {
-            if keep {
-                if let Some(front) = lane.front_mut() {
-                    *front = pending;
-                }
-            } else {
-                lane.pop_front();
-                if lane.is_empty() {
-                    queue.lanes.remove(&lane_key);
-                }
-                queue.len -= 1;
-            }
-        }
-        if self.store.is_some() {
-            queue.settled.push(record);
-        }
     }
 }
 
