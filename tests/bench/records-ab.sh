@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Records and webhooks on, against off, in one run (tests/BENCHMARKS.md, round 4): the
+# Records and webhooks on, against off, in one run (tests/BENCHMARKS.md, rounds 5 and 6): the
 # 10,000-session signalling scenario alternated PAIRS times, which build goes first alternating.
 # "on" keeps records in a fresh SQLite file and POSTs every webhook event to a local receiver that
 # answers 204; "off" is --records off with no webhook. Usage, from the repository root, after

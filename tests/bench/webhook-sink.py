@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
 """A webhook receiver for benchmarks: answers every POST with 204 at once and counts what came.
 
-Usage: webhook-sink.py PORT   (prints the count on SIGTERM or Ctrl-C)
+Usage: webhook-sink.py PORT   (prints the count on SIGTERM or Ctrl-C, and how many came in each
+second, so a reader can tell whether deliveries overlapped a phase of the load tool's scenario)
 """
+import collections
 import signal
 import sys
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 received = 0
+per_second = collections.Counter()
 
 
 class Sink(BaseHTTPRequestHandler):
@@ -18,6 +22,7 @@ class Sink(BaseHTTPRequestHandler):
         length = int(self.headers.get("content-length", "0"))
         self.rfile.read(length)
         received += 1
+        per_second[int(time.time())] += 1
         self.send_response(204)
         self.send_header("content-length", "0")
         self.end_headers()
@@ -28,6 +33,9 @@ class Sink(BaseHTTPRequestHandler):
 
 def stop(*_):
     print(f"webhook events received: {received}", flush=True)
+    for second in sorted(per_second):
+        stamp = time.strftime("%H:%M:%S", time.gmtime(second))
+        print(f"  {stamp} {per_second[second]}", flush=True)
     sys.exit(0)
 
 
