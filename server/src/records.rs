@@ -11,7 +11,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::events::{Actor, Moderation, Published, RoomEvent, Stamped, Subscription};
 use crate::store::{Store, Write};
-use crate::webhooks::deliver::{now_ms, Pending, Webhooks};
+use crate::webhooks::deliver::{now_ms, Webhooks};
+use crate::webhooks::queue::Pending;
 use crate::webhooks::{self, finish_reason, left_reason, role_name, WebhookEvent};
 
 /// Events written in one transaction at most.

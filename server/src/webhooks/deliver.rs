@@ -13,15 +13,10 @@ use sqlx::Row;
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
-use super::queue::Queue;
+use super::queue::{Outcome, Pending, Queue, MAX_ATTEMPTS};
 use super::{signature, WebhookConfig};
 use crate::store::{ms, unix_ms, Store, StoreError, Write};
 
-/// Attempts before an event is given up on (operations.md asks for at least 5). With a 1 s
-/// base that is about 17 minutes of trying.
-pub const MAX_ATTEMPTS: u32 = 12;
-/// The longest pause between two attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// A receiver gets this long to answer.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Events kept in memory with records off, before new ones are dropped and counted. With records
@@ -35,38 +30,6 @@ pub const MAX_IN_FLIGHT: usize = 32;
 /// while any wait: at most this much delivered work is sent again after a crash.
 const FLUSH_BATCH: usize = 512;
 const FLUSH_EVERY: Duration = Duration::from_millis(250);
-
-/// One event waiting for one receiver.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pending {
-    pub id: String,
-    pub url: String,
-    pub room: String,
-    pub seq: u64,
-    pub body: String,
-    pub attempts: u32,
-    pub next_attempt_at: u64,
-}
-
-/// What became of one attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Delivered,
-    /// Network error, timeout, 5xx or 429: try again later.
-    Retry,
-    /// Any other answer: the receiver does not want it.
-    Refused,
-}
-
-impl Outcome {
-    fn of_status(status: u16) -> Outcome {
-        match status {
-            200..=299 => Outcome::Delivered,
-            429 | 500..=599 => Outcome::Retry,
-            _ => Outcome::Refused,
-        }
-    }
-}
 
 /// A pending event as the store keeps it.
 impl From<Pending> for Write {
@@ -363,41 +326,9 @@ async fn send(
     let _ = done.send((pending, outcome)).await;
 }
 
-/// The pause before the attempt after `attempts` failed ones: `base`, doubled each time, at
-/// most five minutes.
-pub fn backoff(base: Duration, attempts: u32) -> u64 {
-    let factor = 1u32 << attempts.saturating_sub(1).min(16);
-    (base * factor).min(MAX_BACKOFF).as_millis() as u64
-}
-
 pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn network_trouble_5xx_and_429_are_retried_and_other_4xx_dropped() {
-        assert_eq!(Outcome::of_status(200), Outcome::Delivered);
-        assert_eq!(Outcome::of_status(204), Outcome::Delivered);
-        assert_eq!(Outcome::of_status(429), Outcome::Retry);
-        assert_eq!(Outcome::of_status(503), Outcome::Retry);
-        assert_eq!(Outcome::of_status(404), Outcome::Refused);
-        assert_eq!(Outcome::of_status(301), Outcome::Refused);
-    }
-
-    #[test]
-    fn the_backoff_doubles_from_its_base_up_to_five_minutes() {
-        let base = Duration::from_secs(1);
-        assert_eq!(backoff(base, 1), 1_000);
-        assert_eq!(backoff(base, 2), 2_000);
-        assert_eq!(backoff(base, 5), 16_000);
-        assert_eq!(backoff(base, 11), 300_000);
-        const { assert!(MAX_ATTEMPTS >= 5) };
-    }
 }

@@ -4,7 +4,7 @@
 //! Events carry ids and roles only: no display names, notes or content.
 
 pub mod deliver;
-mod queue;
+pub mod queue;
 
 use hmac::{Hmac, Mac};
 use serde::Serialize;
