@@ -12,8 +12,8 @@ use webrtc::media_stream::MediaStreamTrack;
 
 use crate::media::codec::MediaKind;
 use crate::media::egress::{Egress, Subscription};
-use crate::media::engine::is_keyframe_request;
 use crate::media::forward::KeyframeWanted;
+use crate::media::leg::is_keyframe_request;
 use crate::media::producer::Producer;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);

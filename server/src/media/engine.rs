@@ -1,83 +1,27 @@
-//! How a server-side peer connection is built: codecs, header extensions, interceptors, ICE
-//! settings, socket binding and buffer sizes. Every webrtc configuration type stays in here.
+//! How the webrtc engine builds a server-side peer connection from a leg's pieces (`leg`):
+//! socket binding, buffer sizes and the announced address. Every webrtc type stays in here.
 
-use std::collections::VecDeque;
-use std::fmt;
 use std::future::Future;
 use std::io;
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use circle_protocol::PcKind;
-use rtc::ice::mdns::MulticastDnsMode;
-use rtc::ice::network_type::NetworkType;
-use rtc::interceptor::{
-    Attribute, Interceptor, NackGeneratorBuilder, NackResponderBuilder, Packet,
-    ReceiverReportBuilder, SenderReportBuilder, Slot, StreamInfo, TaggedPacket,
-};
-use rtc::peer_connection::configuration::interceptor_registry::{
-    configure_simulcast_extension_headers, configure_twcc_receiver_only,
-};
-use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
-use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
-use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
-};
-use rtc::sansio::Protocol;
 use webrtc::peer_connection::{
-    MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
-    RTCConfigurationBuilder, RTCIceCandidateType, Registry, SettingEngineBuilder,
+    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
+    RTCIceCandidateType,
 };
 use webrtc::runtime::{
     AsyncInterval, AsyncTcpListener, AsyncTcpStream, AsyncUdpSocket, JoinHandle, Runtime,
     TokioRuntime,
 };
 
-use crate::media::codec::{opus, vp8, AUDIO_LEVEL_URI, OPUS_PAYLOAD_TYPE, VP8_PAYLOAD_TYPE};
 use crate::media::counters::MediaCounters;
-use crate::media::{MediaConfig, MediaError};
-
-/// Opus and VP8 only, the same on both legs, so a forwarded packet never needs transcoding;
-/// the audio level extension only where the browser sends audio to us.
-fn media_engine(kind: PcKind) -> Result<MediaEngine, MediaError> {
-    let mut engine = MediaEngine::default();
-    for (codec, payload_type, rtp_kind) in [
-        (opus(), OPUS_PAYLOAD_TYPE, RtpCodecKind::Audio),
-        (vp8(), VP8_PAYLOAD_TYPE, RtpCodecKind::Video),
-    ] {
-        engine
-            .register_codec(
-                RTCRtpCodecParameters {
-                    rtp_codec: codec,
-                    payload_type,
-                },
-                rtp_kind,
-            )
-            .map_err(internal)?;
-    }
-    if kind == PcKind::Publish {
-        engine
-            .register_header_extension(
-                RTCRtpHeaderExtensionCapability {
-                    uri: AUDIO_LEVEL_URI.to_owned(),
-                },
-                RtpCodecKind::Audio,
-                None,
-            )
-            .map_err(internal)?;
-    }
-    Ok(engine)
-}
-
-/// How often the ICE agent's timer runs while connecting (see `build_at`).
-const ICE_TIMER_INTERVAL: Duration = Duration::from_millis(50);
-
-pub(crate) fn internal(e: impl fmt::Display) -> MediaError {
-    MediaError::Internal(e.to_string())
-}
+use crate::media::leg;
+use crate::media::{internal, MediaConfig, MediaError};
 
 /// Process-wide media state: the configuration, the runtime that sizes socket buffers, and the
 /// cursor over the configured UDP port range.
@@ -187,57 +131,8 @@ impl Engine {
         handler: Arc<dyn PeerConnectionEventHandler>,
         addr: SocketAddr,
     ) -> Result<Arc<dyn PeerConnection>, MediaError> {
-        let mut media_engine = media_engine(kind)?;
-        let registry = match kind {
-            // A publish leg only receives: NACKs for lost packets, receiver reports and
-            // transport-wide congestion feedback for the browser's sender, and the extensions
-            // a browser's offer carries. Sender-side interceptors would only be pipeline stages.
-            PcKind::Publish => {
-                configure_simulcast_extension_headers(&mut media_engine).map_err(internal)?;
-                let registry = Registry::new()
-                    .with(Slot::NackGenerator, NackGeneratorBuilder::new().build())
-                    .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build());
-                configure_twcc_receiver_only(registry, &mut media_engine).map_err(internal)?
-            }
-            // A subscribe leg only sends, and every outgoing packet passes through each
-            // interceptor as a pipeline stage, so it gets only what a sender needs: answers to
-            // NACKs, sender reports, and keyframe requests passed up to the SFU (last in the
-            // chain, so the others have seen everything first). The receive-side interceptors
-            // (NACK generator, receiver reports, TWCC receiver) would have nothing to report on.
-            PcKind::Subscribe => Registry::new()
-                .with(Slot::NackResponder, NackResponderBuilder::new().build())
-                .with(Slot::SenderReport, SenderReportBuilder::new().build())
-                .with(Slot::from(14_000), KeyframeRequestsToApp::default()),
-        };
-
-        let network = match self.config.bind_ip {
-            IpAddr::V4(_) => NetworkType::Udp4,
-            IpAddr::V6(_) => NetworkType::Udp6,
-        };
-        let mut settings = SettingEngineBuilder::new()
-            .with_multicast_dns_mode(MulticastDnsMode::Disabled)
-            .with_network_types(vec![network])
-            // ICE-lite (RFC 8445 §2.5), as mediasoup and Janus: the server answers the browser's
-            // connectivity checks and learns its address from them (a peer-reflexive candidate,
-            // §7.3.1.3), and never checks an address of its own accord, so no client can aim
-            // the server's STUN traffic at someone else. Against a full agent a lite one is
-            // always controlled (§6.1.1): the browser nominates, on both legs. (rtc-ice 0.21.1's
-            // lite agent still sends one triggered check back to the source of each check it
-            // has authenticated and answered, and nowhere else.)
-            //
-            // The nomination waits (`with_srflx/prflx_acceptance_min_wait`) are read only by a
-            // controlling agent, and a lite agent never is one: they are gone.
-            .with_lite(true)
-            // The check interval still paces the agent's timer while connecting, and the
-            // connection's first DTLS flight (the server starts the handshake on every leg now)
-            // leaves only on that timer's next tick: at the library's 200 ms a new subscription
-            // waited 200 ms after ICE had finished (tests/BENCHMARKS.md, round 3). RFC 8445's
-            // pacing (Ta) is 50 ms. The attempt count is left to the library.
-            .with_ice_connection_attempts(Some(ICE_TIMER_INTERVAL), None);
-        if let Some((disconnected, failed, keepalive)) = self.config.ice_timeouts {
-            settings =
-                settings.with_ice_timeouts(Some(disconnected), Some(failed), Some(keepalive));
-        }
+        let (media_engine, registry) = leg::media(kind)?;
+        let mut settings = leg::settings(&self.config);
         if let Some(public) = self.config.announce_ip {
             settings =
                 settings.with_nat_1to1_ips(vec![public.to_string()], RTCIceCandidateType::Host);
@@ -258,58 +153,6 @@ impl Engine {
             .map_err(internal)?;
         Ok(Arc::new(pc))
     }
-}
-
-/// Inbound RTCP ends inside the interceptor chain unless an interceptor marks it for the
-/// application; this one marks keyframe requests (PLI, FIR) so the SFU can relay them upstream,
-/// and leaves everything else (reports, NACKs) to the interceptors that consume it.
-#[derive(Default)]
-pub struct KeyframeRequestsToApp {
-    read_queue: VecDeque<TaggedPacket>,
-    write_queue: VecDeque<TaggedPacket>,
-}
-
-pub(crate) fn is_keyframe_request(packet: &dyn rtc::rtcp::Packet) -> bool {
-    let any = packet.as_any();
-    any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()
-}
-
-impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequestsToApp {
-    type Rout = TaggedPacket;
-    type Wout = TaggedPacket;
-    type Eout = ();
-    type Error = rtc::shared::error::Error;
-    type Time = Instant;
-
-    fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
-        if let Packet::Rtcp(packets) = &msg.message.packet {
-            if packets.iter().any(|p| is_keyframe_request(p.as_ref())) {
-                msg.message.add(Attribute::DeliverToApplication);
-            }
-        }
-        self.read_queue.push_back(msg);
-        Ok(())
-    }
-
-    fn poll_read(&mut self) -> Option<Self::Rout> {
-        self.read_queue.pop_front()
-    }
-
-    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
-        self.write_queue.push_back(msg);
-        Ok(())
-    }
-
-    fn poll_write(&mut self) -> Option<Self::Wout> {
-        self.write_queue.pop_front()
-    }
-}
-
-impl Interceptor for KeyframeRequestsToApp {
-    fn bind_local_stream(&mut self, _info: &StreamInfo) {}
-    fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
-    fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
-    fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
 }
 
 /// The tokio runtime with larger UDP socket buffers, and without outbound TCP. The kernel's

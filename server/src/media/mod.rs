@@ -7,7 +7,9 @@
 //! `forward` is the per-packet work it does (public only so `cargo bench` can measure it; it
 //! names the RTP packet type), `consumer` is one outgoing copy and `egress` the track it writes into, `router` keeps the room's
 //! registry of who receives what, `speaking` turns audio levels into the `speaking` set, and
-//! `counters` holds what the packet path counts for metrics.
+//! `counters` holds what the packet path counts for metrics, and `udp` is the one media port's
+//! datagram classification and routing table (for the engine on `rtc`, issue 14; public so the
+//! fuzz target reaches it).
 //! Every other webrtc type stays inside this module, behind these types, so the library can be
 //! swapped.
 
@@ -16,12 +18,18 @@ mod consumer;
 mod counters;
 mod egress;
 mod engine;
+mod leg;
+// The engine on one UDP port, built in steps; compiled for its tests until the engine's loop
+// uses it (issue 14).
 pub mod forward;
+#[cfg(test)]
+mod mux;
 mod peer;
 mod producer;
 mod router;
 mod sdp;
 mod speaking;
+pub mod udp;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -32,7 +40,7 @@ use tokio::sync::mpsc;
 
 pub use codec::MediaKind;
 pub use counters::{DropReason, MediaCounters};
-pub use engine::KeyframeRequestsToApp;
+pub use leg::KeyframeRequestsToApp;
 pub use router::Router;
 
 /// Locks one of the media plane's mutexes. No code panics while holding one, so a poisoned
@@ -195,4 +203,9 @@ pub enum MediaError {
     /// The router is closed or overloaded, or the library failed (`internal`).
     #[error("internal media error: {0}")]
     Internal(String),
+}
+
+/// A library failure as a [`MediaError::Internal`].
+pub(crate) fn internal(e: impl std::fmt::Display) -> MediaError {
+    MediaError::Internal(e.to_string())
 }
