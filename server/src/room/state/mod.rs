@@ -15,6 +15,7 @@
 mod admin;
 mod announce;
 mod membership;
+mod moderation;
 mod requests;
 
 use std::collections::{HashMap, HashSet};
