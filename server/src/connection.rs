@@ -440,7 +440,20 @@ async fn read_loop<S>(
         let refusal = if !bucket.take(now) {
             if strikes.strike(now) {
                 tracing::info!(connection = link.id, "closing an abusive connection");
-                let _ = link.tx.try_send(Outbound::Close(close::POLICY));
+                // Through the room, so the answers it still owes this connection go out first.
+                let told = seat
+                    .room
+                    .refuse_and_close(
+                        seat.participant.clone(),
+                        link.id,
+                        ErrorCode::RateLimited,
+                        "too many messages; closing this connection".to_owned(),
+                        close::POLICY,
+                    )
+                    .await;
+                if told.is_err() {
+                    let _ = link.tx.try_send(Outbound::Close(close::POLICY));
+                }
                 return;
             }
             Some((

@@ -78,3 +78,25 @@ test('with credentials the relay refuses, there is no media and the member is to
   const s = await inboundStats(member.page);
   assert.ok(!(s['f-1']?.framesDecoded > 0), `no media without the relay: ${JSON.stringify(s)}`);
 });
+
+// Expired credentials: the relay's own secret, but a lifetime of one second. An observer sends
+// nothing, so its first connection (the one bringing the facilitator's media) is built only
+// once the facilitator publishes, by which time its credentials have expired.
+test('with credentials that have expired, there is no media and the member is told', { timeout: 90_000, skip: mediaSkipped() }, async (t) => {
+  const turn = await startTurn(t);
+  const server = await startServer(t, {
+    args: ['--waiting-room', 'off', '--turn-url', `turn:127.0.0.1:${turn.port}?transport=udp`, '--turn-secret', turn.secret, '--turn-ttl', '1s'],
+  });
+  const browser = await launchBrowser(t);
+  const observer = await openRelayOnly(browser, server, { sub: 'o-1', role: 'observer', name: 'Pat' });
+  await joinRoom(observer);
+  const expires = await observer.page.evaluate(() => window.circle.state.iceServers?.find((s) => s.username)?.username);
+  assert.match(expires ?? '', /^\d+:[0-9a-f]{16}$/, 'the observer was handed REST credentials');
+  await new Promise((r) => setTimeout(r, 2500));
+  const fac = await openRelayOnly(browser, server, { sub: 'f-1', role: 'facilitator', name: 'Sam' });
+  await joinRoom(fac);
+  await waitFor(async () => /relay/i.test(await observer.page.locator('#media-status').textContent()),
+    { timeout: 45_000, interval: 500, what: 'a message about the relay' });
+  const s = await inboundStats(observer.page);
+  assert.ok(!(s['f-1']?.framesDecoded > 0), `no media with expired credentials: ${JSON.stringify(s)}`);
+});

@@ -244,9 +244,15 @@ impl RoomActor {
                 id,
                 code,
                 message,
+                then_close,
             } => {
                 if self.is_current(&participant, connection) {
                     self.deliver(&participant, &ServerMessage::error(id, code, message));
+                    if let Some(code) = then_close {
+                        // The link stays: the connection's end arrives as `Disconnected`, and
+                        // the participant gets the resume grace as after any drop.
+                        self.push_raw(&participant, Outbound::Close(code));
+                    }
                 }
             }
             RoomCommand::Disconnected {

@@ -68,6 +68,9 @@ pub(super) enum RoomCommand {
         id: Option<u32>,
         code: ErrorCode,
         message: String,
+        /// Close the connection with this code after the error, behind everything the room
+        /// has already queued for it (an abusive connection hears why before it goes).
+        then_close: Option<u16>,
     },
     Disconnected {
         participant: ParticipantId,
@@ -197,6 +200,28 @@ impl RoomHandle {
             id,
             code,
             message,
+            then_close: None,
+        })
+        .await
+    }
+
+    /// A last refusal, then the connection is closed with `close`: both in the participant's
+    /// sequence, after the answers to what the connection sent before.
+    pub async fn refuse_and_close(
+        &self,
+        participant: ParticipantId,
+        connection: u64,
+        code: ErrorCode,
+        message: String,
+        close: u16,
+    ) -> Result<(), Sent> {
+        self.send(RoomCommand::Refuse {
+            participant,
+            connection,
+            id: None,
+            code,
+            message,
+            then_close: Some(close),
         })
         .await
     }

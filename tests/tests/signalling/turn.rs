@@ -129,8 +129,51 @@ async fn resume_sent_over_and_over_hands_out_no_credentials_and_is_rate_limited(
         "{refusals:?}"
     );
     assert!(
+        refusals.iter().any(|code| code == "rate_limited"),
+        "the refusals turn into rate limiting before the close: {refusals:?}"
+    );
+    assert!(
         matches!(end, Some(circle_tests::End::Closed(1008))),
         "an abusive connection is closed: {end:?}, refusals {refusals:?}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_static_turn_pair_is_handed_out_as_configured_in_welcome_and_after_a_resume() {
+    let s = TestServer::with(|c| {
+        c.room.waiting_room = false;
+        c.room.resume_grace_ms = 5_000;
+        c.turn = Some(TurnConfig {
+            urls: vec!["turn:relay.example.org:3478?transport=udp".into()],
+            credentials: TurnCredentials::Static {
+                username: "clinic-relay".into(),
+                credential: "relay-password".into(),
+            },
+        });
+    })
+    .await;
+    let expected = json!({
+        "urls": ["turn:relay.example.org:3478?transport=udp"],
+        "username": "clinic-relay",
+        "credential": "relay-password",
+    });
+    let mut a = s.join("r", "a", Role::Member).await;
+    let servers = a.log[0]["ice_servers"].as_array().unwrap().clone();
+    assert!(servers.contains(&expected), "{servers:?}");
+    a.drain().await;
+    let (token, seq) = (a.log[0]["resume_token"].clone(), a.last_seq());
+    a.vanish();
+    let mut back = s.connect().await;
+    back.send(json!({"type":"resume","protocol":1,"resume_token": token,"last_seq": seq}))
+        .await;
+    let resumed = back.recv_type("resumed").await;
+    assert!(
+        resumed["ice_servers"]
+            .as_array()
+            .unwrap()
+            .contains(&expected),
+        "{resumed}"
     );
     s.stop().await;
 }
