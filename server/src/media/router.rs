@@ -15,7 +15,9 @@ use crate::media::codec::MediaKind;
 use crate::media::engine::Engine;
 use crate::media::peer::{self, PeerCommand, PeerContext, PeerHandle};
 use crate::media::producer::{Producer, ProducerEnded, ProducerId};
-use crate::media::sdp::{check_client_description, inspect_publish_offer, strip_candidates};
+use crate::media::sdp::{
+    check_client_description, inspect_publish_offer, strip_candidates, MAX_PUBLISH_SECTIONS,
+};
 use crate::media::speaking::SpeakingDetector;
 use crate::media::{lock, MediaError, RouterEvent, Signal};
 
@@ -189,7 +191,7 @@ impl Router {
                         "the client offers on publish and the server answers",
                     ));
                 }
-                check_client_description(&sdp)?;
+                check_client_description(&sdp, MAX_PUBLISH_SECTIONS)?;
                 let sdp = strip_candidates(&sdp);
                 let offer = inspect_publish_offer(&sdp)?;
                 let description = RTCSessionDescription::offer(sdp)
@@ -219,7 +221,11 @@ impl Router {
                 {
                     return Err(MediaError::Conflict("no subscribe offer is outstanding"));
                 }
-                check_client_description(&sdp)?;
+                let offered = participant
+                    .subscribe
+                    .offered_sections
+                    .load(Ordering::Acquire);
+                check_client_description(&sdp, offered)?;
                 let description = RTCSessionDescription::answer(strip_candidates(&sdp))
                     .map_err(|e| MediaError::BadSdp(e.to_string()))?;
                 send(

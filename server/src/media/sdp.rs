@@ -12,10 +12,10 @@ use crate::media::MediaError;
 /// The largest client description accepted. Chromium's offers are 3–6 KiB; the WebSocket's own
 /// cap (256 KiB) would let one message carry thousands of lines for the library to parse.
 pub(crate) const MAX_DESCRIPTION_BYTES: usize = 64 * 1024;
-/// The most media sections a client description may have. A publish offer needs two; a
-/// subscribe answer has as many as the server offered, and removed tracks stay behind as
-/// inactive sections, so a long session can grow a few more.
-pub(crate) const MAX_MEDIA_SECTIONS: usize = 16;
+/// The most media sections a publish offer may have: it needs two (a microphone and a camera).
+/// A subscribe answer may have as many as the server's offer had (`check_client_description`'s
+/// `max_sections`).
+pub(crate) const MAX_PUBLISH_SECTIONS: usize = 16;
 /// RFC 8839 §5.4 allows 4 to 256 characters; browsers send 4 (Chromium) to 32, and the
 /// fragment is repeated in every check's USERNAME, so the long end only serves an amplifier.
 const UFRAG_CHARS: RangeInclusive<usize> = 4..=64;
@@ -37,6 +37,11 @@ fn is_media_line(line: &str) -> bool {
     line.trim_start_matches('\r').starts_with("m=")
 }
 
+/// How many media sections (`m=` lines) a description has.
+pub(crate) fn media_sections(sdp: &str) -> usize {
+    sdp.split('\n').filter(|line| is_media_line(line)).count()
+}
+
 /// RFC 8839 §5.4: `ice-char = ALPHA / DIGIT / "+" / "/"`.
 fn is_ice_chars(value: &str, lengths: RangeInclusive<usize>) -> bool {
     lengths.contains(&value.len())
@@ -50,7 +55,7 @@ fn is_ice_chars(value: &str, lengths: RangeInclusive<usize>) -> bool {
 /// or media level) and well formed (RFC 8839 §5.4). A description claiming ICE-lite is refused
 /// too: browsers are full agents, and against a lite peer the server would become the
 /// controlling agent (RFC 8445 §6.1.1), the one that sends checks of its own.
-pub(crate) fn check_client_description(sdp: &str) -> Result<(), MediaError> {
+pub(crate) fn check_client_description(sdp: &str, max_sections: usize) -> Result<(), MediaError> {
     let refuse = |why: &str| Err(MediaError::BadSdp(why.to_owned()));
     if sdp.len() > MAX_DESCRIPTION_BYTES {
         return refuse("the description is too large");
@@ -61,7 +66,7 @@ pub(crate) fn check_client_description(sdp: &str) -> Result<(), MediaError> {
     for line in sdp.split('\n') {
         if is_media_line(line) {
             sections += 1;
-            if sections > MAX_MEDIA_SECTIONS {
+            if sections > max_sections {
                 return refuse("the description has too many media sections");
             }
             continue;
@@ -231,6 +236,57 @@ pub(crate) fn announce_sdp(sdp: &str, bound: IpAddr, announced: IpAddr) -> Strin
     out
 }
 
+/// A browser's subscribe answer, with the sections our offer made inactive (the slots of tracks
+/// that have gone) answered `recvonly` instead of `inactive`.
+///
+/// Why: rtc 0.21.1 stops a transceiver whose section the remote answers `inactive`
+/// (`peer_connection/mod.rs`, in `set_remote_description`), though JSEP (RFC 8829 §5.10) stops
+/// one only when its section is rejected with port 0. A stopped transceiver never takes a new
+/// track, so each slot a leaver freed would be lost and the subscribe connection would grow by
+/// two sections per visitor; Chromium answers an inactive offer `inactive`. With nothing to send
+/// on such a slot, "the browser would receive" changes nothing on the wire. Upstream: stop only
+/// rejected sections.
+pub(crate) fn keep_freed_slots(offer: &str, answer: &str) -> String {
+    let freed: Vec<&str> = sections(offer)
+        .filter(|section| section.iter().any(|l| l.trim_end() == "a=inactive"))
+        .filter_map(|section| section_mid(&section))
+        .collect();
+    if freed.is_empty() {
+        return answer.to_owned();
+    }
+    let mut out = String::with_capacity(answer.len() + 8 * freed.len());
+    for section in sections(answer) {
+        let reuse = section_mid(&section).is_some_and(|mid| freed.contains(&mid));
+        for line in section {
+            if reuse && line.trim_end() == "a=inactive" {
+                out.push_str(&line.replacen("a=inactive", "a=recvonly", 1));
+            } else {
+                out.push_str(line);
+            }
+        }
+    }
+    out
+}
+
+/// A description's lines (with their endings), grouped as the session part and then one group
+/// per media section.
+fn sections(sdp: &str) -> impl Iterator<Item = Vec<&str>> {
+    let mut groups: Vec<Vec<&str>> = vec![Vec::new()];
+    for line in sdp.split_inclusive('\n') {
+        if is_media_line(line) {
+            groups.push(Vec::new());
+        }
+        groups.last_mut().expect("never empty").push(line);
+    }
+    groups.into_iter()
+}
+
+fn section_mid<'a>(section: &[&'a str]) -> Option<&'a str> {
+    section
+        .iter()
+        .find_map(|line| line.trim_end().strip_prefix("a=mid:"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,19 +361,22 @@ mod tests {
         a=ice-ufrag:Xb3+\r\na=ice-pwd:0123456789abcdefghij+/\r\na=mid:1\r\n";
 
     fn refused(sdp: &str) -> bool {
-        matches!(check_client_description(sdp), Err(MediaError::BadSdp(_)))
+        matches!(
+            check_client_description(sdp, MAX_PUBLISH_SECTIONS),
+            Err(MediaError::BadSdp(_))
+        )
     }
 
     #[test]
     fn a_browsers_offer_meets_the_limits() {
-        check_client_description(CHROMIUM_OFFER).unwrap();
+        check_client_description(CHROMIUM_OFFER, MAX_PUBLISH_SECTIONS).unwrap();
     }
 
     #[test]
     fn credentials_at_session_level_are_enough() {
         let sdp = "v=0\r\na=ice-ufrag:abcd\r\na=ice-pwd:0123456789abcdefghijkl\r\n\
             m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n";
-        check_client_description(sdp).unwrap();
+        check_client_description(sdp, MAX_PUBLISH_SECTIONS).unwrap();
     }
 
     #[test]
@@ -341,7 +400,7 @@ mod tests {
     #[test]
     fn an_ice_ufrag_of_more_than_64_characters_is_refused() {
         let longest = CHROMIUM_OFFER.replace("Xb3+", &"u".repeat(64));
-        check_client_description(&longest).unwrap();
+        check_client_description(&longest, MAX_PUBLISH_SECTIONS).unwrap();
         let long = CHROMIUM_OFFER.replace("Xb3+", &"u".repeat(65));
         assert!(refused(&long));
         // The attack the review found: 250 characters, repeated in every check sent.
@@ -371,7 +430,11 @@ mod tests {
     fn an_ice_pwd_outside_22_to_256_characters_is_refused() {
         let pwd = "0123456789abcdefghij+/";
         assert!(refused(&CHROMIUM_OFFER.replace(pwd, &pwd[1..])));
-        check_client_description(&CHROMIUM_OFFER.replace(pwd, &"p".repeat(256))).unwrap();
+        check_client_description(
+            &CHROMIUM_OFFER.replace(pwd, &"p".repeat(256)),
+            MAX_PUBLISH_SECTIONS,
+        )
+        .unwrap();
         assert!(refused(&CHROMIUM_OFFER.replace(pwd, &"p".repeat(257))));
         assert!(refused(
             &CHROMIUM_OFFER.replace(pwd, "0123456789abcdefghij+-")
@@ -390,12 +453,25 @@ mod tests {
     }
 
     #[test]
-    fn a_description_with_more_than_16_media_sections_is_refused() {
+    fn a_publish_offer_with_more_than_16_media_sections_is_refused() {
         let section = "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=inactive\r\n";
         let sixteen = format!("{CHROMIUM_OFFER}{}", section.repeat(14));
-        check_client_description(&sixteen).unwrap();
+        check_client_description(&sixteen, MAX_PUBLISH_SECTIONS).unwrap();
         let seventeen = format!("{CHROMIUM_OFFER}{}", section.repeat(15));
         assert!(refused(&seventeen));
+    }
+
+    #[test]
+    fn an_answer_may_have_as_many_sections_as_our_offer_and_no_more() {
+        // A member of a full room of 16 receives 15 microphones and 15 cameras.
+        let section = "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=recvonly\r\n";
+        let thirty = format!("{CHROMIUM_OFFER}{}", section.repeat(28));
+        assert_eq!(media_sections(&thirty), 30);
+        check_client_description(&thirty, 30).unwrap();
+        assert!(matches!(
+            check_client_description(&thirty, 29),
+            Err(MediaError::BadSdp(_))
+        ));
     }
 
     #[test]
@@ -412,7 +488,7 @@ mod tests {
         while sdp.len() + padding.len() <= MAX_DESCRIPTION_BYTES {
             sdp.push_str(padding);
         }
-        check_client_description(&sdp).unwrap();
+        check_client_description(&sdp, MAX_PUBLISH_SECTIONS).unwrap();
         sdp.push_str(padding);
         assert!(refused(&sdp));
     }
@@ -451,5 +527,28 @@ mod tests {
     fn a_description_that_claims_ice_lite_is_refused() {
         let sdp = CHROMIUM_OFFER.replace("t=0 0\r\n", "t=0 0\r\na=ice-lite\r\n");
         assert!(refused(&sdp));
+    }
+
+    #[test]
+    fn an_answer_keeps_the_slots_our_offer_freed_and_nothing_else() {
+        let offer = "v=0\r\n\
+            m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=inactive\r\n\
+            m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=inactive\r\na=mid:1\r\n\
+            m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:2\r\na=sendonly\r\n";
+        let answer = "v=0\r\n\
+            m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=inactive\r\n\
+            m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=inactive\r\na=mid:1\r\n\
+            m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:2\r\na=inactive\r\n";
+        let kept = keep_freed_slots(offer, answer);
+        assert_eq!(
+            kept,
+            "v=0\r\n\
+            m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=recvonly\r\n\
+            m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=recvonly\r\na=mid:1\r\n\
+            m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:2\r\na=inactive\r\n",
+            "a section the browser declines stays declined"
+        );
+        let plain = answer.replace("a=inactive", "a=recvonly");
+        assert_eq!(keep_freed_slots(&plain, &plain), plain);
     }
 }

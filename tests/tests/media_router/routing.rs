@@ -353,3 +353,54 @@ async fn one_subscribe_offer_is_outstanding_at_a_time_and_later_changes_share_th
         carol.wait_packets(publisher, "video", 10).await;
     }
 }
+
+fn media_sections(sdp: &str) -> usize {
+    sdp.lines().filter(|l| l.starts_with("m=")).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_subscribe_offer_reuses_the_slots_of_tracks_that_have_gone() {
+    // The case: one member joins, publishes and leaves eight times. Before, the
+    // facilitator's offer grew by two inactive sections each time (16 after eight).
+    let room = StandInRoom::start();
+    let carol = Browser::join(&room, "carol", false).await;
+    for round in 0..8 {
+        let id = format!("member{round}");
+        let member = Browser::join(&room, &id, true).await;
+        carol.wait_packets(&id, "video", 10).await;
+        member.close().await;
+        room.remove(&id).await;
+        carol
+            .wait_until("a re-offer without the leaver", || {
+                let offers = carol.offers.lock().unwrap();
+                offers
+                    .last()
+                    .filter(|o| !o.contains(&format!("a=msid:{id} ")))
+                    .cloned()
+            })
+            .await;
+    }
+    let offers = carol.offers.lock().unwrap().clone();
+    let most = offers.iter().map(|o| media_sections(o)).max().unwrap();
+    assert!(
+        most <= 4,
+        "the offers grew to {most} sections over eight publishers who came and went"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_subscriber_receives_nine_publishers_over_eighteen_sections() {
+    // A description of more than 16 sections used to be refused, so in a room of ten people
+    // (the default allows sixteen) a subscriber's answer was: no media at all.
+    let room = StandInRoom::start();
+    let carol = Browser::join(&room, "carol", false).await;
+    let mut publishers = Vec::new();
+    for n in 0..9 {
+        publishers.push(Browser::join(&room, &format!("p{n}"), true).await);
+    }
+    for n in 0..9 {
+        carol.wait_packets(&format!("p{n}"), "video", 5).await;
+    }
+    let offers = carol.offers.lock().unwrap().clone();
+    assert_eq!(media_sections(offers.last().unwrap()), 18);
+}

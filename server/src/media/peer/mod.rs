@@ -83,6 +83,9 @@ pub(crate) struct PeerHandle {
     /// Subscribe only: an offer has been sent and its answer not yet applied. Read by the
     /// router to refuse a stray answer synchronously.
     pub(crate) offer_outstanding: Arc<AtomicBool>,
+    /// Subscribe only: how many media sections our latest offer had, so many as its answer
+    /// may have (RFC 3264 §6: one per offered section).
+    pub(crate) offered_sections: Arc<AtomicUsize>,
 }
 
 /// What every peer task of one participant shares.
@@ -146,9 +149,13 @@ impl PeerConnectionEventHandler for EventRelay {
 pub(crate) fn spawn(kind: PcKind, context: PeerContext) -> PeerHandle {
     let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
     let offer_outstanding = Arc::new(AtomicBool::new(false));
+    let offered_sections = Arc::new(AtomicUsize::new(0));
     let leg = match kind {
         PcKind::Publish => Leg::Publish(PublishLeg::new()),
-        PcKind::Subscribe => Leg::Subscribe(SubscribeLeg::new(offer_outstanding.clone())),
+        PcKind::Subscribe => Leg::Subscribe(SubscribeLeg::new(
+            offer_outstanding.clone(),
+            offered_sections.clone(),
+        )),
     };
     let task = PeerTask {
         link: Link {
@@ -164,6 +171,7 @@ pub(crate) fn spawn(kind: PcKind, context: PeerContext) -> PeerHandle {
     PeerHandle {
         commands,
         offer_outstanding,
+        offered_sections,
     }
 }
 

@@ -3,18 +3,19 @@
 //! the connection is up.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use circle_protocol::{PcKind, SdpType};
 use rtc::peer_connection::configuration::RTCOfferOptions;
-use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverId};
 use webrtc::peer_connection::{PeerConnection, RTCSessionDescription};
 use webrtc::rtp_transceiver::RtpSender;
 
 use super::{Link, PeerCommand};
 use crate::media::consumer::Consumer;
 use crate::media::producer::{Producer, ProducerId};
+use crate::media::sdp::keep_freed_slots;
 use crate::media::Signal;
 
 /// A consumer on the subscribe connection, and whether an answer has accepted it.
@@ -24,22 +25,26 @@ struct Subscribed {
     negotiated: bool,
 }
 
-/// `add_track` would make a sendrecv transceiver; the subscribe leg only ever sends.
+/// Adds a consumer's track on a send-only transceiver. `add_track` reuses the slot of a track
+/// removed earlier (RFC 8829 §5.2.2 lets a transceiver without a sender take a new track), so
+/// the subscribe offer holds the tracks forwarded now plus the slots freed since, not every
+/// track that ever was; a brand-new transceiver comes sendrecv and is turned send-only.
 async fn add_sendonly(
     pc: &Arc<dyn PeerConnection>,
     consumer: &Consumer,
 ) -> webrtc::error::Result<Arc<dyn RtpSender>> {
-    let init = RTCRtpTransceiverInit {
-        direction: RTCRtpTransceiverDirection::Sendonly,
-        ..Default::default()
-    };
-    let transceiver = pc
-        .add_transceiver_from_track(consumer.track(), Some(init))
-        .await?;
-    transceiver
-        .sender()
-        .await?
-        .ok_or(webrtc::error::Error::ErrRTPSenderNotExisted)
+    let sender = pc.add_track(consumer.track()).await?;
+    let slot = RTCRtpTransceiverId::from(sender.id());
+    for transceiver in pc.get_transceivers().await {
+        if transceiver.id() == slot
+            && transceiver.direction().await? != RTCRtpTransceiverDirection::Sendonly
+        {
+            transceiver
+                .set_direction(RTCRtpTransceiverDirection::Sendonly)
+                .await?;
+        }
+    }
+    Ok(sender)
 }
 
 pub(super) struct SubscribeLeg {
@@ -51,10 +56,14 @@ pub(super) struct SubscribeLeg {
     /// An offer has been sent at least once, so an empty set must still be re-offered.
     negotiated: bool,
     offer_outstanding: Arc<AtomicBool>,
+    offered_sections: Arc<AtomicUsize>,
 }
 
 impl SubscribeLeg {
-    pub(super) fn new(offer_outstanding: Arc<AtomicBool>) -> Self {
+    pub(super) fn new(
+        offer_outstanding: Arc<AtomicBool>,
+        offered_sections: Arc<AtomicUsize>,
+    ) -> Self {
         Self {
             restart_ice: false,
             wanted: BTreeMap::new(),
@@ -62,6 +71,7 @@ impl SubscribeLeg {
             dirty: false,
             negotiated: false,
             offer_outstanding,
+            offered_sections,
         }
     }
 
@@ -102,6 +112,17 @@ impl SubscribeLeg {
             link.error("no subscribe offer is outstanding").await;
             return;
         }
+        // Our offer is still the pending local description while its answer is outstanding.
+        let description = match pc.local_description().await {
+            Some(offer) => {
+                match RTCSessionDescription::answer(keep_freed_slots(&offer.sdp, &description.sdp))
+                {
+                    Ok(kept) => kept,
+                    Err(_) => description,
+                }
+            }
+            None => description,
+        };
         if let Err(e) = pc.set_remote_description(description).await {
             tracing::info!("subscribe answer refused");
             tracing::debug!(error = %e, "subscribe answer refused");
@@ -139,20 +160,9 @@ impl SubscribeLeg {
         };
         let pc = &pc;
 
-        let gone: Vec<ProducerId> = self
-            .consumers
-            .keys()
-            .filter(|id| !self.wanted.contains_key(id))
-            .copied()
-            .collect();
-        for id in gone {
-            if let Some(subscribed) = self.consumers.remove(&id) {
-                if let Err(e) = pc.remove_track(&subscribed.sender).await {
-                    tracing::warn!("could not remove a subscribed track");
-                    tracing::debug!(error = %e, "could not remove a subscribed track");
-                }
-            }
-        }
+        // Adds first, removes after: a slot freed in this offer is reused only in a later one,
+        // once the browser has seen it go inactive, so it raises `ontrack` for the new track
+        // instead of swapping tracks under a live one.
         let new: Vec<Arc<Producer>> = self
             .wanted
             .values()
@@ -180,6 +190,20 @@ impl SubscribeLeg {
             }
         }
 
+        let gone: Vec<ProducerId> = self
+            .consumers
+            .keys()
+            .filter(|id| !self.wanted.contains_key(id))
+            .copied()
+            .collect();
+        for id in gone {
+            if let Some(subscribed) = self.consumers.remove(&id) {
+                if let Err(e) = pc.remove_track(&subscribed.sender).await {
+                    tracing::warn!("could not remove a subscribed track");
+                    tracing::debug!(error = %e, "could not remove a subscribed track");
+                }
+            }
+        }
         if self.consumers.is_empty() && !self.negotiated {
             // Nothing negotiated yet: the first offer brings fresh credentials anyway.
             self.restart_ice = false;
@@ -206,6 +230,10 @@ impl SubscribeLeg {
         };
         self.restart_ice = false;
         self.negotiated = true;
+        self.offered_sections.store(
+            crate::media::sdp::media_sections(&local.sdp),
+            Ordering::Release,
+        );
         self.offer_outstanding.store(true, Ordering::Release);
         link.signal(Signal::Sdp {
             pc: PcKind::Subscribe,
