@@ -6,91 +6,26 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use rtc::ice::mdns::MulticastDnsMode;
-use rtc::ice::network_type::NetworkType;
 use rtc::media_stream::MediaStreamTrack;
-use rtc::peer_connection::configuration::media_engine::MediaEngine;
-use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::configuration::RTCOfferOptions;
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::state::RTCPeerConnectionState;
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+    RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
 
 use super::*;
-use crate::media::codec::{opus, vp8, OPUS_PAYLOAD_TYPE, VP8_PAYLOAD_TYPE};
+use crate::media::codec::{vp8, VP8_PAYLOAD_TYPE};
+use crate::media::mux::testing::{browser, SSRC};
 use crate::media::udp::route::{DatagramRouter, Dropped};
 use crate::media::udp::stun;
 
 const SERVER: &str = "127.0.0.1:5000";
 const BROWSER: &str = "127.0.0.1:6000";
-const SSRC: u32 = 0x1234_5678;
 const CONN: u32 = 7;
 
 fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
-}
-
-/// A browser-like peer: a full (controlling) agent with Circle's codecs, and a camera track
-/// if it publishes.
-fn browser(now: Instant, camera: bool) -> RTCPeerConnection {
-    let mut media = MediaEngine::default();
-    for (codec, payload_type, kind) in [
-        (opus(), OPUS_PAYLOAD_TYPE, RtpCodecKind::Audio),
-        (vp8(), VP8_PAYLOAD_TYPE, RtpCodecKind::Video),
-    ] {
-        media
-            .register_codec(
-                RTCRtpCodecParameters {
-                    rtp_codec: codec,
-                    payload_type,
-                },
-                kind,
-            )
-            .unwrap();
-    }
-    let settings = SettingEngineBuilder::new()
-        .with_multicast_dns_mode(MulticastDnsMode::Disabled)
-        .with_network_types(vec![NetworkType::Udp4])
-        .build();
-    let mut pc = RTCPeerConnectionBuilder::new()
-        .with_media_engine(media)
-        .with_setting_engine(settings)
-        .build(now)
-        .unwrap();
-    let candidate = CandidateHostConfig {
-        base_config: CandidateConfig {
-            network: "udp".to_owned(),
-            address: "127.0.0.1".to_owned(),
-            port: addr(BROWSER).port(),
-            component: 1,
-            ..Default::default()
-        },
-        ..Default::default()
-    }
-    .new_candidate_host()
-    .unwrap();
-    pc.add_local_candidate(RTCIceCandidate::from(&candidate).to_json().unwrap())
-        .unwrap();
-    let track = MediaStreamTrack::new(
-        "camera".to_owned(),
-        "camera-video".to_owned(),
-        "camera-video".to_owned(),
-        RtpCodecKind::Video,
-        vec![RTCRtpEncodingParameters {
-            rtp_coding_parameters: RTCRtpCodingParameters {
-                ssrc: Some(SSRC),
-                ..Default::default()
-            },
-            codec: vp8(),
-            ..Default::default()
-        }],
-    );
-    if camera {
-        pc.add_track(track).unwrap();
-    }
-    pc
 }
 
 /// The two peers, the table, a clock, and what the server's connection has said.
@@ -117,7 +52,7 @@ impl Net {
         Net {
             now,
             server: Conn::new(kind, &MediaConfig::default(), addr(SERVER), now).unwrap(),
-            browser: browser(now, kind == PcKind::Publish),
+            browser: browser(now, kind == PcKind::Publish, addr(BROWSER)),
             router: DatagramRouter::new(),
             browser_at: addr(BROWSER),
             server_states: Vec::new(),
