@@ -239,13 +239,13 @@ pub(crate) fn announce_sdp(sdp: &str, bound: IpAddr, announced: IpAddr) -> Strin
 /// A browser's subscribe answer, with the sections our offer made inactive (the slots of tracks
 /// that have gone) answered `recvonly` instead of `inactive`.
 ///
-/// Why: rtc 0.21.1 stops a transceiver whose section the remote answers `inactive`
-/// (`peer_connection/mod.rs`, in `set_remote_description`), though JSEP (RFC 8829 §5.10) stops
-/// one only when its section is rejected with port 0. A stopped transceiver never takes a new
-/// track, so each slot a leaver freed would be lost and the subscribe connection would grow by
-/// two sections per visitor; Chromium answers an inactive offer `inactive`. With nothing to send
-/// on such a slot, "the browser would receive" changes nothing on the wire. Upstream: stop only
-/// rejected sections.
+/// Why: with the webrtc engine and Chromium, which answers a freed slot `inactive`, the slot was
+/// never taken by the next track: every newcomer got two new sections
+/// (`tests/browser/recycled-slots.test.mjs` saw mids 2 and 3 where 0 and 1 were free). Answered
+/// `recvonly`, the slot is reused. Where the webrtc 0.21.1 wrapper loses the slot is not traced:
+/// rtc 0.21.1 itself stops a transceiver on an `inactive` section only in a remote *offer*, and
+/// the engine on one port reuses slots either way (`mux/worker` tests). With nothing to send on
+/// such a slot, "the browser would receive" changes nothing on the wire.
 pub(crate) fn keep_freed_slots(offer: &str, answer: &str) -> String {
     let freed: Vec<&str> = sections(offer)
         .filter(|section| section.iter().any(|l| l.trim_end() == "a=inactive"))

@@ -8,7 +8,7 @@
 //! (a full channel drops and counts, as the room's delivery does).
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,13 +17,19 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 use circle_protocol::PcKind;
-use rtc::peer_connection::event::RTCPeerConnectionEvent;
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
 use rtc::peer_connection::message::RTCMessage;
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::state::RTCPeerConnectionState;
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodingParameters, RTCRtpEncodingParameters};
+use rtc::rtp_transceiver::{RTCRtpSenderId, RTCRtpTransceiverDirection};
 use tokio::sync::{mpsc, oneshot};
 
 use super::conn::{Conn, Output};
+use crate::media::codec::MediaKind;
+use crate::media::forward::egress_copy;
+use crate::media::sdp::keep_freed_slots;
 use crate::media::udp::io::{PortSocket, RecvBuffers, SendQueue};
 use crate::media::udp::route::{DatagramRouter, Dropped};
 use crate::media::{internal, MediaConfig, MediaError};
@@ -40,6 +46,19 @@ pub(crate) enum Command {
         key: ConnKey,
         offer: String,
         reply: oneshot::Sender<Result<String, MediaError>>,
+    },
+    /// Sets what a subscribe connection receives (publisher and kind) and answers with the
+    /// offer that says so: new tracks take the slots of removed ones.
+    Subscribe {
+        key: ConnKey,
+        wanted: Vec<(ConnKey, MediaKind)>,
+        reply: oneshot::Sender<Result<String, MediaError>>,
+    },
+    /// The browser's answer to the latest subscribe offer.
+    Accept {
+        key: ConnKey,
+        answer: String,
+        reply: oneshot::Sender<Result<(), MediaError>>,
     },
     Close {
         key: ConnKey,
@@ -129,6 +148,8 @@ impl WorkerHandle {
                         sends: SendQueue::default(),
                         reports,
                         counters: thread_counters,
+                        fanout: HashMap::new(),
+                        next_ssrc: rand::random(),
                     };
                     worker.run(command_rx).await;
                 });
@@ -183,6 +204,30 @@ struct Slot {
     /// When its timers are next due, as last scheduled.
     due: Option<Instant>,
     state: Option<RTCPeerConnectionState>,
+    /// Publish legs: the kind of each incoming track, learned at its first packet.
+    tracks: HashMap<String, MediaKind>,
+    /// Subscribe legs: what it receives, by publisher and kind.
+    consumers: BTreeMap<(ConnKey, MediaKind), Consumed>,
+}
+
+impl Slot {
+    fn new(conn: Conn) -> Slot {
+        Slot {
+            conn,
+            due: None,
+            state: None,
+            tracks: HashMap::new(),
+            consumers: BTreeMap::new(),
+        }
+    }
+}
+
+/// One forwarded track on a subscribe leg.
+struct Consumed {
+    sender: RTCRtpSenderId,
+    ssrc: u32,
+    /// An answer has accepted it: packets may go.
+    negotiated: bool,
 }
 
 struct Worker {
@@ -196,6 +241,9 @@ struct Worker {
     sends: SendQueue,
     reports: mpsc::Sender<Report>,
     counters: Arc<WorkerCounters>,
+    /// Who receives each publisher's kind.
+    fanout: HashMap<(ConnKey, MediaKind), BTreeSet<ConnKey>>,
+    next_ssrc: u32,
 }
 
 impl Worker {
@@ -251,7 +299,21 @@ impl Worker {
                 let _ = reply.send(answer);
                 self.drive(key);
             }
+            Command::Subscribe { key, wanted, reply } => {
+                let offer = self.subscribe(now, key, wanted);
+                let _ = reply.send(offer);
+                self.drive(key);
+            }
+            Command::Accept { key, answer, reply } => {
+                let accepted = self.accept(now, key, answer);
+                let _ = reply.send(accepted);
+                self.drive(key);
+            }
             Command::Close { key } => {
+                for receivers in self.fanout.values_mut() {
+                    receivers.remove(&key);
+                }
+                self.fanout.retain(|(publisher, _), _| *publisher != key);
                 if let Some(mut slot) = self.conns.remove(&key) {
                     let _ = rtc::sansio::Protocol::close(slot.conn.pc());
                     let mut out = Output::default();
@@ -268,14 +330,7 @@ impl Worker {
     fn answer(&mut self, now: Instant, key: ConnKey, offer: String) -> Result<String, MediaError> {
         if !self.conns.contains_key(&key) {
             let conn = Conn::new(PcKind::Publish, &self.config, self.announced, now)?;
-            self.conns.insert(
-                key,
-                Slot {
-                    conn,
-                    due: None,
-                    state: None,
-                },
-            );
+            self.conns.insert(key, Slot::new(conn));
         }
         let slot = self.conns.get_mut(&key).expect("inserted above");
         let offer =
@@ -295,6 +350,108 @@ impl Worker {
             }
         }
         Ok(answer.sdp)
+    }
+
+    fn subscribe(
+        &mut self,
+        now: Instant,
+        key: ConnKey,
+        wanted: Vec<(ConnKey, MediaKind)>,
+    ) -> Result<String, MediaError> {
+        if !self.conns.contains_key(&key) {
+            let conn = Conn::new(PcKind::Subscribe, &self.config, self.announced, now)?;
+            self.conns.insert(key, Slot::new(conn));
+        }
+        let wanted: BTreeSet<(ConnKey, MediaKind)> = wanted.into_iter().collect();
+        let slot = self.conns.get_mut(&key).expect("inserted above");
+        // Adds first, removes after: a slot freed in this offer is reused only in a later one,
+        // once the browser has seen it go inactive (and so raises `ontrack` for the new track).
+        let new: Vec<(ConnKey, MediaKind)> = wanted
+            .iter()
+            .filter(|w| !slot.consumers.contains_key(w))
+            .copied()
+            .collect();
+        for (publisher, kind) in new {
+            self.next_ssrc = self.next_ssrc.wrapping_add(1).max(1);
+            let ssrc = self.next_ssrc;
+            let track = MediaStreamTrack::new(
+                format!("p{publisher}"),
+                format!("{}-{publisher}", kind.as_str()),
+                format!("{}-{publisher}", kind.as_str()),
+                kind.rtp_kind(),
+                vec![RTCRtpEncodingParameters {
+                    rtp_coding_parameters: RTCRtpCodingParameters {
+                        ssrc: Some(ssrc),
+                        ..Default::default()
+                    },
+                    codec: kind.codec(),
+                    ..Default::default()
+                }],
+            );
+            let pc = slot.conn.pc();
+            let sender = pc.add_track(track).map_err(internal)?;
+            if let Some(mut transceiver) = pc.rtp_transceiver(sender.into()) {
+                transceiver.set_direction(RTCRtpTransceiverDirection::Sendonly);
+            }
+            slot.consumers.insert(
+                (publisher, kind),
+                Consumed {
+                    sender,
+                    ssrc,
+                    negotiated: false,
+                },
+            );
+            self.fanout
+                .entry((publisher, kind))
+                .or_default()
+                .insert(key);
+        }
+        let gone: Vec<(ConnKey, MediaKind)> = slot
+            .consumers
+            .keys()
+            .filter(|c| !wanted.contains(c))
+            .copied()
+            .collect();
+        for consumed in gone {
+            if let Some(c) = slot.consumers.remove(&consumed) {
+                slot.conn.pc().remove_track(c.sender).map_err(internal)?;
+            }
+            if let Some(receivers) = self.fanout.get_mut(&consumed) {
+                receivers.remove(&key);
+            }
+        }
+        let pc = slot.conn.pc();
+        let offer = pc.create_offer(None).map_err(internal)?;
+        pc.set_local_description(now, offer).map_err(internal)?;
+        let offer = pc
+            .local_description()
+            .ok_or_else(|| internal("no local description after an offer"))?;
+        if let Some(ufrag) = slot.conn.take_new_ufrag() {
+            let ufrag = ufrag.to_owned();
+            if !self.table.set_ufrag(key, &ufrag) {
+                return Err(internal("a connection's ufrag is taken"));
+            }
+        }
+        Ok(offer.sdp)
+    }
+
+    fn accept(&mut self, now: Instant, key: ConnKey, answer: String) -> Result<(), MediaError> {
+        let slot = self
+            .conns
+            .get_mut(&key)
+            .ok_or(MediaError::Conflict("no subscribe offer is outstanding"))?;
+        let pc = slot.conn.pc();
+        let offer = pc
+            .local_description()
+            .ok_or(MediaError::Conflict("no subscribe offer is outstanding"))?;
+        let answer = RTCSessionDescription::answer(keep_freed_slots(&offer.sdp, &answer))
+            .map_err(|e| MediaError::BadSdp(e.to_string()))?;
+        pc.set_remote_description(now, answer)
+            .map_err(|e| MediaError::BadSdp(e.to_string()))?;
+        for consumed in slot.consumers.values_mut() {
+            consumed.negotiated = true;
+        }
+        Ok(())
     }
 
     fn datagram(&mut self, now: Instant, from: SocketAddr, datagram: BytesMut) {
@@ -346,15 +503,38 @@ impl Worker {
         }
         let mut reports = Vec::new();
         for event in out.events {
-            if let RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) = event {
-                if slot.state != Some(state) {
+            match event {
+                RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state)
+                    if slot.state != Some(state) =>
+                {
                     slot.state = Some(state);
                     reports.push(Report::State { key, state });
                 }
+                RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) => {
+                    let kind = slot
+                        .conn
+                        .pc()
+                        .rtp_receiver(init.receiver_id)
+                        .map(|r| r.track().kind());
+                    let kind = match kind {
+                        Some(rtc::rtp_transceiver::rtp_sender::RtpCodecKind::Audio) => {
+                            MediaKind::Audio
+                        }
+                        _ => MediaKind::Video,
+                    };
+                    slot.tracks.insert(init.track_id, kind);
+                }
+                _ => {}
             }
         }
+        let mut copies = Vec::new();
         for message in out.messages {
-            if let RTCMessage::RtpPacket(_, packet) = message {
+            if let RTCMessage::RtpPacket(track, packet) = message {
+                if let Some(&kind) = slot.tracks.get(&track) {
+                    if let Some(receivers) = self.fanout.get(&(key, kind)) {
+                        copies.extend(receivers.iter().map(|r| (*r, kind, packet.clone())));
+                    }
+                }
                 reports.push(Report::Rtp { key, packet });
             }
         }
@@ -366,6 +546,45 @@ impl Worker {
             if self.reports.try_send(report).is_err() {
                 self.counters.reports_lost.fetch_add(1, Ordering::Relaxed);
             }
+        }
+        if !copies.is_empty() {
+            self.forward(key, copies);
+        }
+    }
+
+    /// Writes each subscriber's copy of a publisher's packets (its own SSRC and our payload
+    /// type), once an answer has accepted the track and the connection is up.
+    fn forward(
+        &mut self,
+        publisher: ConnKey,
+        copies: Vec<(ConnKey, MediaKind, rtc::rtp::packet::Packet)>,
+    ) {
+        let now = Instant::now();
+        let mut touched = BTreeSet::new();
+        for (subscriber, kind, packet) in copies {
+            let Some(slot) = self.conns.get_mut(&subscriber) else {
+                continue;
+            };
+            if slot.state != Some(RTCPeerConnectionState::Connected) {
+                continue;
+            }
+            let Some(consumed) = slot.consumers.get(&(publisher, kind)) else {
+                continue;
+            };
+            if !consumed.negotiated {
+                continue;
+            }
+            let copy = egress_copy(&packet, consumed.ssrc, kind.payload_type());
+            if slot
+                .conn
+                .send(now, RTCMessage::RtpPacket(String::new(), copy))
+                .is_ok()
+            {
+                touched.insert(subscriber);
+            }
+        }
+        for subscriber in touched {
+            self.drive(subscriber);
         }
     }
 

@@ -11,7 +11,7 @@ use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use tokio::net::UdpSocket;
 
 use super::*;
-use crate::media::codec::VP8_PAYLOAD_TYPE;
+use crate::media::codec::{MediaKind, VP8_PAYLOAD_TYPE};
 use crate::media::mux::testing::{browser, SSRC};
 
 /// A browser on its own socket, driven by the test.
@@ -19,17 +19,60 @@ struct Peer {
     pc: RTCPeerConnection,
     socket: UdpSocket,
     local: SocketAddr,
+    /// RTP this peer received.
+    received: Vec<rtc::rtp::packet::Packet>,
+    /// The offers the worker made this peer.
+    offers: Vec<String>,
 }
 
 impl Peer {
     async fn new() -> Peer {
+        Peer::with_camera(true).await
+    }
+
+    async fn with_camera(camera: bool) -> Peer {
         let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let local = socket.local_addr().unwrap();
         Peer {
-            pc: browser(Instant::now(), true, local),
+            pc: browser(Instant::now(), camera, local),
             socket,
             local,
+            received: Vec::new(),
+            offers: Vec::new(),
         }
+    }
+
+    /// Asks the worker to send this peer `wanted`, and answers its offer.
+    async fn receive_from(
+        &mut self,
+        worker: &WorkerHandle,
+        key: ConnKey,
+        wanted: Vec<(ConnKey, MediaKind)>,
+    ) {
+        let (reply, offer) = oneshot::channel();
+        worker
+            .send(Command::Subscribe { key, wanted, reply })
+            .await
+            .unwrap();
+        let offer = offer.await.unwrap().unwrap();
+        self.offers.push(offer.clone());
+        self.pc
+            .set_remote_description(Instant::now(), RTCSessionDescription::offer(offer).unwrap())
+            .unwrap();
+        let answer = self.pc.create_answer(None).unwrap();
+        self.pc
+            .set_local_description(Instant::now(), answer.clone())
+            .unwrap();
+        let (reply, accepted) = oneshot::channel();
+        worker
+            .send(Command::Accept {
+                key,
+                answer: as_chromium_answers(&self.offers[self.offers.len() - 1], &answer.sdp),
+                reply,
+            })
+            .await
+            .unwrap();
+        accepted.await.unwrap().unwrap();
     }
 
     async fn offer_to(&mut self, worker: &WorkerHandle, key: ConnKey) {
@@ -72,7 +115,11 @@ impl Peer {
                     .await;
             }
             while self.pc.poll_event().is_some() {}
-            while self.pc.poll_read().is_some() {}
+            while let Some(read) = self.pc.poll_read() {
+                if let RTCMessage::RtpPacket(_, packet) = read.message {
+                    self.received.push(packet);
+                }
+            }
             let wait = self
                 .pc
                 .poll_timeout()
@@ -260,4 +307,142 @@ async fn a_closed_connection_is_reached_by_nothing() {
         "media reached a closed connection"
     );
     assert!(worker.counters.dropped(Dropped::UnknownAddress) >= before + 5);
+}
+
+/// Chromium answers a section offered `inactive` with `inactive`, where the rtc peer says
+/// `recvonly`: the worker must cope with both.
+fn as_chromium_answers(offer: &str, answer: &str) -> String {
+    let section_of = |sdp: &str| -> Vec<(Option<String>, bool)> {
+        sdp.split("m=")
+            .skip(1)
+            .map(|section| {
+                let mid = section
+                    .lines()
+                    .find_map(|l| l.strip_prefix("a=mid:"))
+                    .map(|m| m.trim().to_owned());
+                (mid, section.lines().any(|l| l.trim() == "a=inactive"))
+            })
+            .collect()
+    };
+    let inactive: Vec<String> = section_of(offer)
+        .into_iter()
+        .filter_map(|(mid, inactive)| mid.filter(|_| inactive))
+        .collect();
+    let mut parts = answer.split("m=");
+    let mut out = parts.next().unwrap_or_default().to_owned();
+    for section in parts {
+        let mid = section
+            .lines()
+            .find_map(|l| l.strip_prefix("a=mid:"))
+            .map(str::trim);
+        out.push_str("m=");
+        if mid.is_some_and(|m| inactive.iter().any(|i| i == m)) {
+            out.push_str(&section.replace("a=recvonly", "a=inactive"));
+        } else {
+            out.push_str(section);
+        }
+    }
+    out
+}
+
+async fn connect_all(
+    peers: &mut [&mut Peer],
+    keys: &[ConnKey],
+    reports: &mut mpsc::Receiver<Report>,
+    seen: &mut Vec<Report>,
+) {
+    for _ in 0..40 {
+        for peer in peers.iter_mut() {
+            peer.run(Duration::from_millis(25), reports, seen).await;
+        }
+        if keys.iter().all(|k| connected(seen, *k)) {
+            return;
+        }
+    }
+    panic!("not all of {keys:?} connected: {seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_receives_a_publishers_packets_with_its_own_ssrc_through_the_one_port() {
+    let (tx, mut reports) = mpsc::channel(4096);
+    let worker = WorkerHandle::start(
+        MediaConfig::default(),
+        "127.0.0.1:0".parse().unwrap(),
+        None,
+        tx,
+    )
+    .unwrap();
+    let mut a = Peer::new().await;
+    let mut b = Peer::with_camera(false).await;
+    a.offer_to(&worker, 1).await;
+    b.receive_from(&worker, 2, vec![(1, MediaKind::Video)])
+        .await;
+    let mut seen = Vec::new();
+    connect_all(&mut [&mut a, &mut b], &[1, 2], &mut reports, &mut seen).await;
+    for seq in 1..=5 {
+        a.camera_frame(seq);
+    }
+    for _ in 0..4 {
+        a.run(Duration::from_millis(25), &mut reports, &mut seen)
+            .await;
+        b.run(Duration::from_millis(25), &mut reports, &mut seen)
+            .await;
+    }
+    let got: Vec<(u8, u16)> = b
+        .received
+        .iter()
+        .map(|p| (p.header.payload_type, p.header.sequence_number))
+        .collect();
+    assert_eq!(
+        got,
+        (1..=5).map(|s| (VP8_PAYLOAD_TYPE, s)).collect::<Vec<_>>()
+    );
+    let ssrc = b.received[0].header.ssrc;
+    assert!(ssrc != SSRC && b.received.iter().all(|p| p.header.ssrc == ssrc));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishers_who_come_and_go_reuse_one_slot_of_the_subscribers_connection() {
+    let (tx, mut reports) = mpsc::channel(16_384);
+    let worker = WorkerHandle::start(
+        MediaConfig::default(),
+        "127.0.0.1:0".parse().unwrap(),
+        None,
+        tx,
+    )
+    .unwrap();
+    let mut b = Peer::with_camera(false).await;
+    let mut seen = Vec::new();
+    for round in 0..8u64 {
+        let key = 10 + round;
+        let mut p = Peer::new().await;
+        p.offer_to(&worker, key).await;
+        b.receive_from(&worker, 2, vec![(key, MediaKind::Video)])
+            .await;
+        connect_all(&mut [&mut p, &mut b], &[key, 2], &mut reports, &mut seen).await;
+        let before = b.received.len();
+        for seq in 1..=3 {
+            p.camera_frame(seq);
+        }
+        for _ in 0..6 {
+            p.run(Duration::from_millis(20), &mut reports, &mut seen)
+                .await;
+            b.run(Duration::from_millis(20), &mut reports, &mut seen)
+                .await;
+        }
+        assert_eq!(
+            b.received.len(),
+            before + 3,
+            "round {round}: the newcomer's packets"
+        );
+        worker.send(Command::Close { key }).await.unwrap();
+        b.receive_from(&worker, 2, vec![]).await;
+    }
+    let most = b
+        .offers
+        .iter()
+        .map(|o| o.lines().filter(|l| l.starts_with("m=")).count())
+        .max()
+        .unwrap();
+    assert!(most <= 2, "the subscriber's offers grew to {most} sections");
 }
