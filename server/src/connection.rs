@@ -31,6 +31,9 @@ use crate::metrics::{JoinResult, Metrics};
 use crate::registry::Registry;
 use crate::room::{ConnectionLink, Joiner, Outbound, RoomError, RoomHandle, Sent};
 
+mod allowance;
+use allowance::{Strikes, TokenBucket};
+
 /// Why a connection could not join. Each is answered with `error` and close 1008.
 #[derive(Debug, thiserror::Error)]
 enum JoinError {
@@ -559,68 +562,4 @@ async fn write_loop<S>(
     }
     // The socket is unusable or the connection is over: stop the reader too.
     kill.cancel();
-}
-
-/// Refused messages, counted over a sliding window: a connection refused more than `limit` times
-/// within [`Strikes::WINDOW`] is closed. Allowed messages in between do not wipe the slate,
-/// so a client that keeps sending at many times the rate is closed, however its messages
-/// interleave with the allowance.
-struct Strikes {
-    limit: usize,
-    at: std::collections::VecDeque<Instant>,
-}
-
-impl Strikes {
-    const WINDOW: Duration = Duration::from_secs(10);
-
-    fn new(limit: u32) -> Self {
-        Self {
-            limit: limit.max(1) as usize,
-            at: std::collections::VecDeque::new(),
-        }
-    }
-
-    /// Counts one refusal at `now`; true when the connection should be closed.
-    fn strike(&mut self, now: Instant) -> bool {
-        while self
-            .at
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= Self::WINDOW)
-        {
-            self.at.pop_front();
-        }
-        self.at.push_back(now);
-        self.at.len() > self.limit
-    }
-}
-
-/// A connection's message allowance: `rate` a second, up to `burst` saved up.
-struct TokenBucket {
-    rate: f64,
-    burst: f64,
-    tokens: f64,
-    at: Instant,
-}
-
-impl TokenBucket {
-    fn new(rate: u32, burst: u32) -> Self {
-        Self {
-            rate: f64::from(rate),
-            burst: f64::from(burst.max(1)),
-            tokens: f64::from(burst.max(1)),
-            at: Instant::now(),
-        }
-    }
-
-    fn take(&mut self, now: Instant) -> bool {
-        let elapsed = now.duration_since(self.at).as_secs_f64();
-        self.at = now;
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
 }

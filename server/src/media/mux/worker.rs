@@ -16,20 +16,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::BytesMut;
-use circle_protocol::PcKind;
-use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
 use rtc::peer_connection::message::RTCMessage;
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::state::RTCPeerConnectionState;
-use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodingParameters, RTCRtpEncodingParameters};
-use rtc::rtp_transceiver::{RTCRtpSenderId, RTCRtpTransceiverDirection};
+use rtc::rtp_transceiver::RTCRtpSenderId;
 use tokio::sync::{mpsc, oneshot};
 
 use super::conn::{Conn, Output};
 use crate::media::codec::MediaKind;
-use crate::media::forward::egress_copy;
-use crate::media::sdp::keep_freed_slots;
 use crate::media::udp::io::{PortSocket, RecvBuffers, SendQueue};
 use crate::media::udp::route::{DatagramRouter, Dropped};
 use crate::media::{internal, MediaConfig, MediaError};
@@ -327,133 +322,6 @@ impl Worker {
         }
     }
 
-    fn answer(&mut self, now: Instant, key: ConnKey, offer: String) -> Result<String, MediaError> {
-        if !self.conns.contains_key(&key) {
-            let conn = Conn::new(PcKind::Publish, &self.config, self.announced, now)?;
-            self.conns.insert(key, Slot::new(conn));
-        }
-        let slot = self.conns.get_mut(&key).expect("inserted above");
-        let offer =
-            RTCSessionDescription::offer(offer).map_err(|e| MediaError::BadSdp(e.to_string()))?;
-        let pc = slot.conn.pc();
-        pc.set_remote_description(now, offer)
-            .map_err(|e| MediaError::BadSdp(e.to_string()))?;
-        let answer = pc.create_answer(None).map_err(internal)?;
-        pc.set_local_description(now, answer).map_err(internal)?;
-        let answer = pc
-            .local_description()
-            .ok_or_else(|| internal("no local description after an answer"))?;
-        if let Some(ufrag) = slot.conn.take_new_ufrag() {
-            let ufrag = ufrag.to_owned();
-            if !self.table.set_ufrag(key, &ufrag) {
-                return Err(internal("a connection's ufrag is taken"));
-            }
-        }
-        Ok(answer.sdp)
-    }
-
-    fn subscribe(
-        &mut self,
-        now: Instant,
-        key: ConnKey,
-        wanted: Vec<(ConnKey, MediaKind)>,
-    ) -> Result<String, MediaError> {
-        if !self.conns.contains_key(&key) {
-            let conn = Conn::new(PcKind::Subscribe, &self.config, self.announced, now)?;
-            self.conns.insert(key, Slot::new(conn));
-        }
-        let wanted: BTreeSet<(ConnKey, MediaKind)> = wanted.into_iter().collect();
-        let slot = self.conns.get_mut(&key).expect("inserted above");
-        // Adds first, removes after: a slot freed in this offer is reused only in a later one,
-        // once the browser has seen it go inactive (and so raises `ontrack` for the new track).
-        let new: Vec<(ConnKey, MediaKind)> = wanted
-            .iter()
-            .filter(|w| !slot.consumers.contains_key(w))
-            .copied()
-            .collect();
-        for (publisher, kind) in new {
-            self.next_ssrc = self.next_ssrc.wrapping_add(1).max(1);
-            let ssrc = self.next_ssrc;
-            let track = MediaStreamTrack::new(
-                format!("p{publisher}"),
-                format!("{}-{publisher}", kind.as_str()),
-                format!("{}-{publisher}", kind.as_str()),
-                kind.rtp_kind(),
-                vec![RTCRtpEncodingParameters {
-                    rtp_coding_parameters: RTCRtpCodingParameters {
-                        ssrc: Some(ssrc),
-                        ..Default::default()
-                    },
-                    codec: kind.codec(),
-                    ..Default::default()
-                }],
-            );
-            let pc = slot.conn.pc();
-            let sender = pc.add_track(track).map_err(internal)?;
-            if let Some(mut transceiver) = pc.rtp_transceiver(sender.into()) {
-                transceiver.set_direction(RTCRtpTransceiverDirection::Sendonly);
-            }
-            slot.consumers.insert(
-                (publisher, kind),
-                Consumed {
-                    sender,
-                    ssrc,
-                    negotiated: false,
-                },
-            );
-            self.fanout
-                .entry((publisher, kind))
-                .or_default()
-                .insert(key);
-        }
-        let gone: Vec<(ConnKey, MediaKind)> = slot
-            .consumers
-            .keys()
-            .filter(|c| !wanted.contains(c))
-            .copied()
-            .collect();
-        for consumed in gone {
-            if let Some(c) = slot.consumers.remove(&consumed) {
-                slot.conn.pc().remove_track(c.sender).map_err(internal)?;
-            }
-            if let Some(receivers) = self.fanout.get_mut(&consumed) {
-                receivers.remove(&key);
-            }
-        }
-        let pc = slot.conn.pc();
-        let offer = pc.create_offer(None).map_err(internal)?;
-        pc.set_local_description(now, offer).map_err(internal)?;
-        let offer = pc
-            .local_description()
-            .ok_or_else(|| internal("no local description after an offer"))?;
-        if let Some(ufrag) = slot.conn.take_new_ufrag() {
-            let ufrag = ufrag.to_owned();
-            if !self.table.set_ufrag(key, &ufrag) {
-                return Err(internal("a connection's ufrag is taken"));
-            }
-        }
-        Ok(offer.sdp)
-    }
-
-    fn accept(&mut self, now: Instant, key: ConnKey, answer: String) -> Result<(), MediaError> {
-        let slot = self
-            .conns
-            .get_mut(&key)
-            .ok_or(MediaError::Conflict("no subscribe offer is outstanding"))?;
-        let pc = slot.conn.pc();
-        let offer = pc
-            .local_description()
-            .ok_or(MediaError::Conflict("no subscribe offer is outstanding"))?;
-        let answer = RTCSessionDescription::answer(keep_freed_slots(&offer.sdp, &answer))
-            .map_err(|e| MediaError::BadSdp(e.to_string()))?;
-        pc.set_remote_description(now, answer)
-            .map_err(|e| MediaError::BadSdp(e.to_string()))?;
-        for consumed in slot.consumers.values_mut() {
-            consumed.negotiated = true;
-        }
-        Ok(())
-    }
-
     fn datagram(&mut self, now: Instant, from: SocketAddr, datagram: BytesMut) {
         match self.table.route(from, &datagram) {
             Ok(key) => {
@@ -552,42 +420,6 @@ impl Worker {
         }
     }
 
-    /// Writes each subscriber's copy of a publisher's packets (its own SSRC and our payload
-    /// type), once an answer has accepted the track and the connection is up.
-    fn forward(
-        &mut self,
-        publisher: ConnKey,
-        copies: Vec<(ConnKey, MediaKind, rtc::rtp::packet::Packet)>,
-    ) {
-        let now = Instant::now();
-        let mut touched = BTreeSet::new();
-        for (subscriber, kind, packet) in copies {
-            let Some(slot) = self.conns.get_mut(&subscriber) else {
-                continue;
-            };
-            if slot.state != Some(RTCPeerConnectionState::Connected) {
-                continue;
-            }
-            let Some(consumed) = slot.consumers.get(&(publisher, kind)) else {
-                continue;
-            };
-            if !consumed.negotiated {
-                continue;
-            }
-            let copy = egress_copy(&packet, consumed.ssrc, kind.payload_type());
-            if slot
-                .conn
-                .send(now, RTCMessage::RtpPacket(String::new(), copy))
-                .is_ok()
-            {
-                touched.insert(subscriber);
-            }
-        }
-        for subscriber in touched {
-            self.drive(subscriber);
-        }
-    }
-
     fn flush(&mut self) {
         if self.sends.is_empty() {
             return;
@@ -600,5 +432,6 @@ impl Worker {
     }
 }
 
+mod legs;
 #[cfg(test)]
 mod tests;
