@@ -78,6 +78,8 @@ pub(crate) enum Report {
 pub(crate) struct WorkerCounters {
     pub dropped: [AtomicU64; 4],
     pub reports_lost: AtomicU64,
+    /// Copies written to subscribers.
+    pub forwarded: AtomicU64,
 }
 
 impl WorkerCounters {

@@ -187,6 +187,9 @@ impl Worker {
                 .is_ok()
             {
                 touched.insert(subscriber);
+                self.counters
+                    .forwarded
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
         }
         for subscriber in touched {

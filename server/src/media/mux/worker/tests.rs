@@ -1,6 +1,7 @@
 //! The worker over real loopback UDP: a browser-like `rtc` peer on its own socket offers, the
 //! worker answers, and they connect through the one port.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -445,4 +446,100 @@ async fn publishers_who_come_and_go_reuse_one_slot_of_the_subscribers_connection
         .max()
         .unwrap();
     assert!(most <= 2, "the subscriber's offers grew to {most} sections");
+}
+
+/// CPU time (user + system, in clock ticks of 10 ms) of this process's thread named `name`.
+fn thread_cpu_ticks(name: &str) -> Option<u64> {
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let path = task.ok()?.path();
+        let comm = std::fs::read_to_string(path.join("comm")).ok()?;
+        if comm.trim() != name {
+            continue;
+        }
+        let stat = std::fs::read_to_string(path.join("stat")).ok()?;
+        // Fields after the command's closing parenthesis: state is field 3, utime 14, stime 15.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        return Some(fields[11].parse::<u64>().ok()? + fields[12].parse::<u64>().ok()?);
+    }
+    None
+}
+
+/// A measurement, not a check (tests/BENCHMARKS.md, round 7): the worker's CPU per copy it
+/// forwards, one publisher to seven subscribers, 1,000-byte video packets. Run it alone, in
+/// release: `cargo test --release -p circle-server --lib prints_the_workers -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement; run by hand"]
+async fn prints_the_workers_cpu_per_forwarded_copy() {
+    let (tx, mut reports) = mpsc::channel(1 << 20);
+    let worker = WorkerHandle::start(
+        MediaConfig {
+            socket_buffer_bytes: 4 << 20,
+            ..MediaConfig::default()
+        },
+        "127.0.0.1:0".parse().unwrap(),
+        None,
+        tx,
+    )
+    .unwrap();
+    let mut publisher = Peer::new().await;
+    publisher.offer_to(&worker, 1).await;
+    let mut subscribers = Vec::new();
+    for key in 2..9 {
+        let mut s = Peer::with_camera(false).await;
+        s.receive_from(&worker, key, vec![(1, MediaKind::Video)])
+            .await;
+        subscribers.push(s);
+    }
+    let mut seen = Vec::new();
+    {
+        let mut all: Vec<&mut Peer> = vec![&mut publisher];
+        all.extend(subscribers.iter_mut());
+        connect_all(&mut all, &[1, 2, 3, 4, 5, 6, 7, 8], &mut reports, &mut seen).await;
+    }
+    let payload = Bytes::from(vec![0x42u8; 1000]);
+    let start_ticks = thread_cpu_ticks("circle-media").unwrap();
+    let start_copies = worker.counters.forwarded.load(Ordering::Relaxed);
+    let started = Instant::now();
+    for burst in 0..100u16 {
+        for n in 0..50u16 {
+            let seq = burst * 50 + n;
+            let packet = rtc::rtp::packet::Packet {
+                header: rtc::rtp::header::Header {
+                    version: 2,
+                    payload_type: VP8_PAYLOAD_TYPE,
+                    sequence_number: seq,
+                    timestamp: u32::from(burst) * 3000,
+                    ssrc: SSRC,
+                    ..Default::default()
+                },
+                payload: payload.clone(),
+            };
+            publisher
+                .pc
+                .handle_write(TaggedRTCMessage {
+                    now: Instant::now(),
+                    message: RTCMessage::RtpPacket(String::new(), packet),
+                })
+                .unwrap();
+        }
+        publisher
+            .run(Duration::from_millis(5), &mut reports, &mut seen)
+            .await;
+        seen.clear();
+        for s in subscribers.iter_mut() {
+            s.run(Duration::from_millis(1), &mut reports, &mut seen)
+                .await;
+            s.received.clear();
+        }
+        seen.clear();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ticks = thread_cpu_ticks("circle-media").unwrap() - start_ticks;
+    let copies = worker.counters.forwarded.load(Ordering::Relaxed) - start_copies;
+    let micros = ticks as f64 * 10_000.0 / copies.max(1) as f64;
+    println!(
+        "worker: {copies} copies of 5,000 packets to 7 subscribers in {:.1} s; {ticks} ticks of CPU; {micros:.1} µs per copy (publisher's decrypt included)",
+        started.elapsed().as_secs_f64()
+    );
 }
