@@ -114,9 +114,15 @@ impl Store {
             Ok(rows) => rows,
             Err(bad) => return Ok(Err(bad)),
         };
+        let ids = rows
+            .iter()
+            .map(|row| row.try_get::<String, _>("id"))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut attendance = self.attendance_of(&ids).await?;
         let mut items = Vec::with_capacity(rows.len());
-        for row in rows {
-            items.push(self.record(row, now).await?);
+        for (row, id) in rows.into_iter().zip(&ids) {
+            let (attendees, intervals) = attendance.remove(id).unwrap_or_default();
+            items.push(build_record(row, attendees, intervals, now)?);
         }
         let next_cursor = next_cursor(&items, query.limit, |s: &SessionRecord| {
             (
@@ -195,93 +201,136 @@ impl Store {
 
     async fn record(&self, row: AnyRow, now: u64) -> Result<SessionRecord, StoreError> {
         let id: String = row.try_get("id")?;
-        let started_at: i64 = row.try_get("started_at")?;
-        let ended_at: Option<i64> = row.try_get("ended_at")?;
-        let attendees = sqlx::query(
-            "SELECT participant, role, audio, video FROM attendees WHERE session = $1 \
-             ORDER BY participant",
-        )
-        .bind(&id)
-        .fetch_all(self.pool())
-        .await?;
-        let intervals = sqlx::query(
-            "SELECT participant, joined_at, left_at, left_reason, dropped_at FROM intervals \
-             WHERE session = $1 ORDER BY participant, joined_at",
-        )
-        .bind(&id)
-        .fetch_all(self.pool())
-        .await?;
-        let mut by_participant: BTreeMap<String, Vec<AnyRow>> = BTreeMap::new();
-        for interval in intervals {
-            let participant: String = interval.try_get("participant")?;
-            by_participant
-                .entry(participant)
-                .or_default()
-                .push(interval);
+        let (attendees, intervals) = self
+            .attendance_of(std::slice::from_ref(&id))
+            .await?
+            .remove(&id)
+            .unwrap_or_default();
+        build_record(row, attendees, intervals, now)
+    }
+
+    /// The attendees and intervals of the given sessions, two queries for the lot, by session.
+    async fn attendance_of(&self, ids: &[String]) -> Result<Attendance, StoreError> {
+        let mut by_session = Attendance::new();
+        if ids.is_empty() {
+            return Ok(by_session);
         }
-        // An open interval of a finished session cannot happen; of a live one it counts to now.
-        let until = ended_at.map(unix_ms).unwrap_or(now);
-        let mut attendance = Vec::with_capacity(attendees.len());
-        let mut facilitators = Vec::new();
-        let mut member_count = 0;
-        for attendee in attendees {
-            let participant: String = attendee.try_get("participant")?;
-            let role: String = attendee.try_get("role")?;
-            match role.as_str() {
-                "member" => member_count += 1,
-                "facilitator" => facilitators.push(participant.clone()),
-                _ => {}
-            }
-            let rows = by_participant.remove(&participant).unwrap_or_default();
-            let mut present_ms = 0u64;
-            let mut intervals = Vec::with_capacity(rows.len());
-            let mut first = None;
-            let mut last_left = Some(0);
-            for interval in rows {
-                let joined: i64 = interval.try_get("joined_at")?;
-                let left: Option<i64> = interval.try_get("left_at")?;
-                let dropped: Option<i64> = interval.try_get("dropped_at")?;
-                let end = left.or(dropped).map(unix_ms).unwrap_or(until);
-                present_ms += end.saturating_sub(unix_ms(joined));
-                first = first.or(Some(joined));
-                last_left = match (last_left, left) {
-                    (Some(a), Some(b)) => Some(a.max(b)),
-                    _ => None,
-                };
-                intervals.push(Interval {
-                    joined_at: rfc3339(unix_ms(joined)),
-                    left_at: left.map(|l| rfc3339(unix_ms(l))),
-                    left_reason: interval.try_get("left_reason")?,
-                });
-            }
-            let Some(first) = first else {
-                return Err(StoreError::Corrupt(format!(
-                    "an attendee of session {id} without an interval"
-                )));
+        let placeholders = (1..=ids.len())
+            .map(|n| format!("${n}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let attendees = format!(
+            "SELECT session, participant, role, audio, video FROM attendees \
+             WHERE session IN ({placeholders}) ORDER BY session, participant"
+        );
+        let intervals = format!(
+            "SELECT session, participant, joined_at, left_at, left_reason, dropped_at FROM intervals \
+             WHERE session IN ({placeholders}) ORDER BY session, participant, joined_at"
+        );
+        let mut query = sqlx::query(&attendees);
+        for id in ids {
+            query = query.bind(id);
+        }
+        for row in query.fetch_all(self.pool()).await? {
+            let session: String = row.try_get("session")?;
+            by_session.entry(session).or_default().0.push(row);
+        }
+        let mut query = sqlx::query(&intervals);
+        for id in ids {
+            query = query.bind(id);
+        }
+        for row in query.fetch_all(self.pool()).await? {
+            let session: String = row.try_get("session")?;
+            by_session.entry(session).or_default().1.push(row);
+        }
+        Ok(by_session)
+    }
+}
+
+/// Attendee rows and interval rows, by session id.
+type Attendance = BTreeMap<String, (Vec<AnyRow>, Vec<AnyRow>)>;
+
+/// A session's record from its row, its attendees and its intervals (ordered by participant,
+/// then by when they joined).
+fn build_record(
+    row: AnyRow,
+    attendees: Vec<AnyRow>,
+    intervals: Vec<AnyRow>,
+    now: u64,
+) -> Result<SessionRecord, StoreError> {
+    let id: String = row.try_get("id")?;
+    let started_at: i64 = row.try_get("started_at")?;
+    let ended_at: Option<i64> = row.try_get("ended_at")?;
+    let mut by_participant: BTreeMap<String, Vec<AnyRow>> = BTreeMap::new();
+    for interval in intervals {
+        let participant: String = interval.try_get("participant")?;
+        by_participant
+            .entry(participant)
+            .or_default()
+            .push(interval);
+    }
+    // An open interval of a finished session cannot happen; of a live one it counts to now.
+    let until = ended_at.map(unix_ms).unwrap_or(now);
+    let mut attendance = Vec::with_capacity(attendees.len());
+    let mut facilitators = Vec::new();
+    let mut member_count = 0;
+    for attendee in attendees {
+        let participant: String = attendee.try_get("participant")?;
+        let role: String = attendee.try_get("role")?;
+        match role.as_str() {
+            "member" => member_count += 1,
+            "facilitator" => facilitators.push(participant.clone()),
+            _ => {}
+        }
+        let rows = by_participant.remove(&participant).unwrap_or_default();
+        let mut present_ms = 0u64;
+        let mut intervals = Vec::with_capacity(rows.len());
+        let mut first = None;
+        let mut last_left = Some(0);
+        for interval in rows {
+            let joined: i64 = interval.try_get("joined_at")?;
+            let left: Option<i64> = interval.try_get("left_at")?;
+            let dropped: Option<i64> = interval.try_get("dropped_at")?;
+            let end = left.or(dropped).map(unix_ms).unwrap_or(until);
+            present_ms += end.saturating_sub(unix_ms(joined));
+            first = first.or(Some(joined));
+            last_left = match (last_left, left) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                _ => None,
             };
-            attendance.push(AttendanceRow {
-                participant,
-                role,
-                first_joined_at: rfc3339(unix_ms(first)),
-                last_left_at: last_left.map(|l| rfc3339(unix_ms(l))),
-                // Tenths of a minute: what a claim's minutes need, without false precision.
-                minutes_present: (present_ms as f64 / 6_000.0).round() / 10.0,
-                intervals,
-                audio: attendee.try_get::<i64, _>("audio")? != 0,
-                video: attendee.try_get::<i64, _>("video")? != 0,
+            intervals.push(Interval {
+                joined_at: rfc3339(unix_ms(joined)),
+                left_at: left.map(|l| rfc3339(unix_ms(l))),
+                left_reason: interval.try_get("left_reason")?,
             });
         }
-        Ok(SessionRecord {
-            id,
-            room: row.try_get("room")?,
-            started_at: rfc3339(unix_ms(started_at)),
-            ended_at: ended_at.map(|e| rfc3339(unix_ms(e))),
-            end_reason: row.try_get("end_reason")?,
-            member_count,
-            facilitators,
-            attendance,
-        })
+        let Some(first) = first else {
+            return Err(StoreError::Corrupt(format!(
+                "an attendee of session {id} without an interval"
+            )));
+        };
+        attendance.push(AttendanceRow {
+            participant,
+            role,
+            first_joined_at: rfc3339(unix_ms(first)),
+            last_left_at: last_left.map(|l| rfc3339(unix_ms(l))),
+            // Tenths of a minute: what a claim's minutes need, without false precision.
+            minutes_present: (present_ms as f64 / 6_000.0).round() / 10.0,
+            intervals,
+            audio: attendee.try_get::<i64, _>("audio")? != 0,
+            video: attendee.try_get::<i64, _>("video")? != 0,
+        });
     }
+    Ok(SessionRecord {
+        id,
+        room: row.try_get("room")?,
+        started_at: rfc3339(unix_ms(started_at)),
+        ended_at: ended_at.map(|e| rfc3339(unix_ms(e))),
+        end_reason: row.try_get("end_reason")?,
+        member_count,
+        facilitators,
+        attendance,
+    })
 }
 
 enum Bind {

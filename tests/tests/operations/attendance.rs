@@ -251,3 +251,61 @@ async fn with_records_off_nothing_is_written_and_the_record_endpoints_say_so() {
     assert_eq!(answer.body["error"]["code"], "not_found");
     s.stop().await;
 }
+
+/// The list reads every session's attendance in two queries for the page; each session must
+/// still get its own people, and only its own.
+async fn a_list_of_sessions(kind: StoreKind) {
+    let (s, _db) = server(&kind, |c| c.room.waiting_room = false).await;
+    let mut sessions = Vec::new();
+    for (room, people) in [
+        ("monday", vec!["ann", "bo"]),
+        ("tuesday", vec!["cy"]),
+        ("wednesday", vec!["di", "ed", "fay"]),
+    ] {
+        let mut clients = Vec::new();
+        for who in &people {
+            clients.push(s.join(room, who, Role::Member).await);
+        }
+        let session = session_of(&s, room).await;
+        for c in &mut clients {
+            c.request(json!({"type":"leave"})).await.ok();
+        }
+        s.api()
+            .session_when(&session, |r| r["end_reason"] == "empty")
+            .await;
+        sessions.push((session, people));
+    }
+    let list = s.api().get("/api/v1/sessions?limit=10").await;
+    assert_eq!(list.status, 200, "{}", list.text);
+    let listed = list.body["sessions"].as_array().unwrap();
+    assert_eq!(listed.len(), 3);
+    for (session, people) in &sessions {
+        let record = listed
+            .iter()
+            .find(|r| r["id"] == session.as_str())
+            .unwrap_or_else(|| panic!("{session} is not listed"));
+        let mut present: Vec<&str> = record["attendance"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["participant"].as_str().unwrap())
+            .collect();
+        present.sort_unstable();
+        assert_eq!(&present, people, "{record}");
+        assert_eq!(record["member_count"], people.len());
+        // The list says what the session's own record says.
+        let alone = s.api().get(&format!("/api/v1/sessions/{session}")).await;
+        assert_eq!(&alone.body, record);
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_list_of_sessions_gives_each_its_own_attendance_in_sqlite() {
+    a_list_of_sessions(StoreKind::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_list_of_sessions_gives_each_its_own_attendance_in_postgres() {
+    a_list_of_sessions(StoreKind::Postgres).await;
+}
