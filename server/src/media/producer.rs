@@ -1,7 +1,8 @@
 //! A producer: one incoming track. Its task reads RTP, runs the per-packet work of
 //! [`forward`](crate::media::forward) (floor gate, sequence rewriting, loud-packet count), and
 //! writes each copy straight into its subscriber's connection without ever waiting on one. The
-//! task owns the subscriber list; consumers change it by message, so no packet takes a lock.
+//! task owns the subscriber list; consumers change it by message, so the fan-out takes no lock
+//! (only the first packet of a VP8 keyframe takes the keyframe pacer's, once per keyframe).
 //! Each packet and copy is counted in the server's [`MediaCounters`] with relaxed atomic adds.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
