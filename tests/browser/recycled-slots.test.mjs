@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  startServer, launchBrowser, openPerson, joinRoom, waitFor, inboundGrowth, mediaSkipped,
+  startServer, launchBrowser, openPerson, joinRoom, waitFor, inboundGrowth, mediaSkipped, screenshot,
 } from './helpers.mjs';
 
 const slots = (page) => page.evaluate(() => window.circle.media.subscribe?.getTransceivers().length ?? 0);
@@ -26,6 +26,7 @@ test('a newcomer is seen and heard on the slots a leaver freed', { timeout: 150_
     }, { timeout: 45_000, interval: 500, what: `${name}'s video and audio at the facilitator` });
     await waitFor(async () => (await tileVideoWidth(fac.page, sub)) > 0, { what: `${name}'s tile to show video` });
     assert.equal(await slots(fac.page), 2, `${name} arrives on the two slots the room has`);
+    await screenshot(fac, `recycled-slots-${sub}`);
     await member.page.getByRole('button', { name: 'Leave' }).click();
     await member.page.getByRole('heading', { name: 'You left the session' }).waitFor();
     await member.context.close();

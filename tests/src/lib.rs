@@ -67,6 +67,15 @@ impl TestServer {
         Client::connect(&self.url()).await
     }
 
+    /// A new connection that sends `resume` with `token`, having seen up to `last_seq`.
+    pub async fn resume(&self, token: impl Into<Value>, last_seq: u64) -> Client {
+        let token: Value = token.into();
+        let mut c = self.connect().await;
+        c.send(json!({"type":"resume","protocol":1,"resume_token": token,"last_seq": last_seq}))
+            .await;
+        c
+    }
+
     /// `GET /stats`, parsed.
     pub async fn stats(&self) -> Value {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -5,15 +5,13 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodingParameters, RTCRtpEncodingParameters};
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
-use webrtc::media_stream::MediaStreamTrack;
 
 use crate::media::codec::MediaKind;
 use crate::media::egress::{Egress, Subscription};
 use crate::media::forward::KeyframeWanted;
-use crate::media::leg::is_keyframe_request;
+use crate::media::leg::{is_keyframe_request, sending_track};
 use crate::media::producer::Producer;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -31,24 +29,8 @@ impl Consumer {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let kind = producer.kind;
         let ssrc = rand_ssrc(id);
-        let kind_name = match kind {
-            MediaKind::Audio => "audio",
-            MediaKind::Video => "video",
-        };
-        let track = MediaStreamTrack::new(
-            producer.owner.as_str().to_owned(),
-            format!("{kind_name}-{}", producer.id),
-            format!("{kind_name}-{}", producer.id),
-            kind.rtp_kind(),
-            vec![RTCRtpEncodingParameters {
-                rtp_coding_parameters: RTCRtpCodingParameters {
-                    ssrc: Some(ssrc),
-                    ..Default::default()
-                },
-                codec: kind.codec(),
-                ..Default::default()
-            }],
-        );
+        let name = format!("{}-{}", kind.as_str(), producer.id);
+        let track = sending_track(kind, producer.owner.as_str().to_owned(), name, ssrc);
         let egress = Arc::new(Egress {
             track: Arc::new(TrackLocalStaticRTP::new(track)),
             ssrc,

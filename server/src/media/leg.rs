@@ -14,6 +14,7 @@ use rtc::interceptor::{
     Attribute, Interceptor, NackGeneratorBuilder, NackResponderBuilder, Packet,
     ReceiverReportBuilder, Registry, SenderReportBuilder, Slot, StreamInfo, TaggedPacket,
 };
+use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::interceptor_registry::{
     configure_simulcast_extension_headers, configure_twcc_receiver_only,
 };
@@ -22,17 +23,37 @@ use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
+    RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
+    RTCRtpHeaderExtensionCapability, RtpCodecKind,
 };
 use rtc::sansio::Protocol;
 
-use crate::media::codec::{opus, vp8, AUDIO_LEVEL_URI, OPUS_PAYLOAD_TYPE, VP8_PAYLOAD_TYPE};
+use crate::media::codec::{
+    opus, vp8, MediaKind, AUDIO_LEVEL_URI, OPUS_PAYLOAD_TYPE, VP8_PAYLOAD_TYPE,
+};
 use crate::media::{internal, MediaConfig, MediaError};
 
 /// Opus and VP8 only, the same on both legs, so a forwarded packet never needs transcoding;
 /// the audio level extension only where the browser sends audio to us.
 fn media_engine(kind: PcKind) -> Result<MediaEngine, MediaError> {
     let mut engine = MediaEngine::default();
+    register_codecs(&mut engine)?;
+    if kind == PcKind::Publish {
+        engine
+            .register_header_extension(
+                RTCRtpHeaderExtensionCapability {
+                    uri: AUDIO_LEVEL_URI.to_owned(),
+                },
+                RtpCodecKind::Audio,
+                None,
+            )
+            .map_err(internal)?;
+    }
+    Ok(engine)
+}
+
+/// Opus and VP8, with the payload types the server writes.
+pub(crate) fn register_codecs(engine: &mut MediaEngine) -> Result<(), MediaError> {
     for (codec, payload_type, rtp_kind) in [
         (opus(), OPUS_PAYLOAD_TYPE, RtpCodecKind::Audio),
         (vp8(), VP8_PAYLOAD_TYPE, RtpCodecKind::Video),
@@ -47,18 +68,32 @@ fn media_engine(kind: PcKind) -> Result<MediaEngine, MediaError> {
             )
             .map_err(internal)?;
     }
-    if kind == PcKind::Publish {
-        engine
-            .register_header_extension(
-                RTCRtpHeaderExtensionCapability {
-                    uri: AUDIO_LEVEL_URI.to_owned(),
-                },
-                RtpCodecKind::Audio,
-                None,
-            )
-            .map_err(internal)?;
-    }
-    Ok(engine)
+    Ok(())
+}
+
+/// A track we send: one encoding of `kind` under its own `ssrc` (the one NACKs and sender
+/// reports are bound to, and the browser sees in `a=ssrc`). `stream` is the first part of
+/// `a=msid`: whose tile the track belongs in.
+pub(crate) fn sending_track(
+    kind: MediaKind,
+    stream: String,
+    id: String,
+    ssrc: u32,
+) -> MediaStreamTrack {
+    MediaStreamTrack::new(
+        stream,
+        id.clone(),
+        id,
+        kind.rtp_kind(),
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters {
+                ssrc: Some(ssrc),
+                ..Default::default()
+            },
+            codec: kind.codec(),
+            ..Default::default()
+        }],
+    )
 }
 
 /// How often the ICE agent's timer runs while connecting (see `settings`).

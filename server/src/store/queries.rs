@@ -227,23 +227,24 @@ impl Store {
             "SELECT session, participant, joined_at, left_at, left_reason, dropped_at FROM intervals \
              WHERE session IN ({placeholders}) ORDER BY session, participant, joined_at"
         );
-        let mut query = sqlx::query(&attendees);
-        for id in ids {
-            query = query.bind(id);
-        }
-        for row in query.fetch_all(self.pool()).await? {
+        for row in self.rows_of(&attendees, ids).await? {
             let session: String = row.try_get("session")?;
             by_session.entry(session).or_default().0.push(row);
         }
-        let mut query = sqlx::query(&intervals);
-        for id in ids {
-            query = query.bind(id);
-        }
-        for row in query.fetch_all(self.pool()).await? {
+        for row in self.rows_of(&intervals, ids).await? {
             let session: String = row.try_get("session")?;
             by_session.entry(session).or_default().1.push(row);
         }
         Ok(by_session)
+    }
+
+    /// The rows of `sql`, whose placeholders are the session `ids` in order.
+    async fn rows_of(&self, sql: &str, ids: &[String]) -> Result<Vec<AnyRow>, StoreError> {
+        let mut query = sqlx::query(sql);
+        for id in ids {
+            query = query.bind(id);
+        }
+        Ok(query.fetch_all(self.pool()).await?)
     }
 }
 

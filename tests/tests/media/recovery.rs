@@ -147,10 +147,7 @@ async fn a_participant_whose_peers_fail_and_never_recover_leaves_when_the_grace_
     // His resume token went with him.
     let ben_log = room.messages.lock().unwrap()["ben"].clone();
     let token = ben_log[0]["resume_token"].as_str().unwrap().to_owned();
-    let mut again = s.connect().await;
-    again
-        .send(serde_json::json!({"type":"resume","protocol":1,"resume_token": token,"last_seq": 1}))
-        .await;
+    let mut again = s.resume(token.as_str(), 1).await;
     assert_eq!(again.recv().await["code"], "unauthorized");
     s.stop().await;
 }

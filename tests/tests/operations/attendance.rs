@@ -64,9 +64,7 @@ async fn a_whole_session(kind: StoreKind) {
     let (token, seq) = (drops.log[1]["resume_token"].clone(), drops.last_seq());
     drops.vanish();
     f.recv_connection("drops", "reconnecting").await;
-    let mut back = s.connect().await;
-    back.send(json!({"type":"resume","protocol":1,"resume_token": token,"last_seq": seq}))
-        .await;
+    let mut back = s.resume(token, seq).await;
     back.recv_type("resumed").await;
     f.recv_connection("drops", "connected").await;
 

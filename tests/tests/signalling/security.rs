@@ -190,28 +190,20 @@ async fn each_resume_token_works_once_and_the_next_comes_after_the_replay() {
     let first = f.log[0]["resume_token"].as_str().unwrap().to_owned();
     let seq = f.last_seq();
     f.vanish();
-    let mut back = s.connect().await;
-    back.send(json!({"type":"resume","protocol":1,"resume_token": first,"last_seq": seq}))
-        .await;
+    let mut back = s.resume(first.as_str(), seq).await;
     let resumed = back.recv_type("resumed").await;
     let second = resumed["resume_token"].as_str().unwrap().to_owned();
     assert_ne!(second, first);
     assert!(resumed["ice_servers"].is_array());
     // Someone who read the first token (a second socket, a stolen log) gets nowhere with it.
-    let mut thief = s.connect().await;
-    thief
-        .send(json!({"type":"resume","protocol":1,"resume_token": first,"last_seq": 0}))
-        .await;
+    let mut thief = s.resume(first.as_str(), 0).await;
     assert_eq!(thief.recv().await["code"], "unauthorized");
     assert_eq!(thief.end().await, End::Closed(1008));
     // The owner carries on, and the second token works (once) too.
     back.request(json!({"type":"ping"})).await.ok();
     let seq = back.last_seq();
     back.vanish();
-    let mut again = s.connect().await;
-    again
-        .send(json!({"type":"resume","protocol":1,"resume_token": second,"last_seq": seq}))
-        .await;
+    let mut again = s.resume(second.as_str(), seq).await;
     assert_ne!(
         again.recv_type("resumed").await["resume_token"],
         json!(second)

@@ -112,10 +112,8 @@ async fn members_who_drop_resume_with_what_they_missed_and_keep_the_stick_and_th
         (holder_token, holder_seq, "holder"),
         (second_token, second_seq, "second"),
     ] {
-        let mut c = s.connect().await;
+        let mut c = s.resume(token, seq).await;
         c.id = name.into();
-        c.send(json!({"type":"resume","protocol":1,"resume_token": token,"last_seq": seq}))
-            .await;
         // Exactly what was missed, in order, numbered on from where it stopped.
         let missed = c.drain().await;
         let seqs: Vec<u64> = missed.iter().map(|m| m["seq"].as_u64().unwrap()).collect();
@@ -163,9 +161,7 @@ async fn a_resume_after_the_grace_is_unauthorized() {
     a.vanish();
     f.recv_with("participant_left", "reason", json!("timeout"))
         .await;
-    let mut c = s.connect().await;
-    c.send(json!({"type":"resume","protocol":1,"resume_token": token,"last_seq": 1}))
-        .await;
+    let mut c = s.resume(token, 1).await;
     assert_eq!(c.recv().await["code"], "unauthorized");
     s.stop().await;
 }
@@ -178,9 +174,7 @@ async fn a_resume_that_cannot_be_replayed_gets_a_fresh_welcome() {
     let token = a.log[1]["resume_token"].clone();
     let seq = a.last_seq();
     a.vanish();
-    let mut c = s.connect().await;
-    c.send(json!({"type":"resume","protocol":1,"resume_token": token,"last_seq": seq + 50}))
-        .await;
+    let mut c = s.resume(token, seq + 50).await;
     let w = c.recv().await;
     assert_eq!(w["type"], "welcome");
     assert!(w["seq"].as_u64().unwrap() > seq, "seq never resets");

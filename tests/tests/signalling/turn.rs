@@ -65,9 +65,7 @@ async fn every_welcome_and_every_resume_hands_out_fresh_turn_credentials_naming_
     a.drain().await;
     let (token, seq) = (a.log[0]["resume_token"].clone(), a.last_seq());
     a.vanish();
-    let mut back = s.connect().await;
-    back.send(json!({"type":"resume","protocol":1,"resume_token": token,"last_seq": seq}))
-        .await;
+    let mut back = s.resume(token, seq).await;
     let resumed = back.recv_type("resumed").await;
     let (again, _) = checked_turn(&resumed["ice_servers"]);
     assert_ne!(again, a_name, "a resume hands new credentials");
@@ -164,9 +162,7 @@ async fn a_static_turn_pair_is_handed_out_as_configured_in_welcome_and_after_a_r
     a.drain().await;
     let (token, seq) = (a.log[0]["resume_token"].clone(), a.last_seq());
     a.vanish();
-    let mut back = s.connect().await;
-    back.send(json!({"type":"resume","protocol":1,"resume_token": token,"last_seq": seq}))
-        .await;
+    let mut back = s.resume(token, seq).await;
     let resumed = back.recv_type("resumed").await;
     assert!(
         resumed["ice_servers"]

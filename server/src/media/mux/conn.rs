@@ -14,7 +14,9 @@ use circle_protocol::PcKind;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::event::RTCPeerConnectionEvent;
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
-use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
+use rtc::peer_connection::transport::{
+    CandidateConfig, CandidateHostConfig, RTCIceCandidate, RTCIceCandidateInit,
+};
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
@@ -62,21 +64,7 @@ impl Conn {
             .with_interceptor_registry(registry)
             .build(now)
             .map_err(internal)?;
-        let candidate = CandidateHostConfig {
-            base_config: CandidateConfig {
-                network: "udp".to_owned(),
-                address: local.ip().to_string(),
-                port: local.port(),
-                component: 1,
-                ..Default::default()
-            },
-            ..Default::default()
-        }
-        .new_candidate_host()
-        .map_err(internal)?;
-        let init = RTCIceCandidate::from(&candidate)
-            .to_json()
-            .map_err(internal)?;
+        let init = host_candidate(local)?;
         pc.add_local_candidate(init).map_err(internal)?;
         Ok(Conn {
             pc,
@@ -163,6 +151,25 @@ impl Conn {
             }
         }
     }
+}
+
+/// A UDP host candidate at `at`, as a description carries it.
+pub(crate) fn host_candidate(at: SocketAddr) -> Result<RTCIceCandidateInit, MediaError> {
+    let candidate = CandidateHostConfig {
+        base_config: CandidateConfig {
+            network: "udp".to_owned(),
+            address: at.ip().to_string(),
+            port: at.port(),
+            component: 1,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+    .new_candidate_host()
+    .map_err(internal)?;
+    RTCIceCandidate::from(&candidate)
+        .to_json()
+        .map_err(internal)
 }
 
 #[cfg(test)]

@@ -1,20 +1,18 @@
-//! What the engine's tests share: a browser-like `rtc` peer.
+//! What the engine's tests share: a browser-like `rtc` peer and its camera's packets.
 
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use bytes::Bytes;
 use rtc::ice::mdns::MulticastDnsMode;
 use rtc::ice::network_type::NetworkType;
-use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::media_engine::MediaEngine;
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
-use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
-use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
-};
 
-use crate::media::codec::{opus, vp8, OPUS_PAYLOAD_TYPE, VP8_PAYLOAD_TYPE};
+use crate::media::codec::{MediaKind, VP8_PAYLOAD_TYPE};
+use crate::media::leg::{register_codecs, sending_track};
+use crate::media::mux::conn::host_candidate;
 
 /// The SSRC of the browser's camera.
 pub(crate) const SSRC: u32 = 0x1234_5678;
@@ -23,20 +21,7 @@ pub(crate) const SSRC: u32 = 0x1234_5678;
 /// if it publishes.
 pub(crate) fn browser(now: Instant, camera: bool, at: SocketAddr) -> RTCPeerConnection {
     let mut media = MediaEngine::default();
-    for (codec, payload_type, kind) in [
-        (opus(), OPUS_PAYLOAD_TYPE, RtpCodecKind::Audio),
-        (vp8(), VP8_PAYLOAD_TYPE, RtpCodecKind::Video),
-    ] {
-        media
-            .register_codec(
-                RTCRtpCodecParameters {
-                    rtp_codec: codec,
-                    payload_type,
-                },
-                kind,
-            )
-            .unwrap();
-    }
+    register_codecs(&mut media).unwrap();
     let settings = SettingEngineBuilder::new()
         .with_multicast_dns_mode(MulticastDnsMode::Disabled)
         .with_network_types(vec![NetworkType::Udp4])
@@ -46,36 +31,30 @@ pub(crate) fn browser(now: Instant, camera: bool, at: SocketAddr) -> RTCPeerConn
         .with_setting_engine(settings)
         .build(now)
         .unwrap();
-    let candidate = CandidateHostConfig {
-        base_config: CandidateConfig {
-            network: "udp".to_owned(),
-            address: at.ip().to_string(),
-            port: at.port(),
-            component: 1,
-            ..Default::default()
-        },
-        ..Default::default()
-    }
-    .new_candidate_host()
-    .unwrap();
-    pc.add_local_candidate(RTCIceCandidate::from(&candidate).to_json().unwrap())
-        .unwrap();
-    let track = MediaStreamTrack::new(
-        "camera".to_owned(),
-        "camera-video".to_owned(),
-        "camera-video".to_owned(),
-        RtpCodecKind::Video,
-        vec![RTCRtpEncodingParameters {
-            rtp_coding_parameters: RTCRtpCodingParameters {
-                ssrc: Some(SSRC),
-                ..Default::default()
-            },
-            codec: vp8(),
-            ..Default::default()
-        }],
-    );
+    pc.add_local_candidate(host_candidate(at).unwrap()).unwrap();
     if camera {
+        let track = sending_track(
+            MediaKind::Video,
+            "camera".to_owned(),
+            "camera-video".to_owned(),
+            SSRC,
+        );
         pc.add_track(track).unwrap();
     }
     pc
+}
+
+/// The camera's packet `seq`: a VP8 frame of its own, carrying `payload`.
+pub(crate) fn camera_packet(seq: u16, timestamp: u32, payload: Bytes) -> rtc::rtp::packet::Packet {
+    rtc::rtp::packet::Packet {
+        header: rtc::rtp::header::Header {
+            version: 2,
+            payload_type: VP8_PAYLOAD_TYPE,
+            sequence_number: seq,
+            timestamp,
+            ssrc: SSRC,
+            ..Default::default()
+        },
+        payload,
+    }
 }

@@ -6,17 +6,14 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::RTCOfferOptions;
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::state::RTCPeerConnectionState;
-use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
-};
 
 use super::*;
-use crate::media::codec::{vp8, VP8_PAYLOAD_TYPE};
-use crate::media::mux::testing::{browser, SSRC};
+use crate::media::codec::{MediaKind, VP8_PAYLOAD_TYPE};
+use crate::media::leg::sending_track;
+use crate::media::mux::testing::{browser, camera_packet, SSRC};
 use crate::media::udp::route::{DatagramRouter, Dropped};
 use crate::media::udp::stun;
 
@@ -190,17 +187,11 @@ impl Net {
     }
 
     fn camera_frame(&mut self, seq: u16) {
-        let packet = rtc::rtp::packet::Packet {
-            header: rtc::rtp::header::Header {
-                version: 2,
-                payload_type: VP8_PAYLOAD_TYPE,
-                sequence_number: seq,
-                timestamp: u32::from(seq) * 3000,
-                ssrc: SSRC,
-                ..Default::default()
-            },
-            payload: Bytes::from_static(&[0x10, 0, 0, 0, 0, 0, 0, 0]),
-        };
+        let packet = camera_packet(
+            seq,
+            u32::from(seq) * 3000,
+            Bytes::from_static(&[0x10, 0, 0, 0, 0, 0, 0, 0]),
+        );
         self.browser
             .handle_write(TaggedRTCMessage {
                 now: self.now,
@@ -305,19 +296,11 @@ fn an_ice_restart_gives_the_leg_a_new_name_and_media_keeps_flowing() {
 fn a_subscribe_leg_sends_our_packets_as_they_are_with_our_ssrc_type_and_sequence() {
     const OURS: u32 = 0xC1C1_0001;
     let mut net = Net::leg(PcKind::Subscribe);
-    let track = MediaStreamTrack::new(
+    let track = sending_track(
+        MediaKind::Video,
         "publisher".to_owned(),
         "publisher-video".to_owned(),
-        "publisher-video".to_owned(),
-        RtpCodecKind::Video,
-        vec![RTCRtpEncodingParameters {
-            rtp_coding_parameters: RTCRtpCodingParameters {
-                ssrc: Some(OURS),
-                ..Default::default()
-            },
-            codec: vp8(),
-            ..Default::default()
-        }],
+        OURS,
     );
     net.server.pc().add_track(track).unwrap();
     net.server_offers();

@@ -6,32 +6,51 @@ use std::collections::BTreeSet;
 use std::time::Instant;
 
 use circle_protocol::PcKind;
-use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::message::RTCMessage;
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::state::RTCPeerConnectionState;
-use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodingParameters, RTCRtpEncodingParameters};
 use rtc::rtp_transceiver::RTCRtpTransceiverDirection;
 
 use super::{ConnKey, Consumed, Slot, Worker};
 use crate::media::codec::MediaKind;
 use crate::media::forward::egress_copy;
+use crate::media::leg::sending_track;
 use crate::media::mux::conn::Conn;
 use crate::media::sdp::keep_freed_slots;
 use crate::media::{internal, MediaError};
 
 impl Worker {
+    /// Builds the connection `key` as a `kind` leg unless it exists.
+    fn open(&mut self, now: Instant, key: ConnKey, kind: PcKind) -> Result<(), MediaError> {
+        if !self.conns.contains_key(&key) {
+            let conn = Conn::new(kind, &self.config, self.announced, now)?;
+            self.conns.insert(key, Slot::new(conn));
+        }
+        Ok(())
+    }
+
+    /// Names the connection in the table by the ufrag of the local description just set (new
+    /// at the first one and at each ICE restart).
+    fn name(&mut self, key: ConnKey) -> Result<(), MediaError> {
+        let Some(slot) = self.conns.get_mut(&key) else {
+            return Ok(());
+        };
+        if let Some(ufrag) = slot.conn.take_new_ufrag() {
+            if !self.table.set_ufrag(key, ufrag) {
+                return Err(internal("a connection's ufrag is taken"));
+            }
+        }
+        Ok(())
+    }
+
     pub(super) fn answer(
         &mut self,
         now: Instant,
         key: ConnKey,
         offer: String,
     ) -> Result<String, MediaError> {
-        if !self.conns.contains_key(&key) {
-            let conn = Conn::new(PcKind::Publish, &self.config, self.announced, now)?;
-            self.conns.insert(key, Slot::new(conn));
-        }
-        let slot = self.conns.get_mut(&key).expect("inserted above");
+        self.open(now, key, PcKind::Publish)?;
+        let slot = self.conns.get_mut(&key).expect("opened above");
         let offer =
             RTCSessionDescription::offer(offer).map_err(|e| MediaError::BadSdp(e.to_string()))?;
         let pc = slot.conn.pc();
@@ -42,12 +61,7 @@ impl Worker {
         let answer = pc
             .local_description()
             .ok_or_else(|| internal("no local description after an answer"))?;
-        if let Some(ufrag) = slot.conn.take_new_ufrag() {
-            let ufrag = ufrag.to_owned();
-            if !self.table.set_ufrag(key, &ufrag) {
-                return Err(internal("a connection's ufrag is taken"));
-            }
-        }
+        self.name(key)?;
         Ok(answer.sdp)
     }
 
@@ -57,12 +71,9 @@ impl Worker {
         key: ConnKey,
         wanted: Vec<(ConnKey, MediaKind)>,
     ) -> Result<String, MediaError> {
-        if !self.conns.contains_key(&key) {
-            let conn = Conn::new(PcKind::Subscribe, &self.config, self.announced, now)?;
-            self.conns.insert(key, Slot::new(conn));
-        }
         let wanted: BTreeSet<(ConnKey, MediaKind)> = wanted.into_iter().collect();
-        let slot = self.conns.get_mut(&key).expect("inserted above");
+        self.open(now, key, PcKind::Subscribe)?;
+        let slot = self.conns.get_mut(&key).expect("opened above");
         // Adds first, removes after: a slot freed in this offer is reused only in a later one,
         // once the browser has seen it go inactive (and so raises `ontrack` for the new track).
         let new: Vec<(ConnKey, MediaKind)> = wanted
@@ -73,20 +84,8 @@ impl Worker {
         for (publisher, kind) in new {
             self.next_ssrc = self.next_ssrc.wrapping_add(1).max(1);
             let ssrc = self.next_ssrc;
-            let track = MediaStreamTrack::new(
-                format!("p{publisher}"),
-                format!("{}-{publisher}", kind.as_str()),
-                format!("{}-{publisher}", kind.as_str()),
-                kind.rtp_kind(),
-                vec![RTCRtpEncodingParameters {
-                    rtp_coding_parameters: RTCRtpCodingParameters {
-                        ssrc: Some(ssrc),
-                        ..Default::default()
-                    },
-                    codec: kind.codec(),
-                    ..Default::default()
-                }],
-            );
+            let name = format!("{}-{publisher}", kind.as_str());
+            let track = sending_track(kind, format!("p{publisher}"), name, ssrc);
             let pc = slot.conn.pc();
             let sender = pc.add_track(track).map_err(internal)?;
             if let Some(mut transceiver) = pc.rtp_transceiver(sender.into()) {
@@ -125,12 +124,7 @@ impl Worker {
         let offer = pc
             .local_description()
             .ok_or_else(|| internal("no local description after an offer"))?;
-        if let Some(ufrag) = slot.conn.take_new_ufrag() {
-            let ufrag = ufrag.to_owned();
-            if !self.table.set_ufrag(key, &ufrag) {
-                return Err(internal("a connection's ufrag is taken"));
-            }
-        }
+        self.name(key)?;
         Ok(offer.sdp)
     }
 

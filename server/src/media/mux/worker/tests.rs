@@ -13,7 +13,7 @@ use tokio::net::UdpSocket;
 
 use super::*;
 use crate::media::codec::{MediaKind, VP8_PAYLOAD_TYPE};
-use crate::media::mux::testing::{browser, SSRC};
+use crate::media::mux::testing::{browser, camera_packet, SSRC};
 
 /// A browser on its own socket, driven by the test.
 struct Peer {
@@ -153,17 +153,11 @@ impl Peer {
     }
 
     fn camera_frame(&mut self, seq: u16) {
-        let packet = rtc::rtp::packet::Packet {
-            header: rtc::rtp::header::Header {
-                version: 2,
-                payload_type: VP8_PAYLOAD_TYPE,
-                sequence_number: seq,
-                timestamp: u32::from(seq) * 3000,
-                ssrc: SSRC,
-                ..Default::default()
-            },
-            payload: Bytes::from_static(&[0x10, 0, 0, 0, 0, 0, 0, 0]),
-        };
+        let packet = camera_packet(
+            seq,
+            u32::from(seq) * 3000,
+            Bytes::from_static(&[0x10, 0, 0, 0, 0, 0, 0, 0]),
+        );
         self.pc
             .handle_write(TaggedRTCMessage {
                 now: Instant::now(),
@@ -171,6 +165,13 @@ impl Peer {
             })
             .unwrap();
     }
+}
+
+/// A worker on a loopback port, and the channel it reports on (`reports` deep).
+fn start(config: MediaConfig, reports: usize) -> (WorkerHandle, mpsc::Receiver<Report>) {
+    let (tx, rx) = mpsc::channel(reports);
+    let worker = WorkerHandle::start(config, "127.0.0.1:0".parse().unwrap(), None, tx).unwrap();
+    (worker, rx)
 }
 
 fn connected(seen: &[Report], key: ConnKey) -> bool {
@@ -192,29 +193,13 @@ fn rtp_seqs(seen: &[Report], key: ConnKey) -> Vec<u16> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_browsers_publish_through_the_one_port_and_each_ones_media_is_told_apart() {
-    let (tx, mut reports) = mpsc::channel(1024);
-    let worker = WorkerHandle::start(
-        MediaConfig::default(),
-        "127.0.0.1:0".parse().unwrap(),
-        None,
-        tx,
-    )
-    .unwrap();
+    let (worker, mut reports) = start(MediaConfig::default(), 1024);
     let mut a = Peer::new().await;
     let mut b = Peer::new().await;
     a.offer_to(&worker, 1).await;
     b.offer_to(&worker, 2).await;
     let mut seen = Vec::new();
-    for _ in 0..30 {
-        a.run(Duration::from_millis(50), &mut reports, &mut seen)
-            .await;
-        b.run(Duration::from_millis(50), &mut reports, &mut seen)
-            .await;
-        if connected(&seen, 1) && connected(&seen, 2) {
-            break;
-        }
-    }
-    assert!(connected(&seen, 1) && connected(&seen, 2), "{seen:?}");
+    connect_all(&mut [&mut a, &mut b], &[1, 2], &mut reports, &mut seen).await;
     for seq in 1..=5 {
         a.camera_frame(seq);
         b.camera_frame(100 + seq);
@@ -229,25 +214,11 @@ async fn two_browsers_publish_through_the_one_port_and_each_ones_media_is_told_a
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn junk_from_anywhere_is_dropped_and_counted_while_media_keeps_flowing() {
-    let (tx, mut reports) = mpsc::channel(4096);
-    let worker = WorkerHandle::start(
-        MediaConfig::default(),
-        "127.0.0.1:0".parse().unwrap(),
-        None,
-        tx,
-    )
-    .unwrap();
+    let (worker, mut reports) = start(MediaConfig::default(), 4096);
     let mut a = Peer::new().await;
     a.offer_to(&worker, 1).await;
     let mut seen = Vec::new();
-    for _ in 0..30 {
-        a.run(Duration::from_millis(50), &mut reports, &mut seen)
-            .await;
-        if connected(&seen, 1) {
-            break;
-        }
-    }
-    assert!(connected(&seen, 1));
+    connect_all(&mut [&mut a], &[1], &mut reports, &mut seen).await;
     let attacker = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     for n in 0..2000u32 {
         let junk: &[u8] = match n % 3 {
@@ -275,25 +246,11 @@ async fn junk_from_anywhere_is_dropped_and_counted_while_media_keeps_flowing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_closed_connection_is_reached_by_nothing() {
-    let (tx, mut reports) = mpsc::channel(1024);
-    let worker = WorkerHandle::start(
-        MediaConfig::default(),
-        "127.0.0.1:0".parse().unwrap(),
-        None,
-        tx,
-    )
-    .unwrap();
+    let (worker, mut reports) = start(MediaConfig::default(), 1024);
     let mut a = Peer::new().await;
     a.offer_to(&worker, 1).await;
     let mut seen = Vec::new();
-    for _ in 0..30 {
-        a.run(Duration::from_millis(50), &mut reports, &mut seen)
-            .await;
-        if connected(&seen, 1) {
-            break;
-        }
-    }
-    assert!(connected(&seen, 1));
+    connect_all(&mut [&mut a], &[1], &mut reports, &mut seen).await;
     worker.send(Command::Close { key: 1 }).await.unwrap();
     a.run(Duration::from_millis(100), &mut reports, &mut seen)
         .await;
@@ -365,14 +322,7 @@ async fn connect_all(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscriber_receives_a_publishers_packets_with_its_own_ssrc_through_the_one_port() {
-    let (tx, mut reports) = mpsc::channel(4096);
-    let worker = WorkerHandle::start(
-        MediaConfig::default(),
-        "127.0.0.1:0".parse().unwrap(),
-        None,
-        tx,
-    )
-    .unwrap();
+    let (worker, mut reports) = start(MediaConfig::default(), 4096);
     let mut a = Peer::new().await;
     let mut b = Peer::with_camera(false).await;
     a.offer_to(&worker, 1).await;
@@ -404,14 +354,7 @@ async fn a_subscriber_receives_a_publishers_packets_with_its_own_ssrc_through_th
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publishers_who_come_and_go_reuse_one_slot_of_the_subscribers_connection() {
-    let (tx, mut reports) = mpsc::channel(16_384);
-    let worker = WorkerHandle::start(
-        MediaConfig::default(),
-        "127.0.0.1:0".parse().unwrap(),
-        None,
-        tx,
-    )
-    .unwrap();
+    let (worker, mut reports) = start(MediaConfig::default(), 16_384);
     let mut b = Peer::with_camera(false).await;
     let mut seen = Vec::new();
     for round in 0..8u64 {
@@ -471,17 +414,11 @@ fn thread_cpu_ticks(name: &str) -> Option<u64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement; run by hand"]
 async fn prints_the_workers_cpu_per_forwarded_copy() {
-    let (tx, mut reports) = mpsc::channel(1 << 20);
-    let worker = WorkerHandle::start(
-        MediaConfig {
-            socket_buffer_bytes: 4 << 20,
-            ..MediaConfig::default()
-        },
-        "127.0.0.1:0".parse().unwrap(),
-        None,
-        tx,
-    )
-    .unwrap();
+    let config = MediaConfig {
+        socket_buffer_bytes: 4 << 20,
+        ..MediaConfig::default()
+    };
+    let (worker, mut reports) = start(config, 1 << 20);
     let mut publisher = Peer::new().await;
     publisher.offer_to(&worker, 1).await;
     let mut subscribers = Vec::new();
@@ -504,17 +441,7 @@ async fn prints_the_workers_cpu_per_forwarded_copy() {
     for burst in 0..100u16 {
         for n in 0..50u16 {
             let seq = burst * 50 + n;
-            let packet = rtc::rtp::packet::Packet {
-                header: rtc::rtp::header::Header {
-                    version: 2,
-                    payload_type: VP8_PAYLOAD_TYPE,
-                    sequence_number: seq,
-                    timestamp: u32::from(burst) * 3000,
-                    ssrc: SSRC,
-                    ..Default::default()
-                },
-                payload: payload.clone(),
-            };
+            let packet = camera_packet(seq, u32::from(burst) * 3000, payload.clone());
             publisher
                 .pc
                 .handle_write(TaggedRTCMessage {
