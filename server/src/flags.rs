@@ -107,8 +107,16 @@ pub(crate) struct ServeArgs {
     /// Public address announced to browsers instead of --media-ip (a host behind 1:1 NAT).
     #[arg(long, env = "CIRCLE_ANNOUNCE_IP")]
     pub(crate) announce_ip: Option<std::net::IpAddr>,
-    /// UDP port range for media, e.g. 40000-40199 (two ports per participant); any free port
-    /// when not given.
+    /// Which media engine runs the rooms: `webrtc` (a socket and a task per peer connection)
+    /// or `rtc` (every peer connection on one UDP port, driven from one loop).
+    #[arg(long, env = "CIRCLE_MEDIA_ENGINE", default_value = "webrtc")]
+    pub(crate) media_engine: circle_server::media::EngineKind,
+    /// With --media-engine rtc: the one UDP port all media uses (open it in the firewall).
+    /// When not given, the first free port of --udp-ports, or any free port.
+    #[arg(long, env = "CIRCLE_UDP_PORT")]
+    pub(crate) udp_port: Option<u16>,
+    /// UDP port range for media, e.g. 40000-40199: with the webrtc engine two ports per
+    /// participant, with the rtc engine the first free one of them; any free port when not given.
     #[arg(long, env = "CIRCLE_UDP_PORTS", value_parser = parse_port_range)]
     pub(crate) udp_ports: Option<(u16, u16)>,
     /// Requested UDP socket buffer size in bytes (the kernel caps it at net.core.rmem_max).

@@ -105,6 +105,8 @@ async fn serve_async(args: ServeArgs) -> Result<()> {
         .collect();
     settings.media.bind_ip = args.media_ip;
     settings.media.announce_ip = args.announce_ip;
+    settings.media.engine = args.media_engine;
+    settings.media.udp_port = args.udp_port;
     settings.media.udp_ports = args.udp_ports;
     settings.media.socket_buffer_bytes = args.udp_buffer;
     settings.ice_servers = args

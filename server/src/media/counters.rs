@@ -4,8 +4,10 @@
 //! (the metrics collector, at scrape time).
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use crate::media::codec::MediaKind;
+use crate::media::udp::route::Dropped;
 
 /// Why the media path did not deliver a packet. A fixed set: each is one metrics label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +44,8 @@ pub struct MediaCounters {
     received: [AtomicU64; 2],
     forwarded: [AtomicU64; 2],
     dropped: [AtomicU64; 3],
+    /// By position in [`Dropped::ALL`].
+    udp_dropped: [AtomicU64; 4],
     peers: AtomicUsize,
 }
 
@@ -58,6 +62,11 @@ impl MediaCounters {
 
     pub fn dropped(&self, reason: DropReason) -> u64 {
         self.dropped[reason as usize].load(Ordering::Relaxed)
+    }
+
+    /// Datagrams the one-port engine dropped before they reached any connection, by why.
+    pub fn udp_dropped(&self, why: Dropped) -> u64 {
+        self.udp_dropped[why as usize].load(Ordering::Relaxed)
     }
 
     /// Server-side peer connections open now.
@@ -83,12 +92,39 @@ impl MediaCounters {
         }
     }
 
+    pub(crate) fn count_udp_dropped(&self, why: Dropped) {
+        self.udp_dropped[why as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn peer_opened(&self) {
         self.peers.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn peer_closed(&self) {
         self.peers.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Server-side peer connections open now in the whole process, whichever engine holds them:
+/// the count `/stats` shows.
+pub(crate) static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts one open peer connection until dropped, however it ends: in the process, and in its
+/// server's [`MediaCounters`] (which tell servers sharing a process apart).
+pub(crate) struct Live(Arc<MediaCounters>);
+
+impl Live {
+    pub(crate) fn start(counters: Arc<MediaCounters>) -> Live {
+        LIVE.fetch_add(1, Ordering::Relaxed);
+        counters.peer_opened();
+        Live(counters)
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        LIVE.fetch_sub(1, Ordering::Relaxed);
+        self.0.peer_closed();
     }
 }
 

@@ -49,6 +49,19 @@ impl Ingress {
         }
     }
 
+    /// The RFC 6464 extension id a renegotiation settled on (audio only).
+    pub fn set_audio_level_id(&mut self, audio_level_id: Option<u8>) {
+        if self.gate.is_some() {
+            self.audio_level_id = audio_level_id;
+        }
+    }
+
+    /// The track's source changed (a renegotiated camera, with its own sequence numbers): the
+    /// next packet continues the outgoing sequence, as after a gated stretch.
+    pub fn new_source(&mut self) {
+        self.sequence.skip();
+    }
+
     /// Applies the gate and rewrites `packet` for forwarding.
     pub fn process(&mut self, packet: &mut rtp::Packet) -> Verdict {
         let mut loud = false;

@@ -18,11 +18,9 @@ mod consumer;
 mod counters;
 mod egress;
 mod engine;
-mod leg;
-// The engine on one UDP port, built in steps; compiled for its tests until the engine's loop
-// uses it (issue 14).
+mod fanout;
 pub mod forward;
-#[cfg(test)]
+mod leg;
 mod mux;
 mod peer;
 mod producer;
@@ -51,7 +49,7 @@ pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, 
 
 /// Server-side peer connections open now, process-wide: a count for `/stats`.
 pub fn live_peers() -> usize {
-    peer::LIVE.load(std::sync::atomic::Ordering::Relaxed)
+    counters::LIVE.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Where and how the SFU listens.
@@ -61,6 +59,11 @@ pub struct MediaConfig {
     pub bind_ip: IpAddr,
     /// The public address behind a 1:1 NAT, announced in candidates instead of `bind_ip`.
     pub announce_ip: Option<IpAddr>,
+    /// Which engine runs the media.
+    pub engine: EngineKind,
+    /// The one engine: the UDP port every connection shares (0 for any free port). When
+    /// `None`, the first free port of `udp_ports`, or any free port.
+    pub udp_port: Option<u16>,
     /// Inclusive UDP port range for peer connections; ephemeral ports when `None`.
     pub udp_ports: Option<(u16, u16)>,
     /// STUN/TURN servers handed to clients in `welcome`; the server itself uses none.
@@ -78,11 +81,46 @@ pub struct MediaConfig {
     pub ice_timeouts: Option<(Duration, Duration, Duration)>,
 }
 
+/// The media engines. `Webrtc` gives each peer connection its own socket and task (the webrtc
+/// crate); `Rtc` drives every connection from one loop on one UDP port (the sans-io `rtc`
+/// core, issue 14).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EngineKind {
+    #[default]
+    Webrtc,
+    Rtc,
+}
+
+impl std::str::FromStr for EngineKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "webrtc" => Ok(EngineKind::Webrtc),
+            "rtc" => Ok(EngineKind::Rtc),
+            other => Err(format!("unknown media engine {other:?} (webrtc or rtc)")),
+        }
+    }
+}
+
+impl EngineKind {
+    /// The engine named by `CIRCLE_MEDIA_ENGINE`, else the default: how the test suites run
+    /// once per engine, and what the `circle` command's `--media-engine` reads too.
+    pub fn from_env() -> EngineKind {
+        std::env::var("CIRCLE_MEDIA_ENGINE")
+            .ok()
+            .and_then(|name| name.parse().ok())
+            .unwrap_or_default()
+    }
+}
+
 impl Default for MediaConfig {
     fn default() -> Self {
         MediaConfig {
             bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             announce_ip: None,
+            engine: EngineKind::from_env(),
+            udp_port: None,
             udp_ports: None,
             ice_servers: Vec::new(),
             // The default 208 KiB overflows in bursts (design.md, measured facts).
@@ -96,6 +134,8 @@ impl Default for MediaConfig {
 #[derive(Clone)]
 pub struct Media {
     engine: Arc<engine::Engine>,
+    /// The one-port engine's worker, when that engine runs the media.
+    mux: Option<Arc<mux::worker::WorkerHandle>>,
 }
 
 impl std::fmt::Debug for Media {
@@ -106,16 +146,32 @@ impl std::fmt::Debug for Media {
 
 impl Media {
     pub fn new(config: MediaConfig) -> Result<Media, MediaError> {
-        Ok(Media {
-            engine: Arc::new(engine::Engine::new(config)?),
-        })
+        let engine = Arc::new(engine::Engine::new(config)?);
+        let mux = match engine.config.engine {
+            EngineKind::Webrtc => None,
+            EngineKind::Rtc => Some(mux::start(&engine.config, engine.counters.clone())?),
+        };
+        Ok(Media { engine, mux })
     }
 
     /// One router per room; `events` is a bounded channel read by the room's task.
     ///
     /// Must be called inside a tokio runtime: the router spawns its task here.
     pub fn router(&self, events: mpsc::Sender<RouterEvent>) -> Router {
-        Router::new(self.engine.clone(), events)
+        let room = match &self.mux {
+            None => {
+                router::EngineRoom::Webrtc(fanout::WebrtcRoom::new(self.engine.clone(), events))
+            }
+            Some(worker) => {
+                router::EngineRoom::Mux(mux::room::MuxRoom::new(worker.clone(), events))
+            }
+        };
+        Router::new(room)
+    }
+
+    /// The one-port engine's UDP address (`None` on the webrtc engine).
+    pub fn udp_addr(&self) -> Option<std::net::SocketAddr> {
+        self.mux.as_ref().map(|worker| worker.local_addr())
     }
 
     /// This server's packet and peer counts.

@@ -7,6 +7,7 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 
+use crate::media::udp::route::Dropped;
 use crate::media::{DropReason, Media, MediaKind};
 
 /// Reads the media plane's counts on each scrape.
@@ -51,6 +52,19 @@ impl Collector for MediaCollector {
         )?;
         for reason in DropReason::ALL {
             ConstCounter::new(counters.dropped(reason))
+                .encode(family.encode_family(&[("reason", reason.as_str())])?)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "circle_udp_datagrams_dropped",
+            "Datagrams arriving at the one media port (--media-engine rtc) that reached no \
+             connection, by reason: junk (not STUN, DTLS or RTP), bad_stun, unknown_ufrag (a \
+             check for no connection of ours) and unknown_address (DTLS or RTP from an address \
+             no connection has answered). Always 0 with the webrtc engine.",
+            None,
+            MetricType::Counter,
+        )?;
+        for reason in Dropped::ALL {
+            ConstCounter::new(counters.udp_dropped(reason))
                 .encode(family.encode_family(&[("reason", reason.as_str())])?)?;
         }
         Ok(())

@@ -33,8 +33,12 @@ impl StandInRoom {
     }
 
     pub fn start_with(config: MediaConfig) -> StandInRoom {
+        StandInRoom::start_on(&Media::new(config).expect("media"))
+    }
+
+    /// A stand-in room on media the test holds too (to read its counters, or its port).
+    pub fn start_on(media: &Media) -> StandInRoom {
         init_tracing();
-        let media = Media::new(config).expect("media");
         let (events_tx, mut events) = mpsc::channel(1024);
         let mut router: Router = media.router(events_tx);
         let (commands, mut command_rx) = mpsc::channel::<Command<StandIn>>(1024);

@@ -77,6 +77,7 @@ impl Conn {
         &mut self.pc
     }
 
+    #[cfg(test)]
     pub(crate) fn ufrag(&self) -> Option<&str> {
         self.ufrag.as_deref()
     }

@@ -11,22 +11,22 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32};
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::BytesMut;
-use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
-use rtc::peer_connection::message::RTCMessage;
-use rtc::peer_connection::sdp::RTCSessionDescription;
+use circle_protocol::PcKind;
 use rtc::peer_connection::state::RTCPeerConnectionState;
 use rtc::rtp_transceiver::RTCRtpSenderId;
 use tokio::sync::{mpsc, oneshot};
 
 use super::conn::{Conn, Output};
 use crate::media::codec::MediaKind;
+use crate::media::counters::{Live, MediaCounters};
+use crate::media::forward::{Ingress, KeyframePacer};
 use crate::media::udp::io::{PortSocket, RecvBuffers, SendQueue};
-use crate::media::udp::route::{DatagramRouter, Dropped};
+use crate::media::udp::route::DatagramRouter;
 use crate::media::{internal, MediaConfig, MediaError};
 
 /// A connection's name on the worker.
@@ -34,19 +34,45 @@ pub(crate) type ConnKey = u64;
 
 /// Commands waiting for the worker; the rooms never wait long for room in it.
 const COMMANDS: usize = 1024;
+/// Datagrams waiting for the socket to take them. Past this the socket has been full for a
+/// long while, and a datagram is dropped (and counted) rather than queued without end.
+const MAX_QUEUED: usize = 16 * 1024;
+
+/// Who a connection belongs to: where its reports go, and what its media path reads.
+pub(crate) struct Owner {
+    pub reports: mpsc::Sender<Report>,
+    /// The participant: the stream id (`a=msid`) under which others receive its tracks, which
+    /// is how a client knows whose tile a track is.
+    pub stream: String,
+    /// The floor gate on the participant's audio, written by the room's rules.
+    pub gate: Arc<AtomicBool>,
+    /// Loud audio packets since the room last counted (RFC 6464 levels, gated or not).
+    pub loud: Arc<AtomicU32>,
+}
 
 pub(crate) enum Command {
-    /// Answers a browser's offer on a new or existing publish connection.
+    /// Registers a connection and its owner; the connection itself is built at its first use
+    /// (a publish offer, or something to offer), so an idle participant costs little.
+    Open {
+        key: ConnKey,
+        kind: PcKind,
+        owner: Arc<Owner>,
+    },
+    /// Answers a browser's offer on a publish connection (rolled back if it cannot be
+    /// applied). `audio_level_id` is the RFC 6464 extension id the offer negotiates.
     Answer {
         key: ConnKey,
         offer: String,
+        audio_level_id: Option<u8>,
         reply: oneshot::Sender<Result<String, MediaError>>,
     },
     /// Sets what a subscribe connection receives (publisher and kind) and answers with the
-    /// offer that says so: new tracks take the slots of removed ones.
+    /// offer that says so (with new ICE credentials if `restart_ice`): new tracks take the
+    /// slots of removed ones.
     Subscribe {
         key: ConnKey,
         wanted: Vec<(ConnKey, MediaKind)>,
+        restart_ice: bool,
         reply: oneshot::Sender<Result<String, MediaError>>,
     },
     /// The browser's answer to the latest subscribe offer.
@@ -60,56 +86,43 @@ pub(crate) enum Command {
     },
 }
 
-/// What the connections tell the rest of the server.
+/// What the connections tell their owners.
 #[derive(Debug)]
 pub(crate) enum Report {
     State {
         key: ConnKey,
         state: RTCPeerConnectionState,
     },
+    /// A publish connection's track of this kind reached the worker (its first packet), new or
+    /// replacing the one before.
+    Published { key: ConnKey, kind: MediaKind },
+    /// A publisher's packet as it arrived, before the floor gate: what the worker tests watch.
+    #[cfg(test)]
     Rtp {
         key: ConnKey,
         packet: rtc::rtp::packet::Packet,
     },
 }
 
-/// Counts of what the worker dropped, read by metrics and tests.
-#[derive(Debug, Default)]
-pub(crate) struct WorkerCounters {
-    pub dropped: [AtomicU64; 4],
-    pub reports_lost: AtomicU64,
-    /// Copies written to subscribers.
-    pub forwarded: AtomicU64,
-}
-
-impl WorkerCounters {
-    pub(crate) fn dropped(&self, why: Dropped) -> u64 {
-        let at = Dropped::ALL.iter().position(|d| *d == why).expect("listed");
-        self.dropped[at].load(Ordering::Relaxed)
-    }
-}
-
 /// The handle to a running worker. Dropping it stops the worker and joins its thread.
 pub(crate) struct WorkerHandle {
     commands: Option<mpsc::Sender<Command>>,
     local: SocketAddr,
-    pub(crate) counters: Arc<WorkerCounters>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl WorkerHandle {
-    /// Binds the shared port and starts the worker's thread. `announced` is the address the
-    /// connections' candidates name (the bound one when `None`).
+    /// Starts the worker's thread on the shared port's socket (from
+    /// [`bind`](crate::media::udp::io::bind)). `announced` is the address the connections'
+    /// candidates name (the bound one when `None`); `media` counts what passes.
     pub(crate) fn start(
         config: MediaConfig,
-        bind: SocketAddr,
+        socket: std::net::UdpSocket,
         announced: Option<SocketAddr>,
-        reports: mpsc::Sender<Report>,
+        media: Arc<MediaCounters>,
     ) -> Result<WorkerHandle, MediaError> {
         let (commands, command_rx) = mpsc::channel(COMMANDS);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let counters = Arc::new(WorkerCounters::default());
-        let thread_counters = counters.clone();
         let thread = std::thread::Builder::new()
             .name("circle-media".into())
             .spawn(move || {
@@ -124,12 +137,10 @@ impl WorkerHandle {
                     }
                 };
                 runtime.block_on(async move {
-                    let socket = match PortSocket::bind(bind, config.socket_buffer_bytes) {
+                    let socket = match PortSocket::from_std(socket) {
                         Ok(socket) => socket,
                         Err(e) => {
-                            let _ = ready_tx.send(Err(MediaError::Config(format!(
-                                "the media port {bind} could not be bound: {e}"
-                            ))));
+                            let _ = ready_tx.send(Err(internal(e)));
                             return;
                         }
                     };
@@ -140,11 +151,11 @@ impl WorkerHandle {
                         announced: announced.unwrap_or(local),
                         socket,
                         table: DatagramRouter::new(),
+                        owners: HashMap::new(),
                         conns: HashMap::new(),
                         timers: BinaryHeap::new(),
                         sends: SendQueue::default(),
-                        reports,
-                        counters: thread_counters,
+                        media,
                         fanout: HashMap::new(),
                         next_ssrc: rand::random(),
                     };
@@ -158,7 +169,6 @@ impl WorkerHandle {
         Ok(WorkerHandle {
             commands: Some(commands),
             local,
-            counters,
             thread: Some(thread),
         })
     }
@@ -198,33 +208,49 @@ enum Wake {
 
 struct Slot {
     conn: Conn,
+    owner: Arc<Owner>,
     /// When its timers are next due, as last scheduled.
     due: Option<Instant>,
     state: Option<RTCPeerConnectionState>,
+    /// Publish legs: the RFC 6464 extension id of the latest offer.
+    audio_level_id: Option<u8>,
     /// Publish legs: the kind of each incoming track, learned at its first packet.
     tracks: HashMap<String, MediaKind>,
+    /// Publish legs: the current incoming track of each kind, by [`MediaKind::index`].
+    sources: [Option<Source>; 2],
     /// Subscribe legs: what it receives, by publisher and kind.
     consumers: BTreeMap<(ConnKey, MediaKind), Consumed>,
+    /// Counts the connection as open for as long as it is.
+    _live: Live,
 }
 
-impl Slot {
-    fn new(conn: Conn) -> Slot {
-        Slot {
-            conn,
-            due: None,
-            state: None,
-            tracks: HashMap::new(),
-            consumers: BTreeMap::new(),
-        }
-    }
+/// One incoming track as the fan-out sees it.
+struct Source {
+    ssrc: u32,
+    ingress: Ingress,
+    /// Video only: when to ask the publisher for a keyframe.
+    pacer: KeyframePacer,
 }
 
 /// One forwarded track on a subscribe leg.
 struct Consumed {
     sender: RTCRtpSenderId,
     ssrc: u32,
-    /// An answer has accepted it: packets may go.
+    /// The track id in our offer, which the subscriber's RTCP about it is delivered under.
+    track: String,
+    /// An answer has accepted it: packets may go once the connection is up.
     negotiated: bool,
+    /// Packets go (set once the answer is in and the connection has come up).
+    live: bool,
+}
+
+/// What a timer in the heap is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    /// The connection's own timers (ICE, DTLS, reports).
+    Conn,
+    /// A publish connection's held keyframe request.
+    Keyframe,
 }
 
 struct Worker {
@@ -232,12 +258,15 @@ struct Worker {
     announced: SocketAddr,
     socket: PortSocket,
     table: DatagramRouter<ConnKey>,
+    /// Registered connections, built or not.
+    owners: HashMap<ConnKey, (PcKind, Arc<Owner>)>,
     conns: HashMap<ConnKey, Slot>,
-    /// (when, which): entries whose time no longer matches the slot's `due` are stale.
-    timers: BinaryHeap<Reverse<(Instant, ConnKey)>>,
+    /// (when, which, what): entries whose time no longer matches the slot's are stale.
+    timers: BinaryHeap<Reverse<(Instant, ConnKey, Timer)>>,
     sends: SendQueue,
-    reports: mpsc::Sender<Report>,
-    counters: Arc<WorkerCounters>,
+    /// What the server's metrics count: packets received, copies forwarded and dropped,
+    /// datagrams dropped, peers.
+    media: Arc<MediaCounters>,
     /// Who receives each publisher's kind.
     fanout: HashMap<(ConnKey, MediaKind), BTreeSet<ConnKey>>,
     next_ssrc: u32,
@@ -248,7 +277,7 @@ impl Worker {
         let mut buffers = RecvBuffers::default();
         let mut arrived: Vec<(SocketAddr, BytesMut)> = Vec::new();
         loop {
-            let next = self.timers.peek().map(|Reverse((at, _))| *at);
+            let next = self.timers.peek().map(|Reverse((at, _, _))| *at);
             let sleep = async {
                 match next {
                     Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -291,37 +320,55 @@ impl Worker {
     fn command(&mut self, command: Command) {
         let now = Instant::now();
         match command {
-            Command::Answer { key, offer, reply } => {
-                let answer = self.answer(now, key, offer);
+            Command::Open { key, kind, owner } => {
+                self.owners.insert(key, (kind, owner));
+            }
+            Command::Answer {
+                key,
+                offer,
+                audio_level_id,
+                reply,
+            } => {
+                let answer = self.answer(now, key, offer, audio_level_id);
                 let _ = reply.send(answer);
                 self.drive(key);
             }
-            Command::Subscribe { key, wanted, reply } => {
-                let offer = self.subscribe(now, key, wanted);
+            Command::Subscribe {
+                key,
+                wanted,
+                restart_ice,
+                reply,
+            } => {
+                let offer = self.subscribe(now, key, wanted, restart_ice);
                 let _ = reply.send(offer);
                 self.drive(key);
             }
             Command::Accept { key, answer, reply } => {
                 let accepted = self.accept(now, key, answer);
                 let _ = reply.send(accepted);
+                self.go_live(now, key);
                 self.drive(key);
             }
-            Command::Close { key } => {
-                for receivers in self.fanout.values_mut() {
-                    receivers.remove(&key);
-                }
-                self.fanout.retain(|(publisher, _), _| *publisher != key);
-                if let Some(mut slot) = self.conns.remove(&key) {
-                    let _ = rtc::sansio::Protocol::close(slot.conn.pc());
-                    let mut out = Output::default();
-                    slot.conn.drive(&mut out);
-                    for transmit in out.transmits {
-                        self.sends.push(transmit.to, &transmit.bytes);
-                    }
-                }
-                self.table.forget(key);
+            Command::Close { key } => self.close(key),
+        }
+    }
+
+    fn close(&mut self, key: ConnKey) {
+        self.owners.remove(&key);
+        for receivers in self.fanout.values_mut() {
+            receivers.remove(&key);
+        }
+        self.fanout.retain(|(publisher, _), _| *publisher != key);
+        if let Some(mut slot) = self.conns.remove(&key) {
+            // DTLS close_notify, so the browser learns at once rather than at ICE timeout.
+            let _ = rtc::sansio::Protocol::close(slot.conn.pc());
+            let mut out = Output::default();
+            slot.conn.drive(&mut out);
+            for transmit in out.transmits {
+                self.push(transmit.to, &transmit.bytes);
             }
         }
+        self.table.forget(key);
     }
 
     fn datagram(&mut self, now: Instant, from: SocketAddr, datagram: BytesMut) {
@@ -332,15 +379,12 @@ impl Worker {
                     self.drive(key);
                 }
             }
-            Err(why) => {
-                let at = Dropped::ALL.iter().position(|d| *d == why).expect("listed");
-                self.counters.dropped[at].fetch_add(1, Ordering::Relaxed);
-            }
+            Err(why) => self.media.count_udp_dropped(why),
         }
     }
 
     fn timers_due(&mut self, now: Instant) {
-        while let Some(Reverse((at, key))) = self.timers.peek().copied() {
+        while let Some(Reverse((at, key, timer))) = self.timers.peek().copied() {
             if at > now {
                 break;
             }
@@ -348,17 +392,22 @@ impl Worker {
             let Some(slot) = self.conns.get_mut(&key) else {
                 continue;
             };
-            if slot.due != Some(at) {
-                continue; // rescheduled since
+            match timer {
+                Timer::Conn => {
+                    if slot.due != Some(at) {
+                        continue; // rescheduled since
+                    }
+                    slot.due = None;
+                    slot.conn.tick(now);
+                }
+                Timer::Keyframe => self.keyframe_due(now, key),
             }
-            slot.due = None;
-            slot.conn.tick(now);
             self.drive(key);
         }
     }
 
     /// Drains what the connection produced: datagrams to the send queue (and the address to
-    /// the table), reports to the rest of the server, its next timer to the heap.
+    /// the table), media to the fan-out, reports to its owner, its next timer to the heap.
     fn drive(&mut self, key: ConnKey) {
         let Some(slot) = self.conns.get_mut(&key) else {
             return;
@@ -368,57 +417,45 @@ impl Worker {
         if due != slot.due {
             slot.due = due;
             if let Some(at) = due {
-                self.timers.push(Reverse((at, key)));
-            }
-        }
-        let mut reports = Vec::new();
-        for event in out.events {
-            match event {
-                RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state)
-                    if slot.state != Some(state) =>
-                {
-                    slot.state = Some(state);
-                    reports.push(Report::State { key, state });
-                }
-                RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) => {
-                    let kind = slot
-                        .conn
-                        .pc()
-                        .rtp_receiver(init.receiver_id)
-                        .map(|r| r.track().kind());
-                    let kind = match kind {
-                        Some(rtc::rtp_transceiver::rtp_sender::RtpCodecKind::Audio) => {
-                            MediaKind::Audio
-                        }
-                        _ => MediaKind::Video,
-                    };
-                    slot.tracks.insert(init.track_id, kind);
-                }
-                _ => {}
-            }
-        }
-        let mut copies = Vec::new();
-        for message in out.messages {
-            if let RTCMessage::RtpPacket(track, packet) = message {
-                if let Some(&kind) = slot.tracks.get(&track) {
-                    if let Some(receivers) = self.fanout.get(&(key, kind)) {
-                        copies.extend(receivers.iter().map(|r| (*r, kind, packet.clone())));
-                    }
-                }
-                reports.push(Report::Rtp { key, packet });
+                self.timers.push(Reverse((at, key, Timer::Conn)));
             }
         }
         for transmit in out.transmits {
             self.table.learn(key, transmit.to);
-            self.sends.push(transmit.to, &transmit.bytes);
+            self.push(transmit.to, &transmit.bytes);
         }
-        for report in reports {
-            if self.reports.try_send(report).is_err() {
-                self.counters.reports_lost.fetch_add(1, Ordering::Relaxed);
-            }
+        let mut came_up = false;
+        for event in out.events {
+            came_up |= self.event(key, event);
         }
-        if !copies.is_empty() {
-            self.forward(key, copies);
+        if !out.messages.is_empty() {
+            self.media_in(key, out.messages);
+        }
+        if came_up {
+            self.go_live(Instant::now(), key);
+        }
+    }
+
+    /// Queues a datagram unless the socket has refused everything for a long while: then it
+    /// is lost, and counted.
+    fn push(&mut self, to: SocketAddr, datagram: &[u8]) {
+        if self.sends.len() >= MAX_QUEUED {
+            self.media
+                .count_dropped(crate::media::DropReason::SubscriberQueueFull, 1);
+            return;
+        }
+        self.sends.push(to, datagram);
+    }
+
+    /// A report to a connection's owner; never waits.
+    fn report(&self, key: ConnKey, report: Report) {
+        let Some(slot) = self.conns.get(&key) else {
+            return;
+        };
+        if slot.owner.reports.try_send(report).is_err() {
+            // The room's task reads these all the time and a room makes few; losing one
+            // (a connection state) would leave the room with a stale view.
+            tracing::warn!("a room's media reports are backed up; a report was lost");
         }
     }
 
@@ -435,5 +472,6 @@ impl Worker {
 }
 
 mod legs;
+mod media;
 #[cfg(test)]
 mod tests;

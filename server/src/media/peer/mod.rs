@@ -8,7 +8,7 @@
 mod publish;
 mod subscribe;
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use circle_protocol::{IceCandidate, ParticipantId, PcKind};
@@ -19,9 +19,10 @@ use webrtc::peer_connection::{
     RTCPeerConnectionIceEvent, RTCPeerConnectionState, RTCSessionDescription,
 };
 
-use crate::media::counters::MediaCounters;
+use crate::media::counters::Live;
 use crate::media::engine::Engine;
 use crate::media::producer::{Producer, ProducerEnded, ProducerId};
+use crate::media::router::SubscribeState;
 use crate::media::{RouterEvent, Signal};
 use publish::PublishLeg;
 use subscribe::SubscribeLeg;
@@ -33,28 +34,6 @@ use subscribe::SubscribeLeg;
 const COMMAND_QUEUE: usize = 256;
 /// Library events per peer: candidates come in bursts of a few, tracks one or two.
 const EVENT_QUEUE: usize = 256;
-
-/// Peer connections open now in the whole process, for `/stats`.
-pub(crate) static LIVE: AtomicUsize = AtomicUsize::new(0);
-
-/// Counts one open peer connection until dropped, however its task ends: in the process, and
-/// in its server's [`MediaCounters`] (which tell servers sharing a process apart).
-struct Live(Arc<MediaCounters>);
-
-impl Live {
-    fn start(counters: Arc<MediaCounters>) -> Live {
-        LIVE.fetch_add(1, Ordering::Relaxed);
-        counters.peer_opened();
-        Live(counters)
-    }
-}
-
-impl Drop for Live {
-    fn drop(&mut self) {
-        LIVE.fetch_sub(1, Ordering::Relaxed);
-        self.0.peer_closed();
-    }
-}
 
 /// Large payloads are boxed: a channel allocates its first block of slots when it is created,
 /// and every idle participant has two of these channels. Each command is for one leg; the
@@ -80,12 +59,6 @@ pub(crate) enum PeerCommand {
 /// The router's side of a peer task.
 pub(crate) struct PeerHandle {
     pub(crate) commands: mpsc::Sender<PeerCommand>,
-    /// Subscribe only: an offer has been sent and its answer not yet applied. Read by the
-    /// router to refuse a stray answer synchronously.
-    pub(crate) offer_outstanding: Arc<AtomicBool>,
-    /// Subscribe only: how many media sections our latest offer had, so many as its answer
-    /// may have (RFC 3264 §6: one per offered section).
-    pub(crate) offered_sections: Arc<AtomicUsize>,
 }
 
 /// What every peer task of one participant shares.
@@ -146,16 +119,16 @@ impl PeerConnectionEventHandler for EventRelay {
     }
 }
 
-pub(crate) fn spawn(kind: PcKind, context: PeerContext) -> PeerHandle {
+/// Starts a peer's task; a subscribe peer shares `subscribe` with the router.
+pub(crate) fn spawn(
+    kind: PcKind,
+    context: PeerContext,
+    subscribe: Option<Arc<SubscribeState>>,
+) -> PeerHandle {
     let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
-    let offer_outstanding = Arc::new(AtomicBool::new(false));
-    let offered_sections = Arc::new(AtomicUsize::new(0));
     let leg = match kind {
         PcKind::Publish => Leg::Publish(PublishLeg::new()),
-        PcKind::Subscribe => Leg::Subscribe(SubscribeLeg::new(
-            offer_outstanding.clone(),
-            offered_sections.clone(),
-        )),
+        PcKind::Subscribe => Leg::Subscribe(SubscribeLeg::new(subscribe.unwrap_or_default())),
     };
     let task = PeerTask {
         link: Link {
@@ -168,11 +141,7 @@ pub(crate) fn spawn(kind: PcKind, context: PeerContext) -> PeerHandle {
         leg,
     };
     tokio::spawn(task.run(command_rx));
-    PeerHandle {
-        commands,
-        offer_outstanding,
-        offered_sections,
-    }
+    PeerHandle { commands }
 }
 
 /// The next library event, once there is a connection to have events.
@@ -257,13 +226,8 @@ impl Link {
     /// Tells the room a state change that matters (connected, or failed); true when the
     /// connection has just come up.
     async fn report(&mut self, state: RTCPeerConnectionState) -> bool {
-        // `Disconnected` may heal by itself; `Failed` needs an ICE restart. `Closed` reaches
-        // this task only when the library closed on its own: our own close ends the task first.
-        let (connected, failed) = match state {
-            RTCPeerConnectionState::Connected => (true, false),
-            RTCPeerConnectionState::Disconnected => (false, false),
-            RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => (false, true),
-            _ => return false,
+        let Some((connected, failed)) = crate::media::router::peer_state(state) else {
+            return false;
         };
         if self.reported == Some((connected, failed)) {
             return false;

@@ -3,7 +3,7 @@
 //! the connection is up.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use circle_protocol::{PcKind, SdpType};
@@ -15,6 +15,7 @@ use webrtc::rtp_transceiver::RtpSender;
 use super::{Link, PeerCommand};
 use crate::media::consumer::Consumer;
 use crate::media::producer::{Producer, ProducerId};
+use crate::media::router::SubscribeState;
 use crate::media::sdp::keep_freed_slots;
 use crate::media::Signal;
 
@@ -55,23 +56,19 @@ pub(super) struct SubscribeLeg {
     dirty: bool,
     /// An offer has been sent at least once, so an empty set must still be re-offered.
     negotiated: bool,
-    offer_outstanding: Arc<AtomicBool>,
-    offered_sections: Arc<AtomicUsize>,
+    /// Shared with the router, which refuses a stray answer synchronously.
+    state: Arc<SubscribeState>,
 }
 
 impl SubscribeLeg {
-    pub(super) fn new(
-        offer_outstanding: Arc<AtomicBool>,
-        offered_sections: Arc<AtomicUsize>,
-    ) -> Self {
+    pub(super) fn new(state: Arc<SubscribeState>) -> Self {
         Self {
             restart_ice: false,
             wanted: BTreeMap::new(),
             consumers: BTreeMap::new(),
             dirty: false,
             negotiated: false,
-            offer_outstanding,
-            offered_sections,
+            state,
         }
     }
 
@@ -108,7 +105,7 @@ impl SubscribeLeg {
         pc: &Arc<dyn PeerConnection>,
         description: RTCSessionDescription,
     ) {
-        if !self.offer_outstanding.load(Ordering::Acquire) {
+        if !self.state.offer_outstanding.load(Ordering::Acquire) {
             link.error("no subscribe offer is outstanding").await;
             return;
         }
@@ -127,13 +124,13 @@ impl SubscribeLeg {
             tracing::info!("subscribe answer refused");
             tracing::debug!(error = %e, "subscribe answer refused");
             // Offer again from scratch rather than leave the subscriber stuck.
-            self.offer_outstanding.store(false, Ordering::Release);
+            self.state.offer_outstanding.store(false, Ordering::Release);
             self.dirty = true;
             link.error("the server could not apply the subscribe answer")
                 .await;
             return;
         }
-        self.offer_outstanding.store(false, Ordering::Release);
+        self.state.offer_outstanding.store(false, Ordering::Release);
         // Every consumer present now was in the offer just answered: none are added while an
         // offer is outstanding.
         for subscribed in self.consumers.values_mut() {
@@ -144,7 +141,7 @@ impl SubscribeLeg {
 
     /// Sends the next subscribe offer if the wanted producers changed and none is outstanding.
     pub(super) async fn offer_if_due(&mut self, link: &mut Link) {
-        if !self.dirty || self.offer_outstanding.load(Ordering::Acquire) {
+        if !self.dirty || self.state.offer_outstanding.load(Ordering::Acquire) {
             return;
         }
         self.dirty = false;
@@ -230,11 +227,11 @@ impl SubscribeLeg {
         };
         self.restart_ice = false;
         self.negotiated = true;
-        self.offered_sections.store(
+        self.state.offered_sections.store(
             crate::media::sdp::media_sections(&local.sdp),
             Ordering::Release,
         );
-        self.offer_outstanding.store(true, Ordering::Release);
+        self.state.offer_outstanding.store(true, Ordering::Release);
         link.signal(Signal::Sdp {
             pc: PcKind::Subscribe,
             sdp_type: SdpType::Offer,

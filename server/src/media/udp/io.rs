@@ -42,20 +42,31 @@ impl Default for RecvBuffers {
     }
 }
 
+/// Binds `addr`, non-blocking, with send and receive buffers of `buffer_bytes` each (0 leaves
+/// the kernel's default; the kernel caps them at `net.core.*mem_max`). Needs no runtime, so the
+/// port can be chosen (and refused) before the engine's thread starts.
+pub fn bind(addr: SocketAddr, buffer_bytes: usize) -> io::Result<std::net::UdpSocket> {
+    let domain = socket2::Domain::for_address(addr);
+    let socket = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+    if buffer_bytes > 0 {
+        // A smaller buffer than asked for is still a working port.
+        let _ = socket.set_recv_buffer_size(buffer_bytes);
+        let _ = socket.set_send_buffer_size(buffer_bytes);
+    }
+    socket.bind(&addr.into())?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
 impl PortSocket {
     /// Binds `addr` (inside a tokio runtime) with send and receive buffers of `buffer_bytes`
     /// each (0 leaves the kernel's default; the kernel caps them at `net.core.*mem_max`).
     pub fn bind(addr: SocketAddr, buffer_bytes: usize) -> io::Result<PortSocket> {
-        let domain = socket2::Domain::for_address(addr);
-        let socket =
-            socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
-        if buffer_bytes > 0 {
-            // A smaller buffer than asked for is still a working port.
-            let _ = socket.set_recv_buffer_size(buffer_bytes);
-            let _ = socket.set_send_buffer_size(buffer_bytes);
-        }
-        socket.bind(&addr.into())?;
-        let socket: std::net::UdpSocket = socket.into();
+        PortSocket::from_std(bind(addr, buffer_bytes)?)
+    }
+
+    /// Takes a socket [`bind`] made (inside a tokio runtime).
+    pub fn from_std(socket: std::net::UdpSocket) -> io::Result<PortSocket> {
         let state = UdpSocketState::new((&socket).into())?;
         let socket = UdpSocket::from_std(socket)?;
         let local = socket.local_addr()?;

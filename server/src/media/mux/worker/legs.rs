@@ -1,31 +1,54 @@
 //! The worker's two kinds of leg: answering a browser's publish offers, offering a subscribe
-//! leg what it should receive (new tracks in freed slots) and taking its answer, and writing
-//! each subscriber's copy of a publisher's packets.
+//! leg what it should receive (new tracks in freed slots) and taking its answer.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Instant;
 
 use circle_protocol::PcKind;
-use rtc::peer_connection::message::RTCMessage;
+use rtc::peer_connection::configuration::RTCOfferOptions;
 use rtc::peer_connection::sdp::RTCSessionDescription;
-use rtc::peer_connection::state::RTCPeerConnectionState;
 use rtc::rtp_transceiver::RTCRtpTransceiverDirection;
 
 use super::{ConnKey, Consumed, Slot, Worker};
 use crate::media::codec::MediaKind;
-use crate::media::forward::egress_copy;
+use crate::media::counters::Live;
 use crate::media::leg::sending_track;
 use crate::media::mux::conn::Conn;
 use crate::media::sdp::keep_freed_slots;
 use crate::media::{internal, MediaError};
 
+// Logging: library error texts can quote SDP lines and addresses, so they are logged at debug
+// only; the client is told what failed in words of our own.
+
 impl Worker {
-    /// Builds the connection `key` as a `kind` leg unless it exists.
+    /// Builds the registered connection `key` unless it exists.
     fn open(&mut self, now: Instant, key: ConnKey, kind: PcKind) -> Result<(), MediaError> {
-        if !self.conns.contains_key(&key) {
-            let conn = Conn::new(kind, &self.config, self.announced, now)?;
-            self.conns.insert(key, Slot::new(conn));
+        if self.conns.contains_key(&key) {
+            return Ok(());
         }
+        let Some((registered, owner)) = self.owners.get(&key) else {
+            return Err(MediaError::NotFound);
+        };
+        if *registered != kind {
+            return Err(MediaError::Conflict("a command for the other leg"));
+        }
+        let owner = owner.clone();
+        let conn = Conn::new(kind, &self.config, self.announced, now)?;
+        self.conns.insert(
+            key,
+            Slot {
+                conn,
+                owner,
+                due: None,
+                state: None,
+                audio_level_id: None,
+                tracks: Default::default(),
+                sources: [None, None],
+                consumers: Default::default(),
+                _live: Live::start(Arc::clone(&self.media)),
+            },
+        );
         Ok(())
     }
 
@@ -48,16 +71,47 @@ impl Worker {
         now: Instant,
         key: ConnKey,
         offer: String,
+        audio_level_id: Option<u8>,
     ) -> Result<String, MediaError> {
         self.open(now, key, PcKind::Publish)?;
         let slot = self.conns.get_mut(&key).expect("opened above");
         let offer =
             RTCSessionDescription::offer(offer).map_err(|e| MediaError::BadSdp(e.to_string()))?;
         let pc = slot.conn.pc();
-        pc.set_remote_description(now, offer)
-            .map_err(|e| MediaError::BadSdp(e.to_string()))?;
-        let answer = pc.create_answer(None).map_err(internal)?;
-        pc.set_local_description(now, answer).map_err(internal)?;
+        let answered = pc
+            .set_remote_description(now, offer)
+            .map_err(|e| {
+                tracing::info!("publish offer refused");
+                tracing::debug!(error = %e, "publish offer refused");
+                MediaError::BadSdp("the server could not apply the publish offer".to_owned())
+            })
+            .and_then(|()| {
+                let answer = pc.create_answer(None).map_err(|e| {
+                    tracing::info!("could not answer a publish offer");
+                    tracing::debug!(error = %e, "could not answer a publish offer");
+                    MediaError::BadSdp("the server could not answer the publish offer".to_owned())
+                })?;
+                pc.set_local_description(now, answer).map_err(|e| {
+                    tracing::warn!("could not apply our own publish answer");
+                    tracing::debug!(error = %e, "could not apply our own publish answer");
+                    MediaError::BadSdp("the server could not answer the publish offer".to_owned())
+                })
+            });
+        if let Err(refusal) = answered {
+            // The library may stay in `have-remote-offer` after refusing an offer, refusing
+            // every later one; a rollback (JSEP, RFC 9429) takes it back to the last stable
+            // state, so the client's next offer is answered. Nothing to roll back is fine.
+            if let Ok(rollback) = RTCSessionDescription::rollback(None) {
+                if let Err(e) = pc.set_remote_description(now, rollback) {
+                    tracing::debug!(error = %e, "rolling back a refused publish offer failed");
+                }
+            }
+            return Err(refusal);
+        }
+        slot.audio_level_id = audio_level_id;
+        for source in slot.sources.iter_mut().flatten() {
+            source.ingress.set_audio_level_id(audio_level_id);
+        }
         let answer = pc
             .local_description()
             .ok_or_else(|| internal("no local description after an answer"))?;
@@ -70,22 +124,34 @@ impl Worker {
         now: Instant,
         key: ConnKey,
         wanted: Vec<(ConnKey, MediaKind)>,
+        restart_ice: bool,
     ) -> Result<String, MediaError> {
         let wanted: BTreeSet<(ConnKey, MediaKind)> = wanted.into_iter().collect();
         self.open(now, key, PcKind::Subscribe)?;
-        let slot = self.conns.get_mut(&key).expect("opened above");
         // Adds first, removes after: a slot freed in this offer is reused only in a later one,
         // once the browser has seen it go inactive (and so raises `ontrack` for the new track).
-        let new: Vec<(ConnKey, MediaKind)> = wanted
-            .iter()
-            .filter(|w| !slot.consumers.contains_key(w))
-            .copied()
-            .collect();
-        for (publisher, kind) in new {
+        let new: Vec<(ConnKey, MediaKind, String)> = {
+            let slot = &self.conns[&key];
+            wanted
+                .iter()
+                .filter(|w| !slot.consumers.contains_key(w))
+                .map(|&(publisher, kind)| {
+                    let stream = self
+                        .owners
+                        .get(&publisher)
+                        .map(|(_, owner)| owner.stream.clone())
+                        .or_else(|| self.conns.get(&publisher).map(|s| s.owner.stream.clone()))
+                        .unwrap_or_default();
+                    (publisher, kind, stream)
+                })
+                .collect()
+        };
+        let slot = self.conns.get_mut(&key).expect("opened above");
+        for (publisher, kind, stream) in new {
             self.next_ssrc = self.next_ssrc.wrapping_add(1).max(1);
             let ssrc = self.next_ssrc;
             let name = format!("{}-{publisher}", kind.as_str());
-            let track = sending_track(kind, format!("p{publisher}"), name, ssrc);
+            let track = sending_track(kind, stream, name.clone(), ssrc);
             let pc = slot.conn.pc();
             let sender = pc.add_track(track).map_err(internal)?;
             if let Some(mut transceiver) = pc.rtp_transceiver(sender.into()) {
@@ -96,7 +162,9 @@ impl Worker {
                 Consumed {
                     sender,
                     ssrc,
+                    track: name,
                     negotiated: false,
+                    live: false,
                 },
             );
             self.fanout
@@ -119,7 +187,8 @@ impl Worker {
             }
         }
         let pc = slot.conn.pc();
-        let offer = pc.create_offer(None).map_err(internal)?;
+        let options = restart_ice.then_some(RTCOfferOptions { ice_restart: true });
+        let offer = pc.create_offer(options).map_err(internal)?;
         pc.set_local_description(now, offer).map_err(internal)?;
         let offer = pc
             .local_description()
@@ -144,50 +213,16 @@ impl Worker {
             .ok_or(MediaError::Conflict("no subscribe offer is outstanding"))?;
         let answer = RTCSessionDescription::answer(keep_freed_slots(&offer.sdp, &answer))
             .map_err(|e| MediaError::BadSdp(e.to_string()))?;
-        pc.set_remote_description(now, answer)
-            .map_err(|e| MediaError::BadSdp(e.to_string()))?;
+        pc.set_remote_description(now, answer).map_err(|e| {
+            tracing::info!("subscribe answer refused");
+            tracing::debug!(error = %e, "subscribe answer refused");
+            MediaError::BadSdp("the server could not apply the subscribe answer".to_owned())
+        })?;
+        // Every consumer present now was in the offer just answered: none are added while an
+        // offer is outstanding.
         for consumed in slot.consumers.values_mut() {
             consumed.negotiated = true;
         }
         Ok(())
-    }
-
-    /// Writes each subscriber's copy of a publisher's packets (its own SSRC and our payload
-    /// type), once an answer has accepted the track and the connection is up.
-    pub(super) fn forward(
-        &mut self,
-        publisher: ConnKey,
-        copies: Vec<(ConnKey, MediaKind, rtc::rtp::packet::Packet)>,
-    ) {
-        let now = Instant::now();
-        let mut touched = BTreeSet::new();
-        for (subscriber, kind, packet) in copies {
-            let Some(slot) = self.conns.get_mut(&subscriber) else {
-                continue;
-            };
-            if slot.state != Some(RTCPeerConnectionState::Connected) {
-                continue;
-            }
-            let Some(consumed) = slot.consumers.get(&(publisher, kind)) else {
-                continue;
-            };
-            if !consumed.negotiated {
-                continue;
-            }
-            let copy = egress_copy(&packet, consumed.ssrc, kind.payload_type());
-            if slot
-                .conn
-                .send(now, RTCMessage::RtpPacket(String::new(), copy))
-                .is_ok()
-            {
-                touched.insert(subscriber);
-                self.counters
-                    .forwarded
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
-        }
-        for subscriber in touched {
-            self.drive(subscriber);
-        }
     }
 }

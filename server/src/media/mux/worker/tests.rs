@@ -1,11 +1,11 @@
 //! The worker over real loopback UDP: a browser-like `rtc` peer on its own socket offers, the
 //! worker answers, and they connect through the one port.
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
-use rtc::peer_connection::message::TaggedRTCMessage;
+use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
+use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::RTCPeerConnection;
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
@@ -14,6 +14,7 @@ use tokio::net::UdpSocket;
 use super::*;
 use crate::media::codec::{MediaKind, VP8_PAYLOAD_TYPE};
 use crate::media::mux::testing::{browser, camera_packet, SSRC};
+use crate::media::udp::route::Dropped;
 
 /// A browser on its own socket, driven by the test.
 struct Peer {
@@ -46,13 +47,19 @@ impl Peer {
     /// Asks the worker to send this peer `wanted`, and answers its offer.
     async fn receive_from(
         &mut self,
-        worker: &WorkerHandle,
+        worker: &TestWorker,
         key: ConnKey,
         wanted: Vec<(ConnKey, MediaKind)>,
     ) {
+        worker.open(key, PcKind::Subscribe).await;
         let (reply, offer) = oneshot::channel();
         worker
-            .send(Command::Subscribe { key, wanted, reply })
+            .send(Command::Subscribe {
+                key,
+                wanted,
+                restart_ice: false,
+                reply,
+            })
             .await
             .unwrap();
         let offer = offer.await.unwrap().unwrap();
@@ -76,7 +83,8 @@ impl Peer {
         accepted.await.unwrap().unwrap();
     }
 
-    async fn offer_to(&mut self, worker: &WorkerHandle, key: ConnKey) {
+    async fn offer_to(&mut self, worker: &TestWorker, key: ConnKey) {
+        worker.open(key, PcKind::Publish).await;
         let offer = self.pc.create_offer(None).unwrap();
         self.pc
             .set_local_description(Instant::now(), offer.clone())
@@ -86,6 +94,7 @@ impl Peer {
             .send(Command::Answer {
                 key,
                 offer: offer.sdp,
+                audio_level_id: None,
                 reply,
             })
             .await
@@ -167,11 +176,48 @@ impl Peer {
     }
 }
 
+/// A worker whose connections all belong to one owner, reporting on one channel.
+struct TestWorker {
+    worker: WorkerHandle,
+    owner: Arc<Owner>,
+    /// What the worker counts.
+    media: Arc<MediaCounters>,
+}
+
+impl std::ops::Deref for TestWorker {
+    type Target = WorkerHandle;
+    fn deref(&self) -> &WorkerHandle {
+        &self.worker
+    }
+}
+
+impl TestWorker {
+    async fn open(&self, key: ConnKey, kind: PcKind) {
+        let owner = self.owner.clone();
+        self.send(Command::Open { key, kind, owner }).await.unwrap();
+    }
+}
+
 /// A worker on a loopback port, and the channel it reports on (`reports` deep).
-fn start(config: MediaConfig, reports: usize) -> (WorkerHandle, mpsc::Receiver<Report>) {
+fn start(config: MediaConfig, reports: usize) -> (TestWorker, mpsc::Receiver<Report>) {
     let (tx, rx) = mpsc::channel(reports);
-    let worker = WorkerHandle::start(config, "127.0.0.1:0".parse().unwrap(), None, tx).unwrap();
-    (worker, rx)
+    let socket = crate::media::udp::io::bind("127.0.0.1:0".parse().unwrap(), 0).unwrap();
+    let media = Arc::new(MediaCounters::default());
+    let worker = WorkerHandle::start(config, socket, None, media.clone()).unwrap();
+    let owner = Arc::new(Owner {
+        reports: tx,
+        stream: "p".to_owned(),
+        gate: Arc::new(AtomicBool::new(true)),
+        loud: Arc::default(),
+    });
+    (
+        TestWorker {
+            worker,
+            owner,
+            media,
+        },
+        rx,
+    )
 }
 
 fn connected(seen: &[Report], key: ConnKey) -> bool {
@@ -234,14 +280,14 @@ async fn junk_from_anywhere_is_dropped_and_counted_while_media_keeps_flowing() {
     a.run(Duration::from_millis(300), &mut reports, &mut seen)
         .await;
     assert_eq!(rtp_seqs(&seen, 1), vec![1, 2, 3, 4, 5]);
-    let counted = worker.counters.dropped(Dropped::Junk)
-        + worker.counters.dropped(Dropped::UnknownAddress)
-        + worker.counters.dropped(Dropped::BadStun);
+    let counted = worker.media.udp_dropped(Dropped::Junk)
+        + worker.media.udp_dropped(Dropped::UnknownAddress)
+        + worker.media.udp_dropped(Dropped::BadStun);
     assert!(
         counted > 1000,
         "only {counted} of 2000 junk datagrams counted"
     );
-    assert!(worker.counters.dropped(Dropped::UnknownAddress) > 0);
+    assert!(worker.media.udp_dropped(Dropped::UnknownAddress) > 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -254,7 +300,7 @@ async fn a_closed_connection_is_reached_by_nothing() {
     worker.send(Command::Close { key: 1 }).await.unwrap();
     a.run(Duration::from_millis(100), &mut reports, &mut seen)
         .await;
-    let before = worker.counters.dropped(Dropped::UnknownAddress);
+    let before = worker.media.udp_dropped(Dropped::UnknownAddress);
     for seq in 1..=5 {
         a.camera_frame(seq);
     }
@@ -264,7 +310,7 @@ async fn a_closed_connection_is_reached_by_nothing() {
         rtp_seqs(&seen, 1).is_empty(),
         "media reached a closed connection"
     );
-    assert!(worker.counters.dropped(Dropped::UnknownAddress) >= before + 5);
+    assert!(worker.media.udp_dropped(Dropped::UnknownAddress) >= before + 5);
 }
 
 /// Chromium answers a section offered `inactive` with `inactive`, where the rtc peer says
@@ -436,7 +482,7 @@ async fn prints_the_workers_cpu_per_forwarded_copy() {
     }
     let payload = Bytes::from(vec![0x42u8; 1000]);
     let start_ticks = thread_cpu_ticks("circle-media").unwrap();
-    let start_copies = worker.counters.forwarded.load(Ordering::Relaxed);
+    let start_copies = worker.media.forwarded(MediaKind::Video);
     let started = Instant::now();
     for burst in 0..100u16 {
         for n in 0..50u16 {
@@ -463,7 +509,7 @@ async fn prints_the_workers_cpu_per_forwarded_copy() {
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let ticks = thread_cpu_ticks("circle-media").unwrap() - start_ticks;
-    let copies = worker.counters.forwarded.load(Ordering::Relaxed) - start_copies;
+    let copies = worker.media.forwarded(MediaKind::Video) - start_copies;
     let micros = ticks as f64 * 10_000.0 / copies.max(1) as f64;
     println!(
         "worker: {copies} copies of 5,000 packets to 7 subscribers in {:.1} s; {ticks} ticks of CPU; {micros:.1} µs per copy (publisher's decrypt included)",

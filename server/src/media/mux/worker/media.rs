@@ -1,0 +1,275 @@
+//! The worker's media path: a publisher's tracks as they open, each packet through the floor
+//! gate and the sequence rewriting to every live subscriber's copy, and keyframe requests
+//! (a new viewer's, and subscribers' own PLI and FIR) paced to the publisher.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
+use rtc::peer_connection::message::RTCMessage;
+use rtc::peer_connection::state::RTCPeerConnectionState;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
+
+use super::{ConnKey, Report, Source, Timer, Worker};
+use crate::media::codec::MediaKind;
+use crate::media::counters::DropReason;
+use crate::media::forward::{
+    egress_copy, is_vp8_keyframe_start, Ingress, KeyframePacer, KeyframeWanted,
+};
+use crate::media::leg::is_keyframe_request;
+
+/// Subscribers' own keyframe requests reach one publisher at most this often, however many
+/// ask: each keyframe costs the publisher's whole uplink for a moment.
+const KEYFRAME_THROTTLE: Duration = Duration::from_millis(500);
+
+impl Worker {
+    /// One event of connection `key`; true when the connection has just come up.
+    pub(super) fn event(&mut self, key: ConnKey, event: RTCPeerConnectionEvent) -> bool {
+        let Some(slot) = self.conns.get_mut(&key) else {
+            return false;
+        };
+        match event {
+            RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state)
+                if slot.state != Some(state) =>
+            {
+                slot.state = Some(state);
+                self.report(key, Report::State { key, state });
+                state == RTCPeerConnectionState::Connected
+            }
+            RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) => {
+                let kind = match slot
+                    .conn
+                    .pc()
+                    .rtp_receiver(init.receiver_id)
+                    .map(|r| r.track().kind())
+                {
+                    Some(RtpCodecKind::Audio) => MediaKind::Audio,
+                    Some(RtpCodecKind::Video) => MediaKind::Video,
+                    _ => return false,
+                };
+                slot.tracks.insert(init.track_id, kind);
+                let at = kind.index();
+                // Every renegotiation opens the same track again; only a new SSRC is a new
+                // source (a renegotiated camera replaces the old one).
+                if slot.sources[at]
+                    .as_ref()
+                    .is_some_and(|s| s.ssrc == init.ssrc)
+                {
+                    return false;
+                }
+                let ingress = match slot.sources[at].take() {
+                    // The subscribers' copies go on under the same SSRC: the new source's
+                    // first packet continues their sequence.
+                    Some(old) => {
+                        let mut ingress = old.ingress;
+                        ingress.new_source();
+                        ingress
+                    }
+                    None => match kind {
+                        MediaKind::Audio => {
+                            Ingress::audio(slot.owner.gate.clone(), slot.audio_level_id)
+                        }
+                        MediaKind::Video => Ingress::video(),
+                    },
+                };
+                slot.sources[at] = Some(Source {
+                    ssrc: init.ssrc,
+                    ingress,
+                    pacer: KeyframePacer::new(KEYFRAME_THROTTLE),
+                });
+                self.report(key, Report::Published { key, kind });
+                false
+            }
+            _ => false,
+        }
+    }
+
+    /// What connection `key` decrypted: a publisher's packets to the fan-out, a subscriber's
+    /// keyframe requests to the publisher concerned.
+    pub(super) fn media_in(&mut self, key: ConnKey, messages: Vec<RTCMessage>) {
+        let now = Instant::now();
+        let mut copies = Vec::new();
+        let mut keyframes_wanted = Vec::new();
+        let Some(slot) = self.conns.get_mut(&key) else {
+            return;
+        };
+        for message in messages {
+            match message {
+                RTCMessage::RtpPacket(track, mut packet) => {
+                    let Some(&kind) = slot.tracks.get(&track) else {
+                        continue;
+                    };
+                    let Some(source) = slot.sources[kind.index()].as_mut() else {
+                        continue;
+                    };
+                    if packet.header.ssrc != source.ssrc {
+                        continue; // a replaced track's last packets
+                    }
+                    #[cfg(test)]
+                    let _ = slot.owner.reports.try_send(Report::Rtp {
+                        key,
+                        packet: packet.clone(),
+                    });
+                    self.media.count_received(kind);
+                    let verdict = source.ingress.process(&mut packet);
+                    if verdict.loud {
+                        slot.owner.loud.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if !verdict.forward {
+                        // Only the floor gate holds a packet back.
+                        self.media.count_dropped(DropReason::FloorGate, 1);
+                        continue;
+                    }
+                    if kind == MediaKind::Video && is_vp8_keyframe_start(&packet.payload) {
+                        // A subscriber that goes live after this asks for a new keyframe
+                        // rather than waiting on this one.
+                        source.pacer.keyframe_forwarded();
+                    }
+                    copies.push((kind, packet));
+                }
+                RTCMessage::RtcpPacket(track, packets) => {
+                    if !packets.iter().any(|p| is_keyframe_request(p.as_ref())) {
+                        continue;
+                    }
+                    let asked = slot
+                        .consumers
+                        .iter()
+                        .find(|(_, c)| c.track == track)
+                        .map(|(&(publisher, _), _)| publisher);
+                    keyframes_wanted.extend(asked);
+                }
+                _ => {}
+            }
+        }
+        for publisher in keyframes_wanted {
+            self.request_keyframe(now, publisher, KeyframeWanted::Subscriber);
+        }
+        if !copies.is_empty() {
+            self.forward(now, key, copies);
+        }
+    }
+
+    /// Writes each live subscriber's copy of a publisher's packets (its own SSRC and our
+    /// payload type). Subscribers not yet live are skipped, not counted: nothing was meant for
+    /// them yet.
+    fn forward(
+        &mut self,
+        now: Instant,
+        publisher: ConnKey,
+        copies: Vec<(MediaKind, rtc::rtp::packet::Packet)>,
+    ) {
+        let mut touched = Vec::new();
+        for (kind, packet) in copies {
+            let Some(receivers) = self.fanout.get(&(publisher, kind)) else {
+                continue;
+            };
+            let (mut written, mut closed) = (0, 0);
+            for subscriber in receivers {
+                let Some(slot) = self.conns.get_mut(subscriber) else {
+                    continue;
+                };
+                let Some(consumed) = slot.consumers.get(&(publisher, kind)) else {
+                    continue;
+                };
+                if !consumed.live {
+                    continue;
+                }
+                let copy = egress_copy(&packet, consumed.ssrc, kind.payload_type());
+                match slot
+                    .conn
+                    .send(now, RTCMessage::RtpPacket(String::new(), copy))
+                {
+                    Ok(()) => {
+                        written += 1;
+                        if !touched.contains(subscriber) {
+                            touched.push(*subscriber);
+                        }
+                    }
+                    Err(e) => {
+                        closed += 1;
+                        tracing::trace!(error = %e, "consumer write failed");
+                    }
+                }
+            }
+            self.media.count_forwarded(kind, written);
+            self.media
+                .count_dropped(DropReason::SubscriberClosed, closed);
+        }
+        for subscriber in touched {
+            self.drive(subscriber);
+        }
+    }
+
+    /// Starts sending on a subscribe connection's negotiated tracks once it is up (a packet
+    /// written before it has its SRTP keys would be lost), beginning each video copy with a
+    /// fresh keyframe so the new viewer does not wait for the next periodic one.
+    pub(super) fn go_live(&mut self, now: Instant, key: ConnKey) {
+        let Some(slot) = self.conns.get_mut(&key) else {
+            return;
+        };
+        if slot.state != Some(RTCPeerConnectionState::Connected) {
+            return;
+        }
+        let mut wanted = Vec::new();
+        for (&(publisher, kind), consumed) in slot.consumers.iter_mut() {
+            if consumed.negotiated && !consumed.live {
+                consumed.live = true;
+                if kind == MediaKind::Video {
+                    wanted.push(publisher);
+                }
+            }
+        }
+        for publisher in wanted {
+            self.request_keyframe(now, publisher, KeyframeWanted::NewSubscriber);
+        }
+    }
+
+    /// Asks publisher `key` for a keyframe of its camera, now or when its pacer allows.
+    fn request_keyframe(&mut self, now: Instant, key: ConnKey, who: KeyframeWanted) {
+        let Some(slot) = self.conns.get_mut(&key) else {
+            return;
+        };
+        let Some(source) = slot.sources[MediaKind::Video.index()].as_mut() else {
+            return;
+        };
+        if source.pacer.request(now, who) {
+            self.send_keyframe_request(now, key);
+        } else if let Some(due) = source.pacer.due() {
+            self.timers
+                .push(std::cmp::Reverse((due, key, Timer::Keyframe)));
+        }
+    }
+
+    /// A held keyframe request's time may have come.
+    pub(super) fn keyframe_due(&mut self, now: Instant, key: ConnKey) {
+        let due = self.conns.get_mut(&key).and_then(|slot| {
+            slot.sources[MediaKind::Video.index()]
+                .as_mut()
+                .map(|source| source.pacer.poll(now))
+        });
+        if due == Some(true) {
+            self.send_keyframe_request(now, key);
+        }
+    }
+
+    fn send_keyframe_request(&mut self, now: Instant, key: ConnKey) {
+        let Some(slot) = self.conns.get_mut(&key) else {
+            return;
+        };
+        let Some(source) = slot.sources[MediaKind::Video.index()].as_mut() else {
+            return;
+        };
+        source.pacer.sent(now);
+        let pli = PictureLossIndication {
+            sender_ssrc: 0,
+            media_ssrc: source.ssrc,
+        };
+        if let Err(e) = slot.conn.send(
+            now,
+            RTCMessage::RtcpPacket(String::new(), vec![Box::new(pli)]),
+        ) {
+            tracing::debug!(error = %e, "could not ask a publisher for a keyframe");
+        }
+    }
+}
