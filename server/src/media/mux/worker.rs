@@ -157,6 +157,7 @@ impl WorkerHandle {
                         sends: SendQueue::default(),
                         media,
                         fanout: HashMap::new(),
+                        written: Vec::new(),
                         next_ssrc: rand::random(),
                     };
                     worker.run(command_rx).await;
@@ -220,6 +221,8 @@ struct Slot {
     sources: [Option<Source>; 2],
     /// Subscribe legs: what it receives, by publisher and kind.
     consumers: BTreeMap<(ConnKey, MediaKind), Consumed>,
+    /// Copies were written to it since it was last driven (see `Worker::written`).
+    written: bool,
     /// Counts the connection as open for as long as it is.
     _live: Live,
 }
@@ -269,6 +272,10 @@ struct Worker {
     media: Arc<MediaCounters>,
     /// Who receives each publisher's kind.
     fanout: HashMap<(ConnKey, MediaKind), BTreeSet<ConnKey>>,
+    /// Subscribe connections with copies written and not yet drained: drained once per wake,
+    /// so that the copies a batch of datagrams produced for one subscriber go through its
+    /// pipeline together (rtc flushes every pending write in one sweep).
+    written: Vec<ConnKey>,
     next_ssrc: u32,
 }
 
@@ -309,6 +316,12 @@ impl Worker {
                 }
                 Wake::Readable(false) | Wake::Writable => {}
                 Wake::Timer => self.timers_due(Instant::now()),
+            }
+            for key in std::mem::take(&mut self.written) {
+                if let Some(slot) = self.conns.get_mut(&key) {
+                    slot.written = false;
+                }
+                self.drive(key);
             }
             self.flush();
         }

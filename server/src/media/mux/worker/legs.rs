@@ -46,6 +46,7 @@ impl Worker {
                 tracks: Default::default(),
                 sources: [None, None],
                 consumers: Default::default(),
+                written: false,
                 _live: Live::start(Arc::clone(&self.media)),
             },
         );

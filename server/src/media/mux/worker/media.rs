@@ -151,15 +151,14 @@ impl Worker {
     }
 
     /// Writes each live subscriber's copy of a publisher's packets (its own SSRC and our
-    /// payload type). Subscribers not yet live are skipped, not counted: nothing was meant for
-    /// them yet.
+    /// payload type); the loop drains the subscribers once the whole batch is in. Subscribers
+    /// not yet live are skipped, not counted: nothing was meant for them yet.
     fn forward(
         &mut self,
         now: Instant,
         publisher: ConnKey,
         copies: Vec<(MediaKind, rtc::rtp::packet::Packet)>,
     ) {
-        let mut touched = Vec::new();
         for (kind, packet) in copies {
             let Some(receivers) = self.fanout.get(&(publisher, kind)) else {
                 continue;
@@ -182,8 +181,8 @@ impl Worker {
                 {
                     Ok(()) => {
                         written += 1;
-                        if !touched.contains(subscriber) {
-                            touched.push(*subscriber);
+                        if !std::mem::replace(&mut slot.written, true) {
+                            self.written.push(*subscriber);
                         }
                     }
                     Err(e) => {
@@ -195,9 +194,6 @@ impl Worker {
             self.media.count_forwarded(kind, written);
             self.media
                 .count_dropped(DropReason::SubscriberClosed, closed);
-        }
-        for subscriber in touched {
-            self.drive(subscriber);
         }
     }
 

@@ -201,7 +201,9 @@ impl TestWorker {
 /// A worker on a loopback port, and the channel it reports on (`reports` deep).
 fn start(config: MediaConfig, reports: usize) -> (TestWorker, mpsc::Receiver<Report>) {
     let (tx, rx) = mpsc::channel(reports);
-    let socket = crate::media::udp::io::bind("127.0.0.1:0".parse().unwrap(), 0).unwrap();
+    let socket =
+        crate::media::udp::io::bind("127.0.0.1:0".parse().unwrap(), config.socket_buffer_bytes)
+            .unwrap();
     let media = Arc::new(MediaCounters::default());
     let worker = WorkerHandle::start(config, socket, None, media.clone()).unwrap();
     let owner = Arc::new(Owner {
