@@ -343,3 +343,35 @@ fn a_subscribe_leg_sends_our_packets_as_they_are_with_our_ssrc_type_and_sequence
         ]
     );
 }
+
+#[test]
+fn a_subscribe_leg_that_sends_many_short_lived_tracks_keeps_statistics_only_for_the_current_ones() {
+    let mut net = Net::leg(PcKind::Subscribe);
+    let mut current = None;
+    for n in 0..10u32 {
+        let track = sending_track(
+            MediaKind::Video,
+            format!("publisher-{n}"),
+            format!("video-{n}"),
+            0xC1C1_0100 + n,
+        );
+        let sender = net.server.pc().add_track(track).unwrap();
+        if let Some(mut transceiver) = net.server.pc().rtp_transceiver(sender.into()) {
+            transceiver.set_direction(rtc::rtp_transceiver::RTCRtpTransceiverDirection::Sendonly);
+        }
+        net.server_offers();
+        if let Some(old) = current.replace(sender) {
+            net.server.pc().remove_track(old).unwrap();
+            net.server_offers();
+        }
+    }
+    let stats = net
+        .server
+        .pc()
+        .get_stats(net.now, rtc::statistics::StatsSelector::None);
+    let streams = stats.outbound_rtp_streams().count();
+    assert_eq!(
+        streams, 1,
+        "outbound stream statistics after ten tracks came and went"
+    );
+}
