@@ -107,9 +107,9 @@ pub(crate) struct ServeArgs {
     /// Public address announced to browsers instead of --media-ip (a host behind 1:1 NAT).
     #[arg(long, env = "CIRCLE_ANNOUNCE_IP")]
     pub(crate) announce_ip: Option<std::net::IpAddr>,
-    /// Which media engine runs the rooms: `webrtc` (a socket and a task per peer connection)
-    /// or `rtc` (every peer connection on one UDP port, driven from one loop).
-    #[arg(long, env = "CIRCLE_MEDIA_ENGINE", default_value = "webrtc")]
+    /// Which media engine runs the rooms: `rtc` (every peer connection on one UDP port, driven
+    /// from one loop) or `webrtc` (a socket and a task per peer connection, as before).
+    #[arg(long, env = "CIRCLE_MEDIA_ENGINE", default_value = "rtc")]
     pub(crate) media_engine: circle_server::media::EngineKind,
     /// With --media-engine rtc: the one UDP port all media uses (open it in the firewall).
     /// When not given, the first free port of --udp-ports, or any free port.

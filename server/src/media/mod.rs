@@ -81,13 +81,13 @@ pub struct MediaConfig {
     pub ice_timeouts: Option<(Duration, Duration, Duration)>,
 }
 
-/// The media engines. `Webrtc` gives each peer connection its own socket and task (the webrtc
-/// crate); `Rtc` drives every connection from one loop on one UDP port (the sans-io `rtc`
-/// core, issue 14).
+/// The media engines. `Rtc` (the default) drives every connection from one loop on one UDP
+/// port (the sans-io `rtc` core, issue 14); `Webrtc` gives each peer connection its own socket
+/// and task (the webrtc crate), as Circle did before, kept for one release.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum EngineKind {
-    #[default]
     Webrtc,
+    #[default]
     Rtc,
 }
 

@@ -1,8 +1,7 @@
 //! The media engine on one UDP port (issue 14), driven by Circle's own loop on the sans-io
 //! `rtc` core: `conn` drives one connection, `worker` is the loop that owns the port, the
 //! datagram table and every connection (and moves the packets), and `room` is one room's
-//! negotiation policy on a task of its own. Chosen with `--media-engine rtc`; the webrtc engine
-//! is the default until this one has passed everything.
+//! negotiation policy on a task of its own. The default engine (`--media-engine rtc`).
 
 pub(crate) mod conn;
 pub(crate) mod room;
