@@ -35,6 +35,7 @@ impl Worker {
         }
         let owner = owner.clone();
         let conn = Conn::new(kind, &self.config, self.announced, now)?;
+        tracing::debug!(key, ?kind, took = ?now.elapsed(), "connection built");
         self.conns.insert(
             key,
             Slot {
@@ -224,6 +225,7 @@ impl Worker {
         for consumed in slot.consumers.values_mut() {
             consumed.negotiated = true;
         }
+        tracing::debug!(key, tracks = slot.consumers.len(), "subscribe answer applied");
         Ok(())
     }
 }

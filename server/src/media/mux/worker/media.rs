@@ -34,6 +34,7 @@ impl Worker {
                 if slot.state != Some(state) =>
             {
                 slot.state = Some(state);
+                tracing::debug!(key, ?state, "connection state");
                 self.report(key, Report::State { key, state });
                 state == RTCPeerConnectionState::Connected
             }
@@ -257,6 +258,7 @@ impl Worker {
             return;
         };
         source.pacer.sent(now);
+        tracing::debug!(key, "keyframe requested");
         let pli = PictureLossIndication {
             sender_ssrc: 0,
             media_ssrc: source.ssrc,
