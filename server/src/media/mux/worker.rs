@@ -263,7 +263,8 @@ struct Worker {
     table: DatagramRouter<ConnKey>,
     /// Registered connections, built or not.
     owners: HashMap<ConnKey, (PcKind, Arc<Owner>)>,
-    conns: HashMap<ConnKey, Slot>,
+    /// Boxed: a connection is tens of kilobytes, and the table's growth should not move them.
+    conns: HashMap<ConnKey, Box<Slot>>,
     /// (when, which, what): entries whose time no longer matches the slot's are stale.
     timers: BinaryHeap<Reverse<(Instant, ConnKey, Timer)>>,
     sends: SendQueue,

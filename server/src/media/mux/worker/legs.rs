@@ -38,7 +38,7 @@ impl Worker {
         tracing::debug!(key, ?kind, took = ?now.elapsed(), "connection built");
         self.conns.insert(
             key,
-            Slot {
+            Box::new(Slot {
                 conn,
                 owner,
                 due: None,
@@ -49,7 +49,7 @@ impl Worker {
                 consumers: Default::default(),
                 written: false,
                 _live: Live::start(Arc::clone(&self.media)),
-            },
+            }),
         );
         Ok(())
     }
@@ -225,7 +225,11 @@ impl Worker {
         for consumed in slot.consumers.values_mut() {
             consumed.negotiated = true;
         }
-        tracing::debug!(key, tracks = slot.consumers.len(), "subscribe answer applied");
+        tracing::debug!(
+            key,
+            tracks = slot.consumers.len(),
+            "subscribe answer applied"
+        );
         Ok(())
     }
 }
