@@ -12,10 +12,10 @@ use webrtc::peer_connection::RTCSessionDescription;
 
 use crate::media::codec::MediaKind;
 use crate::media::engine::Engine;
+use crate::media::leg::SubscribeState;
 use crate::media::peer::{self, PeerCommand, PeerContext, PeerHandle};
 use crate::media::producer::{Producer, ProducerEnded, ProducerId};
-use crate::media::router::{SubscribeState, SPEAKING_TICK};
-use crate::media::speaking::SpeakingDetector;
+use crate::media::speaking::{SpeakingDetector, SPEAKING_TICK};
 use crate::media::{MediaError, RouterEvent};
 
 /// Membership changes queued to the router task; a room changes far slower than this drains.

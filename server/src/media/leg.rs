@@ -1,10 +1,12 @@
 //! What a server-side leg negotiates and how it runs, whichever engine drives it: codecs and
 //! header extensions, the interceptors of each direction, and the ICE settings of a lite agent.
 //! The webrtc engine and the engine on `rtc` build their connections from the same pieces, so
-//! the browser sees the same server either way.
+//! the browser sees the same server either way. Also what the router reads of any engine's leg:
+//! its subscribe negotiation (`SubscribeState`) and which connection states the room is told.
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::time::{Duration, Instant};
 
 use circle_protocol::PcKind;
@@ -208,4 +210,29 @@ impl Interceptor for KeyframeRequestsToApp {
     fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
     fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
     fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
+}
+
+/// A subscribe leg's negotiation as the router reads it, written by the engine.
+#[derive(Debug, Default)]
+pub(crate) struct SubscribeState {
+    /// An offer has been sent and its answer not yet applied: an answer now is expected.
+    pub(crate) offer_outstanding: AtomicBool,
+    /// How many media sections our latest offer had, so many as its answer may have
+    /// (RFC 3264 §6: one per offered section).
+    pub(crate) offered_sections: AtomicUsize,
+}
+
+/// Whether a peer connection's state is worth telling the room, as (connected, failed).
+/// `Disconnected` may heal by itself; `Failed` needs an ICE restart; `Closed` by the library
+/// counts as failed (our own close ends the peer before it could be told).
+pub(crate) fn peer_state(
+    state: rtc::peer_connection::state::RTCPeerConnectionState,
+) -> Option<(bool, bool)> {
+    use rtc::peer_connection::state::RTCPeerConnectionState as State;
+    match state {
+        State::Connected => Some((true, false)),
+        State::Disconnected => Some((false, false)),
+        State::Failed | State::Closed => Some((false, true)),
+        _ => None,
+    }
 }

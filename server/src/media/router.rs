@@ -5,48 +5,20 @@
 //! engine's (`mux::room`).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use circle_protocol::{ParticipantId, PcKind, SdpType};
 
 use crate::media::fanout::WebrtcRoom;
+use crate::media::leg::SubscribeState;
 use crate::media::mux::room::MuxRoom;
 use crate::media::sdp::{
     check_client_description, inspect_publish_offer, strip_candidates, MAX_PUBLISH_SECTIONS,
 };
 use crate::media::{lock, MediaError, Signal};
 
-/// `speaking` is reported at most this often (protocol.md: at most 4 times a second).
-pub(crate) const SPEAKING_TICK: Duration = Duration::from_millis(250);
-
 static NEXT_EPOCH: AtomicU64 = AtomicU64::new(1);
-
-/// A subscribe leg's negotiation as the router reads it, written by the engine.
-#[derive(Debug, Default)]
-pub(crate) struct SubscribeState {
-    /// An offer has been sent and its answer not yet applied: an answer now is expected.
-    pub(crate) offer_outstanding: AtomicBool,
-    /// How many media sections our latest offer had, so many as its answer may have
-    /// (RFC 3264 §6: one per offered section).
-    pub(crate) offered_sections: AtomicUsize,
-}
-
-/// Whether a peer connection's state is worth telling the room, as (connected, failed).
-/// `Disconnected` may heal by itself; `Failed` needs an ICE restart; `Closed` by the library
-/// counts as failed (our own close ends the peer before it could be told).
-pub(crate) fn peer_state(
-    state: rtc::peer_connection::state::RTCPeerConnectionState,
-) -> Option<(bool, bool)> {
-    use rtc::peer_connection::state::RTCPeerConnectionState as State;
-    match state {
-        State::Connected => Some((true, false)),
-        State::Disconnected => Some((false, false)),
-        State::Failed | State::Closed => Some((false, true)),
-        _ => None,
-    }
-}
 
 /// The engine that runs this room's media.
 pub(crate) enum EngineRoom {

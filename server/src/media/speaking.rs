@@ -2,8 +2,12 @@
 //! room's `speaking` set. Plain data, no clock, so it is tested directly.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use circle_protocol::ParticipantId;
+
+/// `speaking` is reported at most this often (protocol.md: at most 4 times a second).
+pub(crate) const SPEAKING_TICK: Duration = Duration::from_millis(250);
 
 /// RFC 6464 carries −dBov: 0 is the loudest, 127 silence. Speech at a normal distance from a
 /// microphone sits around −20 to −40 dBov; background noise below −50.

@@ -14,7 +14,7 @@ use circle_protocol::ParticipantId;
 use tokio::sync::mpsc;
 
 use super::worker::WorkerHandle;
-use crate::media::router::SubscribeState;
+use crate::media::leg::SubscribeState;
 use crate::media::{MediaError, RouterEvent};
 use task::RoomTask;
 

@@ -21,8 +21,8 @@ use webrtc::peer_connection::{
 
 use crate::media::counters::Live;
 use crate::media::engine::Engine;
+use crate::media::leg::SubscribeState;
 use crate::media::producer::{Producer, ProducerEnded, ProducerId};
-use crate::media::router::SubscribeState;
 use crate::media::{RouterEvent, Signal};
 use publish::PublishLeg;
 use subscribe::SubscribeLeg;
@@ -226,7 +226,7 @@ impl Link {
     /// Tells the room a state change that matters (connected, or failed); true when the
     /// connection has just come up.
     async fn report(&mut self, state: RTCPeerConnectionState) -> bool {
-        let Some((connected, failed)) = crate::media::router::peer_state(state) else {
+        let Some((connected, failed)) = crate::media::leg::peer_state(state) else {
             return false;
         };
         if self.reported == Some((connected, failed)) {

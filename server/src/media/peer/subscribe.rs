@@ -14,8 +14,8 @@ use webrtc::rtp_transceiver::RtpSender;
 
 use super::{Link, PeerCommand};
 use crate::media::consumer::Consumer;
+use crate::media::leg::SubscribeState;
 use crate::media::producer::{Producer, ProducerId};
-use crate::media::router::SubscribeState;
 use crate::media::sdp::keep_freed_slots;
 use crate::media::Signal;
 

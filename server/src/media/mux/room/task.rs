@@ -10,10 +10,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{RoomCommand, NEXT_KEY};
 use crate::media::codec::MediaKind;
+use crate::media::leg::{peer_state, SubscribeState};
 use crate::media::mux::worker::{Command, ConnKey, Owner, Report, WorkerHandle};
-use crate::media::router::{peer_state, SubscribeState, SPEAKING_TICK};
 use crate::media::sdp::media_sections;
-use crate::media::speaking::SpeakingDetector;
+use crate::media::speaking::{SpeakingDetector, SPEAKING_TICK};
 use crate::media::{MediaError, RouterEvent, Signal};
 
 /// One participant's legs and what its subscribe leg should receive.
