@@ -23,11 +23,10 @@ struct Member {
     subscribe: ConnKey,
     state: Arc<SubscribeState>,
     loud: Arc<AtomicU32>,
-    /// The kinds the publish leg has sent us.
+    /// The kinds the publish leg has sent us: every other member's subscribe leg receives them.
     published: BTreeSet<MediaKind>,
-    /// Everyone else's tracks, by publish connection and kind.
-    wanted: BTreeSet<(ConnKey, MediaKind)>,
-    /// `wanted` changed (or an ICE restart was asked for) since the last offer.
+    /// What the subscribe leg should receive (everyone else's published tracks) changed, or an
+    /// ICE restart was asked for, since the last offer.
     dirty: bool,
     restart_ice: bool,
     /// An offer has been sent at least once, so an empty set must still be re-offered.
@@ -164,12 +163,7 @@ impl RoomTask {
             }
             self.by_key.insert(key, (participant.clone(), kind));
         }
-        let wanted: BTreeSet<(ConnKey, MediaKind)> = self
-            .members
-            .values()
-            .filter_map(|m| m.publish.map(|key| (key, &m.published)))
-            .flat_map(|(key, kinds)| kinds.iter().map(move |kind| (key, *kind)))
-            .collect();
+        let anything_published = self.members.values().any(|m| !m.published.is_empty());
         self.members.insert(
             participant,
             Member {
@@ -179,8 +173,7 @@ impl RoomTask {
                 state,
                 loud,
                 published: BTreeSet::new(),
-                dirty: !wanted.is_empty(),
-                wanted,
+                dirty: anything_published,
                 restart_ice: false,
                 negotiated: false,
                 reported: [None, None],
@@ -197,13 +190,9 @@ impl RoomTask {
             self.by_key.remove(&key);
             let _ = self.worker.send(Command::Close { key }).await;
         }
-        if let Some(publish) = member.publish {
+        if !member.published.is_empty() {
             for other in self.members.values_mut() {
-                let before = other.wanted.len();
-                other.wanted.retain(|(key, _)| *key != publish);
-                if other.wanted.len() != before {
-                    other.dirty = true;
-                }
+                other.dirty = true;
             }
         }
     }
@@ -277,6 +266,17 @@ impl RoomTask {
         }
     }
 
+    /// What `participant`'s subscribe leg should receive: everyone else's published tracks, by
+    /// publish connection and kind.
+    fn wanted_by(&self, participant: &ParticipantId) -> Vec<(ConnKey, MediaKind)> {
+        self.members
+            .iter()
+            .filter(|(id, _)| *id != participant)
+            .filter_map(|(_, m)| m.publish.map(|key| (key, &m.published)))
+            .flat_map(|(key, kinds)| kinds.iter().map(move |kind| (key, *kind)))
+            .collect()
+    }
+
     /// Sends each subscribe leg whose wanted tracks changed its next offer, unless one is
     /// outstanding.
     async fn offer_due(&mut self) {
@@ -287,11 +287,12 @@ impl RoomTask {
             .map(|(id, _)| id.clone())
             .collect();
         for participant in due {
+            let wanted = self.wanted_by(&participant);
             let Some(member) = self.members.get_mut(&participant) else {
                 continue;
             };
             member.dirty = false;
-            if member.wanted.is_empty() && !member.negotiated {
+            if wanted.is_empty() && !member.negotiated {
                 // Nothing to offer yet, and nothing offered before: no connection is needed,
                 // and the first offer brings fresh credentials anyway.
                 member.restart_ice = false;
@@ -300,7 +301,7 @@ impl RoomTask {
             let (reply, offer) = oneshot::channel();
             let command = Command::Subscribe {
                 key: member.subscribe,
-                wanted: member.wanted.iter().copied().collect(),
+                wanted,
                 restart_ice: member.restart_ice,
                 reply,
             };
@@ -365,11 +366,14 @@ impl RoomTask {
                 let Some(member) = self.members.get_mut(&participant) else {
                     return;
                 };
-                member.published.insert(kind);
+                let new = member.published.insert(kind);
                 let epoch = member.epoch;
-                for (id, other) in self.members.iter_mut() {
-                    if *id != participant && other.wanted.insert((key, kind)) {
-                        other.dirty = true;
+                if new {
+                    // A replaced camera changes nothing anyone receives.
+                    for (id, other) in self.members.iter_mut() {
+                        if *id != participant {
+                            other.dirty = true;
+                        }
                     }
                 }
                 let published = RouterEvent::Published {

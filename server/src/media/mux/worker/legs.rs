@@ -138,11 +138,11 @@ impl Worker {
                 .iter()
                 .filter(|w| !slot.consumers.contains_key(w))
                 .map(|&(publisher, kind)| {
+                    // Registered connections stay in `owners` until they close.
                     let stream = self
                         .owners
                         .get(&publisher)
                         .map(|(_, owner)| owner.stream.clone())
-                        .or_else(|| self.conns.get(&publisher).map(|s| s.owner.stream.clone()))
                         .unwrap_or_default();
                     (publisher, kind, stream)
                 })
