@@ -148,11 +148,11 @@ pub(crate) fn settings(config: &MediaConfig) -> SettingEngineBuilder {
         // The nomination waits (`with_srflx/prflx_acceptance_min_wait`) are read only by a
         // controlling agent, and a lite agent never is one: they are gone.
         .with_lite(true)
-        // The check interval still paces the agent's timer while connecting, and the
-        // connection's first DTLS flight (the server starts the handshake on every leg now)
-        // leaves only on that timer's next tick: at the library's 200 ms a new subscription
-        // waited 200 ms after ICE had finished (tests/BENCHMARKS.md, round 3). RFC 8445's
-        // pacing (Ta) is 50 ms. The attempt count is left to the library.
+        // The check interval still paces the agent's timer while connecting. rtc sent a DTLS
+        // client's first flight only on that timer's next tick: at the library's 200 ms a new
+        // subscription waited 200 ms after ICE had finished (tests/BENCHMARKS.md, round 3).
+        // The vendored rtc now sends it at once (server/vendor/rtc/README.circle.md); RFC
+        // 8445's pacing (Ta) is 50 ms. The attempt count is left to the library.
         .with_ice_connection_attempts(Some(ICE_TIMER_INTERVAL), None);
     if let Some((disconnected, failed, keepalive)) = config.ice_timeouts {
         settings = settings.with_ice_timeouts(Some(disconnected), Some(failed), Some(keepalive));

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use rtc::peer_connection::configuration::RTCOfferOptions;
 use rtc::peer_connection::sdp::RTCSessionDescription;
-use rtc::peer_connection::state::RTCPeerConnectionState;
+use rtc::peer_connection::state::{RTCIceConnectionState, RTCPeerConnectionState};
 
 use super::*;
 use crate::media::codec::{MediaKind, VP8_PAYLOAD_TYPE};
@@ -34,6 +34,9 @@ struct Net {
     /// Where the browser's datagrams come from (it may move).
     browser_at: SocketAddr,
     server_states: Vec<RTCPeerConnectionState>,
+    /// When (on the simulated clock) the server's ICE, then its whole connection, came up.
+    server_ice_connected_at: Option<Instant>,
+    server_connected_at: Option<Instant>,
     server_media: Vec<rtc::rtp::packet::Packet>,
     browser_media: Vec<rtc::rtp::packet::Packet>,
     dropped: Vec<Dropped>,
@@ -53,6 +56,8 @@ impl Net {
             router: DatagramRouter::new(),
             browser_at: addr(BROWSER),
             server_states: Vec::new(),
+            server_ice_connected_at: None,
+            server_connected_at: None,
             server_media: Vec::new(),
             browser_media: Vec::new(),
             dropped: Vec::new(),
@@ -118,8 +123,19 @@ impl Net {
                 let mut out = Output::default();
                 server_next = self.server.drive(&mut out);
                 for event in out.events {
-                    if let RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) = event {
-                        self.server_states.push(state);
+                    match event {
+                        RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) => {
+                            if state == RTCPeerConnectionState::Connected {
+                                self.server_connected_at.get_or_insert(self.now);
+                            }
+                            self.server_states.push(state);
+                        }
+                        RTCPeerConnectionEvent::OnIceConnectionStateChangeEvent(
+                            RTCIceConnectionState::Connected,
+                        ) => {
+                            self.server_ice_connected_at.get_or_insert(self.now);
+                        }
+                        _ => {}
                     }
                 }
                 for message in out.messages {
@@ -374,4 +390,36 @@ fn a_subscribe_leg_that_sends_many_short_lived_tracks_keeps_statistics_only_for_
         streams, 1,
         "outbound stream statistics after ten tracks came and went"
     );
+}
+
+#[test]
+fn the_dtls_handshake_begins_the_moment_ice_connects_rather_than_at_the_next_timer() {
+    // Both legs: the server is the DTLS client on one of them whichever role the browser
+    // takes, and a client's first flight used to wait for the connection's next timer (the
+    // ICE agent's 50 ms tick): that long added to every new subscription's first picture.
+    for kind in [PcKind::Publish, PcKind::Subscribe] {
+        let mut net = Net::leg(kind);
+        match kind {
+            PcKind::Publish => net.negotiate(false),
+            PcKind::Subscribe => {
+                let track = sending_track(
+                    MediaKind::Video,
+                    "publisher".to_owned(),
+                    "publisher-video".to_owned(),
+                    0xC1C1_0002,
+                );
+                net.server.pc().add_track(track).unwrap();
+                net.server_offers();
+            }
+        }
+        net.run(Duration::from_secs(3));
+        assert!(net.connected(), "{kind:?}: {:?}", net.server_states);
+        let ice = net.server_ice_connected_at.unwrap();
+        let dtls = net.server_connected_at.unwrap();
+        assert!(
+            dtls - ice < Duration::from_millis(5),
+            "{kind:?}: DTLS finished {:?} after ICE connected",
+            dtls - ice
+        );
+    }
 }

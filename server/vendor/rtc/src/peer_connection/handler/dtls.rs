@@ -396,6 +396,16 @@ impl<'a>
                         dtls_handshake_config,
                         None,
                     )?;
+                    // Circle's patch: the first flight `connect` queued leaves now. Left in
+                    // the endpoint, it waited for the next `handle_timeout`, which is the ICE
+                    // agent's next tick: up to one check interval on every new connection.
+                    while let Some(transmit) = dtls_endpoint.poll_transmit() {
+                        self.ctx.write_outs.push_back(TaggedRTCMessageInternal {
+                            now: transmit.now,
+                            transport: transmit.transport,
+                            message: RTCMessageInternal::Dtls(DTLSMessage::Raw(transmit.message)),
+                        });
+                    }
                 };
             }
         } else {

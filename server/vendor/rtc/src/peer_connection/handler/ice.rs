@@ -114,6 +114,17 @@ impl<'a>
     }
 
     fn handle_write(&mut self, mut msg: TaggedRTCMessageInternal) -> Result<()> {
+        // Circle's patch: what the agent has already produced (the answer to the check that
+        // just connected ICE) leaves before what the layers above hand down now (the DTLS
+        // flight that connection started). The other way round, the peer drops the flight,
+        // for its ICE is not connected until it reads the answer.
+        while let Some(transmit) = self.ctx.ice_transport.agent.poll_write() {
+            self.ctx.write_outs.push_back(TaggedRTCMessageInternal {
+                now: transmit.now,
+                transport: transmit.transport,
+                message: RTCMessageInternal::Stun(STUNMessage::Raw(transmit.message)),
+            });
+        }
         if let Some((local, remote)) = self.ctx.ice_transport.agent.get_selected_candidate_pair() {
             // use ICE selected candidate pair to replace local/peer addr and
             // transport protocol: DTLS/SCTP endpoints run on placeholder
