@@ -27,6 +27,7 @@ use crate::media::counters::{Live, MediaCounters};
 use crate::media::forward::{Ingress, KeyframePacer};
 use crate::media::udp::io::{PortSocket, RecvBuffers, SendQueue};
 use crate::media::udp::route::DatagramRouter;
+use crate::media::udp::stun;
 use crate::media::{internal, MediaConfig, MediaError};
 
 /// A connection's name on the worker.
@@ -37,6 +38,11 @@ const COMMANDS: usize = 1024;
 /// Datagrams waiting for the socket to take them. Past this the socket has been full for a
 /// long while, and a datagram is dropped (and counted) rather than queued without end.
 const MAX_QUEUED: usize = 16 * 1024;
+
+/// Checks kept per connection while its answer is awaited (see `Slot::early_checks`): a
+/// browser checks each of its candidates against ours, a few at most on one port. Any more go
+/// to the agent as they come, which drops them as before.
+const MAX_EARLY_CHECKS: usize = 16;
 
 /// Who a connection belongs to: where its reports go, and what its media path reads.
 pub(crate) struct Owner {
@@ -223,6 +229,13 @@ struct Slot {
     consumers: BTreeMap<(ConnKey, MediaKind), Consumed>,
     /// Copies were written to it since it was last driven (see `Worker::written`).
     written: bool,
+    /// Subscribe legs, from an offer with new ICE credentials (the first, or a restart) until
+    /// its answer is applied: the browser's checks that came first. It starts checking as soon
+    /// as it has set its answer, and the check outruns the answer, which travels through the
+    /// room; the agent cannot judge a check before it knows the browser's credentials, so
+    /// the check would be lost and the browser would try again only at its next pacing tick
+    /// (200 ms for a webrtc-rs client). They are handed to the agent once the answer is in.
+    early_checks: Option<Vec<(SocketAddr, BytesMut)>>,
     /// Counts the connection as open for as long as it is.
     _live: Live,
 }
@@ -389,6 +402,14 @@ impl Worker {
         match self.table.route(from, &datagram) {
             Ok(key) => {
                 if let Some(slot) = self.conns.get_mut(&key) {
+                    if let Some(early) = &mut slot.early_checks {
+                        if early.len() < MAX_EARLY_CHECKS
+                            && stun::classify(&datagram) == stun::Kind::Stun
+                        {
+                            early.push((from, datagram));
+                            return;
+                        }
+                    }
                     slot.conn.receive(now, from, datagram);
                     self.drive(key);
                 }

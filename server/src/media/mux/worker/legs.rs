@@ -48,6 +48,7 @@ impl Worker {
                 sources: [None, None],
                 consumers: Default::default(),
                 written: false,
+                early_checks: None,
                 _live: Live::start(Arc::clone(&self.media)),
             }),
         );
@@ -55,17 +56,18 @@ impl Worker {
     }
 
     /// Names the connection in the table by the ufrag of the local description just set (new
-    /// at the first one and at each ICE restart).
-    fn name(&mut self, key: ConnKey) -> Result<(), MediaError> {
+    /// at the first one and at each ICE restart); says whether the name is new.
+    fn name(&mut self, key: ConnKey) -> Result<bool, MediaError> {
         let Some(slot) = self.conns.get_mut(&key) else {
-            return Ok(());
+            return Ok(false);
         };
         if let Some(ufrag) = slot.conn.take_new_ufrag() {
             if !self.table.set_ufrag(key, ufrag) {
                 return Err(internal("a connection's ufrag is taken"));
             }
+            return Ok(true);
         }
-        Ok(())
+        Ok(false)
     }
 
     pub(super) fn answer(
@@ -195,7 +197,11 @@ impl Worker {
         let offer = pc
             .local_description()
             .ok_or_else(|| internal("no local description after an offer"))?;
-        self.name(key)?;
+        if self.name(key)? {
+            if let Some(slot) = self.conns.get_mut(&key) {
+                slot.early_checks = Some(Vec::new());
+            }
+        }
         Ok(offer.sdp)
     }
 
@@ -230,6 +236,9 @@ impl Worker {
             tracks = slot.consumers.len(),
             "subscribe answer applied"
         );
+        for (from, check) in slot.early_checks.take().unwrap_or_default() {
+            slot.conn.receive(now, from, check);
+        }
         Ok(())
     }
 }

@@ -518,3 +518,83 @@ async fn prints_the_workers_cpu_per_forwarded_copy() {
         started.elapsed().as_secs_f64()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_check_that_outruns_the_subscribe_answer_is_answered_once_the_answer_is_in() {
+    let (worker, mut reports) = start(MediaConfig::default(), 1024);
+    let mut publisher = Peer::new().await;
+    publisher.offer_to(&worker, 1).await;
+    let mut seen = Vec::new();
+    connect_all(&mut [&mut publisher], &[1], &mut reports, &mut seen).await;
+
+    let mut viewer = Peer::with_camera(false).await;
+    worker.open(2, PcKind::Subscribe).await;
+    let (reply, offer) = oneshot::channel();
+    worker
+        .send(Command::Subscribe {
+            key: 2,
+            wanted: vec![(1, MediaKind::Video)],
+            restart_ice: false,
+            reply,
+        })
+        .await
+        .unwrap();
+    let offer = offer.await.unwrap().unwrap();
+    let pc = &mut viewer.pc;
+    pc.set_remote_description(
+        Instant::now(),
+        RTCSessionDescription::offer(offer.clone()).unwrap(),
+    )
+    .unwrap();
+    let answer = pc.create_answer(None).unwrap();
+    pc.set_local_description(Instant::now(), answer.clone())
+        .unwrap();
+    // A browser checks as soon as it has set its answer; the check takes the direct path and
+    // the answer goes through the room, so the check is first at the server.
+    let _ = pc.handle_timeout(Instant::now());
+    let mut checks = 0;
+    while let Some(write) = pc.poll_write() {
+        if stun::classify(&write.message) == stun::Kind::Stun {
+            checks += 1;
+            viewer
+                .socket
+                .send_to(&write.message, worker.local_addr())
+                .await
+                .unwrap();
+        }
+    }
+    assert!(checks > 0, "the browser sent no check");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (reply, accepted) = oneshot::channel();
+    worker
+        .send(Command::Accept {
+            key: 2,
+            answer: as_chromium_answers(&offer, &answer.sdp),
+            reply,
+        })
+        .await
+        .unwrap();
+    accepted.await.unwrap().unwrap();
+
+    // The browser sends nothing more (its next check would come only at its next pacing
+    // tick): the check it has already sent is answered.
+    let mut buf = vec![0u8; 2048];
+    let answered = tokio::time::timeout(Duration::from_secs(1), async {
+        loop {
+            let (n, _) = viewer.socket.recv_from(&mut buf).await.unwrap();
+            // A binding success response (RFC 8489 §5: type 0x0101).
+            if n >= 2 && buf[..2] == [0x01, 0x01] {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(
+        answered.is_ok(),
+        "the check that came before the answer was lost"
+    );
+    viewer
+        .run(Duration::from_secs(2), &mut reports, &mut seen)
+        .await;
+    assert!(connected(&seen, 2), "the subscribe leg did not come up");
+}
