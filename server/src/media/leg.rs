@@ -24,6 +24,7 @@ use rtc::peer_connection::configuration::media_engine::MediaEngine;
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
     RTCRtpHeaderExtensionCapability, RtpCodecKind,
@@ -101,6 +102,20 @@ pub(crate) fn sending_track(
 /// How often the ICE agent's timer runs while connecting (see `settings`).
 const ICE_TIMER_INTERVAL: Duration = Duration::from_millis(50);
 
+/// The one-port engine's legs: as [`media`], but a subscribe leg's chain only passes keyframe
+/// requests and NACKs up. That engine sends forwarded RTP past the pipeline and answers NACKs
+/// and sends sender reports itself (`mux::egress`), so the responder and report interceptors
+/// would see none of its packets.
+pub(crate) fn media_direct(kind: PcKind) -> Result<(MediaEngine, Registry), MediaError> {
+    match kind {
+        PcKind::Publish => media(kind),
+        PcKind::Subscribe => Ok((
+            media_engine(kind)?,
+            Registry::new().with(Slot::from(14_000), KeyframeRequestsToApp::and_nacks()),
+        )),
+    }
+}
+
 /// A leg's media engine and its interceptors.
 pub(crate) fn media(kind: PcKind) -> Result<(MediaEngine, Registry), MediaError> {
     let mut media_engine = media_engine(kind)?;
@@ -162,11 +177,26 @@ pub(crate) fn settings(config: &MediaConfig) -> SettingEngineBuilder {
 
 /// Inbound RTCP ends inside the interceptor chain unless an interceptor marks it for the
 /// application; this one marks keyframe requests (PLI, FIR) so the SFU can relay them upstream,
-/// and leaves everything else (reports, NACKs) to the interceptors that consume it.
+/// and leaves everything else (reports, NACKs) to the interceptors that consume it, or with
+/// [`and_nacks`](Self::and_nacks) marks NACKs too, for a leg that answers them itself.
 #[derive(Default)]
 pub struct KeyframeRequestsToApp {
+    nacks: bool,
     read_queue: VecDeque<TaggedPacket>,
     write_queue: VecDeque<TaggedPacket>,
+}
+
+impl KeyframeRequestsToApp {
+    pub fn and_nacks() -> Self {
+        KeyframeRequestsToApp {
+            nacks: true,
+            ..Default::default()
+        }
+    }
+}
+
+pub(crate) fn is_nack(packet: &dyn rtc::rtcp::Packet) -> bool {
+    packet.as_any().is::<TransportLayerNack>()
 }
 
 pub(crate) fn is_keyframe_request(packet: &dyn rtc::rtcp::Packet) -> bool {
@@ -183,7 +213,9 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequestsToApp {
 
     fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
         if let Packet::Rtcp(packets) = &msg.message.packet {
-            if packets.iter().any(|p| is_keyframe_request(p.as_ref())) {
+            let wanted =
+                |p: &dyn rtc::rtcp::Packet| is_keyframe_request(p) || (self.nacks && is_nack(p));
+            if packets.iter().any(|p| wanted(p.as_ref())) {
                 msg.message.add(Attribute::DeliverToApplication);
             }
         }

@@ -56,7 +56,7 @@ impl Conn {
         local: SocketAddr,
         now: Instant,
     ) -> Result<Conn, MediaError> {
-        let (media_engine, registry) = leg::media(kind)?;
+        let (media_engine, registry) = leg::media_direct(kind)?;
         let mut pc = RTCPeerConnectionBuilder::new()
             .with_configuration(RTCConfigurationBuilder::new().build())
             .with_media_engine(media_engine)
@@ -120,12 +120,25 @@ impl Conn {
         let _ = self.pc.handle_timeout(now);
     }
 
-    /// Media to send on this connection: the packet goes out as it is (our SSRC, payload type
-    /// and sequence), through the sender's interceptors (NACK buffer, reports) and SRTP.
+    /// Media to send on this connection through its pipeline: the packet goes out as it is
+    /// (our SSRC, payload type and sequence), through the interceptors and SRTP. The engine
+    /// sends RTCP this way; forwarded RTP takes `protect_rtp`.
     pub(crate) fn send(&mut self, now: Instant, message: RTCMessage) -> Result<(), MediaError> {
         self.pc
             .handle_write(TaggedRTCMessage { now, message })
             .map_err(internal)
+    }
+
+    /// One forwarded RTP packet, marshalled, protected for the wire and its destination: sent
+    /// past the pipeline (see `mux::egress`). `None` until DTLS has keyed the connection and
+    /// ICE has chosen a path.
+    pub(crate) fn protect_rtp(
+        &mut self,
+        plaintext: &[u8],
+    ) -> Option<Result<(SocketAddr, BytesMut), MediaError>> {
+        let to = self.pc.selected_remote_address()?;
+        let protected = self.pc.protect_rtp(plaintext)?;
+        Some(protected.map(|bytes| (to, bytes)).map_err(internal))
     }
 
     /// Drains everything the last inputs produced into `out`, and says when to call `tick`.

@@ -4,6 +4,7 @@
 //! negotiation policy on a task of its own. The default engine (`--media-engine rtc`).
 
 pub(crate) mod conn;
+pub(crate) mod egress;
 pub(crate) mod room;
 #[cfg(test)]
 pub(crate) mod testing;

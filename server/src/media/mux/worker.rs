@@ -22,6 +22,7 @@ use rtc::rtp_transceiver::RTCRtpSenderId;
 use tokio::sync::{mpsc, oneshot};
 
 use super::conn::{Conn, Output};
+use super::egress::Egress;
 use crate::media::codec::MediaKind;
 use crate::media::counters::{Live, MediaCounters};
 use crate::media::forward::{Ingress, KeyframePacer};
@@ -163,7 +164,6 @@ impl WorkerHandle {
                         sends: SendQueue::default(),
                         media,
                         fanout: HashMap::new(),
-                        written: Vec::new(),
                         next_ssrc: rand::random(),
                     };
                     worker.run(command_rx).await;
@@ -227,8 +227,8 @@ struct Slot {
     sources: [Option<Source>; 2],
     /// Subscribe legs: what it receives, by publisher and kind.
     consumers: BTreeMap<(ConnKey, MediaKind), Consumed>,
-    /// Copies were written to it since it was last driven (see `Worker::written`).
-    written: bool,
+    /// Subscribe legs: its sender reports are on the timer heap.
+    reporting: bool,
     /// Subscribe legs, from an offer with new ICE credentials (the first, or a restart) until
     /// its answer is applied: the browser's checks that came first. It starts checking as soon
     /// as it has set its answer, and the check outruns the answer, which travels through the
@@ -258,6 +258,8 @@ struct Consumed {
     negotiated: bool,
     /// Packets go (set once the answer is in and the connection has come up).
     live: bool,
+    /// What was sent of it, for NACKs and sender reports.
+    egress: Egress,
 }
 
 /// What a timer in the heap is for.
@@ -267,6 +269,8 @@ enum Timer {
     Conn,
     /// A publish connection's held keyframe request.
     Keyframe,
+    /// A subscribe connection's sender reports.
+    Reports,
 }
 
 struct Worker {
@@ -286,10 +290,6 @@ struct Worker {
     media: Arc<MediaCounters>,
     /// Who receives each publisher's kind.
     fanout: HashMap<(ConnKey, MediaKind), BTreeSet<ConnKey>>,
-    /// Subscribe connections with copies written and not yet drained: drained once per wake,
-    /// so that the copies a batch of datagrams produced for one subscriber go through its
-    /// pipeline together (rtc flushes every pending write in one sweep).
-    written: Vec<ConnKey>,
     next_ssrc: u32,
 }
 
@@ -330,12 +330,6 @@ impl Worker {
                 }
                 Wake::Readable(false) | Wake::Writable => {}
                 Wake::Timer => self.timers_due(Instant::now()),
-            }
-            for key in std::mem::take(&mut self.written) {
-                if let Some(slot) = self.conns.get_mut(&key) {
-                    slot.written = false;
-                }
-                self.drive(key);
             }
             self.flush();
         }
@@ -436,6 +430,7 @@ impl Worker {
                     slot.conn.tick(now);
                 }
                 Timer::Keyframe => self.keyframe_due(now, key),
+                Timer::Reports => self.reports_due(now, key),
             }
             self.drive(key);
         }
@@ -508,5 +503,6 @@ impl Worker {
 
 mod legs;
 mod media;
+mod reports;
 #[cfg(test)]
 mod tests;

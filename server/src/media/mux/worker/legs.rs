@@ -15,6 +15,7 @@ use crate::media::codec::MediaKind;
 use crate::media::counters::Live;
 use crate::media::leg::sending_track;
 use crate::media::mux::conn::Conn;
+use crate::media::mux::egress::Egress;
 use crate::media::sdp::keep_freed_slots;
 use crate::media::{internal, MediaError};
 
@@ -47,7 +48,7 @@ impl Worker {
                 tracks: Default::default(),
                 sources: [None, None],
                 consumers: Default::default(),
-                written: false,
+                reporting: false,
                 early_checks: None,
                 _live: Live::start(Arc::clone(&self.media)),
             }),
@@ -169,6 +170,7 @@ impl Worker {
                     track: name,
                     negotiated: false,
                     live: false,
+                    egress: Egress::new(ssrc, kind),
                 },
             );
             self.fanout

@@ -1,6 +1,7 @@
 //! The worker's media path: a publisher's tracks as they open, each packet through the floor
-//! gate and the sequence rewriting to every live subscriber's copy, and keyframe requests
-//! (a new viewer's, and subscribers' own PLI and FIR) paced to the publisher.
+//! gate and the sequence rewriting to every live subscriber's copy (protected and sent past
+//! `rtc`'s pipeline, see `mux::egress`), subscribers' NACKs to `reports`, and keyframe
+//! requests (a new viewer's, and subscribers' own PLI and FIR) paced to the publisher.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -9,8 +10,11 @@ use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
 use rtc::peer_connection::message::RTCMessage;
 use rtc::peer_connection::state::RTCPeerConnectionState;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
+use rtc::shared::marshal::Marshal;
 
+use super::reports::lost;
 use super::{ConnKey, Report, Source, Timer, Worker};
 use crate::media::codec::MediaKind;
 use crate::media::counters::DropReason;
@@ -92,6 +96,7 @@ impl Worker {
         let now = Instant::now();
         let mut copies = Vec::new();
         let mut keyframes_wanted = Vec::new();
+        let mut nacked = Vec::new();
         let Some(slot) = self.conns.get_mut(&key) else {
             return;
         };
@@ -130,6 +135,12 @@ impl Worker {
                     copies.push((kind, packet));
                 }
                 RTCMessage::RtcpPacket(track, packets) => {
+                    for nack in packets
+                        .iter()
+                        .filter_map(|p| p.as_any().downcast_ref::<TransportLayerNack>())
+                    {
+                        nacked.push((track.clone(), lost(nack)));
+                    }
                     if !packets.iter().any(|p| is_keyframe_request(p.as_ref())) {
                         continue;
                     }
@@ -146,20 +157,25 @@ impl Worker {
         for publisher in keyframes_wanted {
             self.request_keyframe(now, publisher, KeyframeWanted::Subscriber);
         }
+        for (track, seqs) in nacked {
+            self.answer_nack(key, &track, &seqs);
+        }
         if !copies.is_empty() {
             self.forward(now, key, copies);
         }
     }
 
-    /// Writes each live subscriber's copy of a publisher's packets (its own SSRC and our
-    /// payload type); the loop drains the subscribers once the whole batch is in. Subscribers
-    /// not yet live are skipped, not counted: nothing was meant for them yet.
+    /// Sends each live subscriber's copy of a publisher's packets (its own SSRC and our
+    /// payload type), protected with the subscriber's SRTP context and queued for the port
+    /// directly (see `mux::egress`). Subscribers not yet live are skipped, not counted:
+    /// nothing was meant for them yet.
     fn forward(
         &mut self,
         now: Instant,
         publisher: ConnKey,
         copies: Vec<(MediaKind, rtc::rtp::packet::Packet)>,
     ) {
+        let mut sends = Vec::new();
         for (kind, packet) in copies {
             let Some(receivers) = self.fanout.get(&(publisher, kind)) else {
                 continue;
@@ -169,28 +185,40 @@ impl Worker {
                 let Some(slot) = self.conns.get_mut(subscriber) else {
                     continue;
                 };
-                let Some(consumed) = slot.consumers.get(&(publisher, kind)) else {
+                let Some(consumed) = slot.consumers.get_mut(&(publisher, kind)) else {
                     continue;
                 };
                 if !consumed.live {
                     continue;
                 }
                 let copy = egress_copy(&packet, consumed.ssrc, kind.payload_type());
-                match slot
-                    .conn
-                    .send(now, RTCMessage::RtpPacket(String::new(), copy))
-                {
-                    Ok(()) => {
+                let Ok(plain) = copy.marshal() else {
+                    closed += 1;
+                    continue;
+                };
+                match slot.conn.protect_rtp(&plain) {
+                    Some(Ok((to, protected))) => {
+                        let protected = protected.freeze();
+                        consumed.egress.sent(
+                            now,
+                            copy.header.sequence_number,
+                            copy.header.timestamp,
+                            copy.payload.len(),
+                            &protected,
+                        );
+                        sends.push((to, protected));
                         written += 1;
-                        if !std::mem::replace(&mut slot.written, true) {
-                            self.written.push(*subscriber);
-                        }
                     }
-                    Err(e) => {
+                    // No keys or no path any more: the connection has failed or closed.
+                    None => closed += 1,
+                    Some(Err(e)) => {
                         closed += 1;
                         tracing::trace!(error = %e, "consumer write failed");
                     }
                 }
+            }
+            for (to, protected) in sends.drain(..) {
+                self.push(to, &protected);
             }
             self.media.count_forwarded(kind, written);
             self.media
@@ -217,8 +245,12 @@ impl Worker {
                 }
             }
         }
+        let any_live = slot.consumers.values().any(|c| c.live);
         for publisher in wanted {
             self.request_keyframe(now, publisher, KeyframeWanted::NewSubscriber);
+        }
+        if any_live {
+            self.start_reports(now, key);
         }
     }
 

@@ -23,6 +23,10 @@ struct Peer {
     local: SocketAddr,
     /// RTP this peer received.
     received: Vec<rtc::rtp::packet::Packet>,
+    /// RTCP this peer received.
+    rtcp: Vec<Box<dyn rtc::rtcp::Packet>>,
+    /// RTP sequence numbers the network loses, once each (the header is in the clear).
+    lose: Vec<u16>,
     /// The offers the worker made this peer.
     offers: Vec<String>,
 }
@@ -40,6 +44,8 @@ impl Peer {
             socket,
             local,
             received: Vec::new(),
+            rtcp: Vec::new(),
+            lose: Vec::new(),
             offers: Vec::new(),
         }
     }
@@ -126,8 +132,10 @@ impl Peer {
             }
             while self.pc.poll_event().is_some() {}
             while let Some(read) = self.pc.poll_read() {
-                if let RTCMessage::RtpPacket(_, packet) = read.message {
-                    self.received.push(packet);
+                match read.message {
+                    RTCMessage::RtpPacket(_, packet) => self.received.push(packet),
+                    RTCMessage::RtcpPacket(_, packets) => self.rtcp.extend(packets),
+                    _ => {}
                 }
             }
             let wait = self
@@ -139,6 +147,15 @@ impl Peer {
             tokio::select! {
                 got = self.socket.recv_from(&mut buf) => {
                     let (n, from) = got.unwrap();
+                    if n >= 12 && stun::classify(&buf[..n]) == stun::Kind::Rtp {
+                        let seq = u16::from_be_bytes([buf[2], buf[3]]);
+                        // RTCP's second byte is its packet type, 192–223 (RFC 5761 §4).
+                        let rtcp = (192..=223).contains(&buf[1]);
+                        if let Some(at) = self.lose.iter().position(|&s| s == seq && !rtcp) {
+                            self.lose.remove(at);
+                            continue;
+                        }
+                    }
                     let _ = self.pc.handle_read(TaggedBytesMut {
                         now: Instant::now(),
                         transport: TransportContext {
@@ -597,4 +614,88 @@ async fn a_check_that_outruns_the_subscribe_answer_is_answered_once_the_answer_i
         .run(Duration::from_secs(2), &mut reports, &mut seen)
         .await;
     assert!(connected(&seen, 2), "the subscribe leg did not come up");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_that_lost_a_video_packet_gets_it_again_when_it_sends_a_nack() {
+    use rtc::rtcp::transport_feedbacks::transport_layer_nack::{NackPair, TransportLayerNack};
+    let (worker, mut reports) = start(MediaConfig::default(), 4096);
+    let mut a = Peer::new().await;
+    let mut b = Peer::with_camera(false).await;
+    a.offer_to(&worker, 1).await;
+    b.receive_from(&worker, 2, vec![(1, MediaKind::Video)])
+        .await;
+    let mut seen = Vec::new();
+    connect_all(&mut [&mut a, &mut b], &[1, 2], &mut reports, &mut seen).await;
+    b.lose = vec![3, 4];
+    for seq in 1..=5 {
+        a.camera_frame(seq);
+    }
+    for _ in 0..4 {
+        a.run(Duration::from_millis(25), &mut reports, &mut seen)
+            .await;
+        b.run(Duration::from_millis(25), &mut reports, &mut seen)
+            .await;
+    }
+    let seqs = |b: &Peer| -> Vec<u16> {
+        b.received
+            .iter()
+            .map(|p| p.header.sequence_number)
+            .collect()
+    };
+    assert_eq!(seqs(&b), vec![1, 2, 5], "the network lost 3 and 4");
+    let ssrc = b.received[0].header.ssrc;
+    let nack = TransportLayerNack {
+        sender_ssrc: 1,
+        media_ssrc: ssrc,
+        // 3, and the bitmask's first bit: 4.
+        nacks: vec![NackPair {
+            packet_id: 3,
+            lost_packets: 0b1,
+        }],
+    };
+    b.pc.handle_write(TaggedRTCMessage {
+        now: Instant::now(),
+        message: RTCMessage::RtcpPacket(String::new(), vec![Box::new(nack)]),
+    })
+    .unwrap();
+    for _ in 0..4 {
+        b.run(Duration::from_millis(25), &mut reports, &mut seen)
+            .await;
+    }
+    assert_eq!(seqs(&b), vec![1, 2, 5, 3, 4], "the lost packets came again");
+    assert!(b.received.iter().all(|p| p.header.ssrc == ssrc));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_gets_a_sender_report_for_each_track_it_receives_every_second() {
+    use rtc::rtcp::sender_report::SenderReport;
+    let (worker, mut reports) = start(MediaConfig::default(), 4096);
+    let mut a = Peer::new().await;
+    let mut b = Peer::with_camera(false).await;
+    a.offer_to(&worker, 1).await;
+    b.receive_from(&worker, 2, vec![(1, MediaKind::Video)])
+        .await;
+    let mut seen = Vec::new();
+    connect_all(&mut [&mut a, &mut b], &[1, 2], &mut reports, &mut seen).await;
+    for seq in 1..=5 {
+        a.camera_frame(seq);
+    }
+    for _ in 0..40 {
+        a.run(Duration::from_millis(25), &mut reports, &mut seen)
+            .await;
+        b.run(Duration::from_millis(25), &mut reports, &mut seen)
+            .await;
+    }
+    let ssrc = b.received[0].header.ssrc;
+    let reports: Vec<&SenderReport> = b
+        .rtcp
+        .iter()
+        .filter_map(|p| p.as_any().downcast_ref::<SenderReport>())
+        .collect();
+    assert!(!reports.is_empty(), "no sender report in 2 s: {:?}", b.rtcp);
+    let last = reports.last().unwrap();
+    assert_eq!(last.ssrc, ssrc);
+    assert_eq!(last.packet_count, 5);
+    assert_eq!(last.octet_count, 5 * 8);
 }

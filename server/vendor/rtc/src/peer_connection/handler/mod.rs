@@ -831,3 +831,34 @@ mod handler_test {
         ));
     }
 }
+
+// Circle's patch: a direct send path for an SFU's forwarded RTP (server/vendor/rtc/README.circle.md).
+impl RTCPeerConnection {
+    /// Protects one marshalled RTP packet with the connection's outbound SRTP context, for the
+    /// application to send to [`selected_remote_address`](Self::selected_remote_address)
+    /// itself; `None` until the DTLS handshake has keyed the context.
+    ///
+    /// The packet passes through no handler and no interceptor: it is not counted in the
+    /// statistics, kept for NACKs or reflected in sender reports. An application that sends
+    /// this way answers NACKs and sends sender reports of its own.
+    #[doc(hidden)]
+    pub fn protect_rtp(&mut self, plaintext: &[u8]) -> Option<Result<bytes::BytesMut, Error>> {
+        self.pipeline_context
+            .srtp_handler_context
+            .local_srtp_context
+            .as_mut()
+            .map(|context| context.encrypt_rtp(plaintext))
+    }
+
+    /// The remote address of the ICE agent's selected candidate pair, where everything this
+    /// connection sends goes; `None` before ICE has selected one.
+    #[doc(hidden)]
+    pub fn selected_remote_address(&self) -> Option<std::net::SocketAddr> {
+        self.pipeline_context
+            .ice_handler_context
+            .ice_transport
+            .agent
+            .get_selected_candidate_pair()
+            .map(|(_, remote)| remote.addr())
+    }
+}
