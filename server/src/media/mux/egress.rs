@@ -9,8 +9,8 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
 use rtc::rtcp::sender_report::SenderReport;
+use rtc::rtp::packet::Packet;
 
 use crate::media::codec::MediaKind;
 
@@ -25,10 +25,12 @@ const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
 pub(crate) struct Egress {
     ssrc: u32,
     clock_rate: u32,
-    /// Video only: the protected packets lately sent, by sequence number modulo the size.
-    /// Audio is not retransmitted (Opus conceals a loss better than a late packet does, and
-    /// browsers do not NACK it).
-    history: Option<Vec<Option<(u16, Bytes)>>>,
+    /// Video only: the packets lately sent, by sequence number modulo the size. Kept before
+    /// protection, so their payloads are the one buffer every subscriber's copy shares, and
+    /// protected again when asked for (as `rtc`'s NACK responder does). Audio is not
+    /// retransmitted (Opus conceals a loss better than a late packet does, and browsers do
+    /// not NACK it).
+    history: Option<Vec<Option<Packet>>>,
     /// RFC 3550 §6.4.1: packets and payload octets sent, both wrapping.
     packets: u32,
     octets: u32,
@@ -53,34 +55,26 @@ impl Egress {
         }
     }
 
-    /// A packet went: `protected` is what went on the wire (kept for a NACK), and
-    /// `payload_len` its RTP payload's length.
-    pub(crate) fn sent(
-        &mut self,
-        now: Instant,
-        seq: u16,
-        timestamp: u32,
-        payload_len: usize,
-        protected: &Bytes,
-    ) {
+    /// A packet went.
+    pub(crate) fn sent(&mut self, now: Instant, packet: &Packet) {
+        let (seq, timestamp) = (packet.header.sequence_number, packet.header.timestamp);
         self.packets = self.packets.wrapping_add(1);
-        self.octets = self.octets.wrapping_add(payload_len as u32);
+        self.octets = self.octets.wrapping_add(packet.payload.len() as u32);
         // The first packet of each frame sets the clock: the later ones of a large frame
         // leave later only because they queue behind it.
         if self.newest.is_none_or(|(ts, _)| ts != timestamp) {
             self.newest = Some((timestamp, now));
         }
         if let Some(history) = &mut self.history {
-            history[usize::from(seq) % HISTORY] = Some((seq, protected.clone()));
+            history[usize::from(seq) % HISTORY] = Some(packet.clone());
         }
     }
 
-    /// The packet `seq` exactly as it went, if it is still kept.
-    pub(crate) fn resend(&self, seq: u16) -> Option<&Bytes> {
-        match &self.history.as_ref()?[usize::from(seq) % HISTORY] {
-            Some((kept, bytes)) if *kept == seq => Some(bytes),
-            _ => None,
-        }
+    /// The packet `seq` as it went, if it is still kept.
+    pub(crate) fn resend(&self, seq: u16) -> Option<&Packet> {
+        self.history.as_ref()?[usize::from(seq) % HISTORY]
+            .as_ref()
+            .filter(|p| p.header.sequence_number == seq)
     }
 
     /// A sender report for this track as of `now` (`wall` being the same instant on the
@@ -113,18 +107,27 @@ fn ntp(wall: SystemTime) -> u64 {
 mod tests {
     use super::*;
 
-    fn bytes(n: u8) -> Bytes {
-        Bytes::from(vec![n; 8])
+    fn packet(seq: u16, timestamp: u32, payload_len: usize) -> Packet {
+        Packet {
+            header: rtc::rtp::header::Header {
+                version: 2,
+                sequence_number: seq,
+                timestamp,
+                ssrc: 7,
+                ..Default::default()
+            },
+            payload: bytes::Bytes::from(vec![seq as u8; payload_len]),
+        }
     }
 
     #[test]
-    fn a_nacked_video_packet_still_kept_is_sent_again_byte_for_byte() {
+    fn a_nacked_video_packet_still_kept_is_found_as_it_went() {
         let mut egress = Egress::new(7, MediaKind::Video);
         let now = Instant::now();
         for seq in 100..110u16 {
-            egress.sent(now, seq, 3000, 8, &bytes(seq as u8));
+            egress.sent(now, &packet(seq, 3000, 8));
         }
-        assert_eq!(egress.resend(104), Some(&bytes(104)));
+        assert_eq!(egress.resend(104), Some(&packet(104, 3000, 8)));
         assert_eq!(egress.resend(110), None, "never sent");
     }
 
@@ -133,11 +136,12 @@ mod tests {
         let mut egress = Egress::new(7, MediaKind::Video);
         let now = Instant::now();
         for seq in 0..=(HISTORY as u16) {
-            egress.sent(now, seq, 3000, 8, &bytes(seq as u8));
+            egress.sent(now, &packet(seq, 3000, 8));
         }
         // `HISTORY` took packet 0's place.
         assert_eq!(egress.resend(0), None);
-        assert_eq!(egress.resend(HISTORY as u16), Some(&bytes(HISTORY as u8)));
+        let last = HISTORY as u16;
+        assert_eq!(egress.resend(last), Some(&packet(last, 3000, 8)));
     }
 
     #[test]
@@ -145,16 +149,16 @@ mod tests {
         let mut egress = Egress::new(7, MediaKind::Video);
         let now = Instant::now();
         for seq in [65_534u16, 65_535, 0, 1] {
-            egress.sent(now, seq, 3000, 8, &bytes(seq as u8));
+            egress.sent(now, &packet(seq, 3000, 8));
         }
-        assert_eq!(egress.resend(65_535), Some(&bytes(255)));
-        assert_eq!(egress.resend(1), Some(&bytes(1)));
+        assert_eq!(egress.resend(65_535), Some(&packet(65_535, 3000, 8)));
+        assert_eq!(egress.resend(1), Some(&packet(1, 3000, 8)));
     }
 
     #[test]
     fn audio_is_never_retransmitted() {
         let mut egress = Egress::new(7, MediaKind::Audio);
-        egress.sent(Instant::now(), 5, 960, 8, &bytes(5));
+        egress.sent(Instant::now(), &packet(5, 960, 8));
         assert_eq!(egress.resend(5), None);
     }
 
@@ -168,9 +172,9 @@ mod tests {
     fn a_sender_report_counts_packets_and_payload_octets_and_runs_the_rtp_clock_on() {
         let mut egress = Egress::new(7, MediaKind::Video);
         let start = Instant::now();
-        egress.sent(start, 1, 90_000, 1000, &bytes(1));
+        egress.sent(start, &packet(1, 90_000, 1000));
         // The second packet of the same frame, later: the frame's clock stays at the first.
-        egress.sent(start + Duration::from_millis(5), 2, 90_000, 500, &bytes(2));
+        egress.sent(start + Duration::from_millis(5), &packet(2, 90_000, 500));
         let wall = UNIX_EPOCH + Duration::from_secs(1_000_000);
         let report = egress
             .report(start + Duration::from_millis(100), wall)

@@ -198,14 +198,7 @@ impl Worker {
                 };
                 match slot.conn.protect_rtp(&plain) {
                     Some(Ok((to, protected))) => {
-                        let protected = protected.freeze();
-                        consumed.egress.sent(
-                            now,
-                            copy.header.sequence_number,
-                            copy.header.timestamp,
-                            copy.payload.len(),
-                            &protected,
-                        );
+                        consumed.egress.sent(now, &copy);
                         sends.push((to, protected));
                         written += 1;
                     }

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use rtc::peer_connection::message::RTCMessage;
 use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
+use rtc::rtp::packet::Packet;
+use rtc::shared::marshal::Marshal;
 
 use super::{ConnKey, Timer, Worker};
 
@@ -31,23 +33,30 @@ pub(super) fn lost(nack: &TransportLayerNack) -> Vec<u16> {
 
 impl Worker {
     /// A subscriber lost packets of the track it names `track`: what is still kept goes again,
-    /// byte for byte, to where the connection sends now.
+    /// protected anew (SRTP of the same packet index gives the same bytes), to where the
+    /// connection sends now.
     pub(super) fn answer_nack(&mut self, key: ConnKey, track: &str, seqs: &[u16]) {
         let Some(slot) = self.conns.get_mut(&key) else {
-            return;
-        };
-        let Some(to) = slot.conn.pc().selected_remote_address() else {
             return;
         };
         let Some(consumed) = slot.consumers.values().find(|c| c.track == track) else {
             return;
         };
-        let again: Vec<_> = seqs
+        let again: Vec<Packet> = seqs
             .iter()
             .filter_map(|&seq| consumed.egress.resend(seq).cloned())
             .collect();
+        let mut sends = Vec::new();
         for packet in again {
-            self.push(to, &packet);
+            let Ok(plain) = packet.marshal() else {
+                continue;
+            };
+            if let Some(Ok(sent)) = slot.conn.protect_rtp(&plain) {
+                sends.push(sent);
+            }
+        }
+        for (to, protected) in sends {
+            self.push(to, &protected);
         }
     }
 
