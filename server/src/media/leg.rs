@@ -104,7 +104,7 @@ const ICE_TIMER_INTERVAL: Duration = Duration::from_millis(50);
 
 /// The one-port engine's legs: as [`media`], but a subscribe leg's chain only passes keyframe
 /// requests and NACKs up. That engine sends forwarded RTP past the pipeline and answers NACKs
-/// and sends sender reports itself (`mux::egress`), so the responder and report interceptors
+/// and sends sender reports itself (`mux::sender`), so the responder and report interceptors
 /// would see none of its packets.
 pub(crate) fn media_direct(kind: PcKind) -> Result<(MediaEngine, Registry), MediaError> {
     match kind {

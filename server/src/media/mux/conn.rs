@@ -130,7 +130,7 @@ impl Conn {
     }
 
     /// One forwarded RTP packet, marshalled, protected for the wire and its destination: sent
-    /// past the pipeline (see `mux::egress`). `None` until DTLS has keyed the connection and
+    /// past the pipeline (see `mux::sender`). `None` until DTLS has keyed the connection and
     /// ICE has chosen a path.
     pub(crate) fn protect_rtp(
         &mut self,

@@ -4,8 +4,8 @@
 //! negotiation policy on a task of its own. The default engine (`--media-engine rtc`).
 
 pub(crate) mod conn;
-pub(crate) mod egress;
 pub(crate) mod room;
+pub(crate) mod sender;
 #[cfg(test)]
 pub(crate) mod testing;
 pub(crate) mod worker;

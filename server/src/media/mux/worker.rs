@@ -22,7 +22,7 @@ use rtc::rtp_transceiver::RTCRtpSenderId;
 use tokio::sync::{mpsc, oneshot};
 
 use super::conn::{Conn, Output};
-use super::egress::Egress;
+use super::sender::SentTrack;
 use crate::media::codec::MediaKind;
 use crate::media::counters::{Live, MediaCounters};
 use crate::media::forward::{Ingress, KeyframePacer};
@@ -259,7 +259,7 @@ struct Consumed {
     /// Packets go (set once the answer is in and the connection has come up).
     live: bool,
     /// What was sent of it, for NACKs and sender reports.
-    egress: Egress,
+    sent: SentTrack,
 }
 
 /// What a timer in the heap is for.

@@ -15,7 +15,7 @@ use crate::media::codec::MediaKind;
 use crate::media::counters::Live;
 use crate::media::leg::sending_track;
 use crate::media::mux::conn::Conn;
-use crate::media::mux::egress::Egress;
+use crate::media::mux::sender::SentTrack;
 use crate::media::sdp::keep_freed_slots;
 use crate::media::{internal, MediaError};
 
@@ -170,7 +170,7 @@ impl Worker {
                     track: name,
                     negotiated: false,
                     live: false,
-                    egress: Egress::new(ssrc, kind),
+                    sent: SentTrack::new(ssrc, kind),
                 },
             );
             self.fanout

@@ -1,6 +1,6 @@
 //! The worker's media path: a publisher's tracks as they open, each packet through the floor
 //! gate and the sequence rewriting to every live subscriber's copy (protected and sent past
-//! `rtc`'s pipeline, see `mux::egress`), subscribers' NACKs to `reports`, and keyframe
+//! `rtc`'s pipeline, see `mux::sender`), subscribers' NACKs to `reports`, and keyframe
 //! requests (a new viewer's, and subscribers' own PLI and FIR) paced to the publisher.
 
 use std::sync::atomic::Ordering;
@@ -167,7 +167,7 @@ impl Worker {
 
     /// Sends each live subscriber's copy of a publisher's packets (its own SSRC and our
     /// payload type), protected with the subscriber's SRTP context and queued for the port
-    /// directly (see `mux::egress`). Subscribers not yet live are skipped, not counted:
+    /// directly (see `mux::sender`). Subscribers not yet live are skipped, not counted:
     /// nothing was meant for them yet.
     fn forward(
         &mut self,
@@ -198,7 +198,7 @@ impl Worker {
                 };
                 match slot.conn.protect_rtp(&plain) {
                     Some(Ok((to, protected))) => {
-                        consumed.egress.sent(now, &copy);
+                        consumed.sent.sent(now, &copy);
                         sends.push((to, protected));
                         written += 1;
                     }

@@ -44,7 +44,7 @@ impl Worker {
         };
         let again: Vec<Packet> = seqs
             .iter()
-            .filter_map(|&seq| consumed.egress.resend(seq).cloned())
+            .filter_map(|&seq| consumed.sent.resend(seq).cloned())
             .collect();
         let mut sends = Vec::new();
         for packet in again {
@@ -83,7 +83,7 @@ impl Worker {
             .consumers
             .values()
             .filter(|c| c.live)
-            .filter_map(|c| c.egress.report(now, wall))
+            .filter_map(|c| c.sent.report(now, wall))
             .map(|r| Box::new(r) as Box<dyn rtc::rtcp::Packet>)
             .collect();
         if !reports.is_empty() {

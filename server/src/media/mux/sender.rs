@@ -1,6 +1,6 @@
 //! What the one-port engine keeps of each track it sends a subscriber: the packets lately sent,
 //! to answer NACKs (RFC 4585 §6.2.1), and the counts and clock its sender reports carry
-//! (RFC 3550 §6.4.1). Pure: packets and time in, bytes and reports out.
+//! (RFC 3550 §6.4.1). Pure: packets and time in, packets and reports out.
 //!
 //! The engine sends forwarded RTP past `rtc`'s pipeline (protected with the connection's SRTP
 //! context and queued for the port directly), because the pipeline's stages and interceptor
@@ -22,7 +22,7 @@ const HISTORY: usize = 512;
 const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
 
 /// One track sent to one subscriber.
-pub(crate) struct Egress {
+pub(crate) struct SentTrack {
     ssrc: u32,
     clock_rate: u32,
     /// Video only: the packets lately sent, by sequence number modulo the size. Kept before
@@ -39,13 +39,13 @@ pub(crate) struct Egress {
     newest: Option<(u32, Instant)>,
 }
 
-impl Egress {
-    pub(crate) fn new(ssrc: u32, kind: MediaKind) -> Egress {
+impl SentTrack {
+    pub(crate) fn new(ssrc: u32, kind: MediaKind) -> SentTrack {
         let clock_rate = match kind {
             MediaKind::Audio => 48_000,
             MediaKind::Video => 90_000,
         };
-        Egress {
+        SentTrack {
             ssrc,
             clock_rate,
             history: (kind == MediaKind::Video).then(|| vec![None; HISTORY]),
@@ -122,61 +122,61 @@ mod tests {
 
     #[test]
     fn a_nacked_video_packet_still_kept_is_found_as_it_went() {
-        let mut egress = Egress::new(7, MediaKind::Video);
+        let mut track = SentTrack::new(7, MediaKind::Video);
         let now = Instant::now();
         for seq in 100..110u16 {
-            egress.sent(now, &packet(seq, 3000, 8));
+            track.sent(now, &packet(seq, 3000, 8));
         }
-        assert_eq!(egress.resend(104), Some(&packet(104, 3000, 8)));
-        assert_eq!(egress.resend(110), None, "never sent");
+        assert_eq!(track.resend(104), Some(&packet(104, 3000, 8)));
+        assert_eq!(track.resend(110), None, "never sent");
     }
 
     #[test]
     fn a_packet_pushed_out_of_the_history_is_not_mistaken_for_its_successor() {
-        let mut egress = Egress::new(7, MediaKind::Video);
+        let mut track = SentTrack::new(7, MediaKind::Video);
         let now = Instant::now();
         for seq in 0..=(HISTORY as u16) {
-            egress.sent(now, &packet(seq, 3000, 8));
+            track.sent(now, &packet(seq, 3000, 8));
         }
         // `HISTORY` took packet 0's place.
-        assert_eq!(egress.resend(0), None);
+        assert_eq!(track.resend(0), None);
         let last = HISTORY as u16;
-        assert_eq!(egress.resend(last), Some(&packet(last, 3000, 8)));
+        assert_eq!(track.resend(last), Some(&packet(last, 3000, 8)));
     }
 
     #[test]
     fn the_history_follows_the_sequence_number_across_its_wrap() {
-        let mut egress = Egress::new(7, MediaKind::Video);
+        let mut track = SentTrack::new(7, MediaKind::Video);
         let now = Instant::now();
         for seq in [65_534u16, 65_535, 0, 1] {
-            egress.sent(now, &packet(seq, 3000, 8));
+            track.sent(now, &packet(seq, 3000, 8));
         }
-        assert_eq!(egress.resend(65_535), Some(&packet(65_535, 3000, 8)));
-        assert_eq!(egress.resend(1), Some(&packet(1, 3000, 8)));
+        assert_eq!(track.resend(65_535), Some(&packet(65_535, 3000, 8)));
+        assert_eq!(track.resend(1), Some(&packet(1, 3000, 8)));
     }
 
     #[test]
     fn audio_is_never_retransmitted() {
-        let mut egress = Egress::new(7, MediaKind::Audio);
-        egress.sent(Instant::now(), &packet(5, 960, 8));
-        assert_eq!(egress.resend(5), None);
+        let mut track = SentTrack::new(7, MediaKind::Audio);
+        track.sent(Instant::now(), &packet(5, 960, 8));
+        assert_eq!(track.resend(5), None);
     }
 
     #[test]
     fn no_sender_report_is_made_before_the_first_packet() {
-        let egress = Egress::new(7, MediaKind::Video);
-        assert!(egress.report(Instant::now(), SystemTime::now()).is_none());
+        let track = SentTrack::new(7, MediaKind::Video);
+        assert!(track.report(Instant::now(), SystemTime::now()).is_none());
     }
 
     #[test]
     fn a_sender_report_counts_packets_and_payload_octets_and_runs_the_rtp_clock_on() {
-        let mut egress = Egress::new(7, MediaKind::Video);
+        let mut track = SentTrack::new(7, MediaKind::Video);
         let start = Instant::now();
-        egress.sent(start, &packet(1, 90_000, 1000));
+        track.sent(start, &packet(1, 90_000, 1000));
         // The second packet of the same frame, later: the frame's clock stays at the first.
-        egress.sent(start + Duration::from_millis(5), &packet(2, 90_000, 500));
+        track.sent(start + Duration::from_millis(5), &packet(2, 90_000, 500));
         let wall = UNIX_EPOCH + Duration::from_secs(1_000_000);
-        let report = egress
+        let report = track
             .report(start + Duration::from_millis(100), wall)
             .unwrap();
         assert_eq!(report.ssrc, 7);
