@@ -55,8 +55,8 @@ impl SentTrack {
         }
     }
 
-    /// A packet went.
-    pub(crate) fn sent(&mut self, now: Instant, packet: &Packet) {
+    /// A packet went (kept, if video, until the history wraps round to its place).
+    pub(crate) fn sent(&mut self, now: Instant, packet: Packet) {
         let (seq, timestamp) = (packet.header.sequence_number, packet.header.timestamp);
         self.packets = self.packets.wrapping_add(1);
         self.octets = self.octets.wrapping_add(packet.payload.len() as u32);
@@ -66,7 +66,7 @@ impl SentTrack {
             self.newest = Some((timestamp, now));
         }
         if let Some(history) = &mut self.history {
-            history[usize::from(seq) % HISTORY] = Some(packet.clone());
+            history[usize::from(seq) % HISTORY] = Some(packet);
         }
     }
 
@@ -125,7 +125,7 @@ mod tests {
         let mut track = SentTrack::new(7, MediaKind::Video);
         let now = Instant::now();
         for seq in 100..110u16 {
-            track.sent(now, &packet(seq, 3000, 8));
+            track.sent(now, packet(seq, 3000, 8));
         }
         assert_eq!(track.resend(104), Some(&packet(104, 3000, 8)));
         assert_eq!(track.resend(110), None, "never sent");
@@ -136,7 +136,7 @@ mod tests {
         let mut track = SentTrack::new(7, MediaKind::Video);
         let now = Instant::now();
         for seq in 0..=(HISTORY as u16) {
-            track.sent(now, &packet(seq, 3000, 8));
+            track.sent(now, packet(seq, 3000, 8));
         }
         // `HISTORY` took packet 0's place.
         assert_eq!(track.resend(0), None);
@@ -149,7 +149,7 @@ mod tests {
         let mut track = SentTrack::new(7, MediaKind::Video);
         let now = Instant::now();
         for seq in [65_534u16, 65_535, 0, 1] {
-            track.sent(now, &packet(seq, 3000, 8));
+            track.sent(now, packet(seq, 3000, 8));
         }
         assert_eq!(track.resend(65_535), Some(&packet(65_535, 3000, 8)));
         assert_eq!(track.resend(1), Some(&packet(1, 3000, 8)));
@@ -158,7 +158,7 @@ mod tests {
     #[test]
     fn audio_is_never_retransmitted() {
         let mut track = SentTrack::new(7, MediaKind::Audio);
-        track.sent(Instant::now(), &packet(5, 960, 8));
+        track.sent(Instant::now(), packet(5, 960, 8));
         assert_eq!(track.resend(5), None);
     }
 
@@ -172,9 +172,9 @@ mod tests {
     fn a_sender_report_counts_packets_and_payload_octets_and_runs_the_rtp_clock_on() {
         let mut track = SentTrack::new(7, MediaKind::Video);
         let start = Instant::now();
-        track.sent(start, &packet(1, 90_000, 1000));
+        track.sent(start, packet(1, 90_000, 1000));
         // The second packet of the same frame, later: the frame's clock stays at the first.
-        track.sent(start + Duration::from_millis(5), &packet(2, 90_000, 500));
+        track.sent(start + Duration::from_millis(5), packet(2, 90_000, 500));
         let wall = UNIX_EPOCH + Duration::from_secs(1_000_000);
         let report = track
             .report(start + Duration::from_millis(100), wall)

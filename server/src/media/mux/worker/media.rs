@@ -198,7 +198,7 @@ impl Worker {
                 };
                 match slot.conn.protect_rtp(&plain) {
                     Some(Ok((to, protected))) => {
-                        consumed.sent.sent(now, &copy);
+                        consumed.sent.sent(now, copy);
                         sends.push((to, protected));
                         written += 1;
                     }
