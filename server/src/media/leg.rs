@@ -181,16 +181,44 @@ pub(crate) fn settings(config: &MediaConfig) -> SettingEngineBuilder {
 /// [`and_nacks`](Self::and_nacks) marks NACKs too, for a leg that answers them itself.
 #[derive(Default)]
 pub struct KeyframeRequestsToApp {
-    nacks: bool,
+    marks: Marks,
     read_queue: VecDeque<TaggedPacket>,
     write_queue: VecDeque<TaggedPacket>,
+}
+
+/// Which inbound RTCP `KeyframeRequestsToApp` hands to the application.
+#[derive(Default, Clone, Copy, PartialEq, Eq)]
+enum Marks {
+    #[default]
+    KeyframeRequests,
+    KeyframeRequestsAndNacks,
+    /// Tests' browsers: everything, so a test sees what the server sends.
+    #[cfg(test)]
+    All,
 }
 
 impl KeyframeRequestsToApp {
     pub fn and_nacks() -> Self {
         KeyframeRequestsToApp {
-            nacks: true,
+            marks: Marks::KeyframeRequestsAndNacks,
             ..Default::default()
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn all_rtcp() -> Self {
+        KeyframeRequestsToApp {
+            marks: Marks::All,
+            ..Default::default()
+        }
+    }
+
+    fn wanted(&self, packet: &dyn rtc::rtcp::Packet) -> bool {
+        match self.marks {
+            Marks::KeyframeRequests => is_keyframe_request(packet),
+            Marks::KeyframeRequestsAndNacks => is_keyframe_request(packet) || is_nack(packet),
+            #[cfg(test)]
+            Marks::All => true,
         }
     }
 }
@@ -213,9 +241,7 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequestsToApp {
 
     fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
         if let Packet::Rtcp(packets) = &msg.message.packet {
-            let wanted =
-                |p: &dyn rtc::rtcp::Packet| is_keyframe_request(p) || (self.nacks && is_nack(p));
-            if packets.iter().any(|p| wanted(p.as_ref())) {
+            if packets.iter().any(|p| self.wanted(p.as_ref())) {
                 msg.message.add(Attribute::DeliverToApplication);
             }
         }

@@ -3,19 +3,16 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use std::collections::VecDeque;
-
 use bytes::Bytes;
 use rtc::ice::mdns::MulticastDnsMode;
 use rtc::ice::network_type::NetworkType;
-use rtc::interceptor::{Attribute, Interceptor, Packet, Registry, Slot, StreamInfo, TaggedPacket};
+use rtc::interceptor::{Registry, Slot};
 use rtc::peer_connection::configuration::media_engine::MediaEngine;
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
-use rtc::sansio::Protocol;
 
 use crate::media::codec::{MediaKind, VP8_PAYLOAD_TYPE};
-use crate::media::leg::{register_codecs, sending_track};
+use crate::media::leg::{register_codecs, sending_track, KeyframeRequestsToApp};
 use crate::media::mux::conn::host_candidate;
 
 /// The SSRC of the browser's camera.
@@ -33,7 +30,11 @@ pub(crate) fn browser(now: Instant, camera: bool, at: SocketAddr) -> RTCPeerConn
     let mut pc = RTCPeerConnectionBuilder::new()
         .with_media_engine(media)
         .with_setting_engine(settings)
-        .with_interceptor_registry(Registry::new().with(Slot::from(14_000), RtcpToApp::default()))
+        // Every RTCP packet to the test (a browser's own interceptors would consume them), so
+        // tests can see what the server reports.
+        .with_interceptor_registry(
+            Registry::new().with(Slot::from(14_000), KeyframeRequestsToApp::all_rtcp()),
+        )
         .build(now)
         .unwrap();
     pc.add_local_candidate(host_candidate(at).unwrap()).unwrap();
@@ -47,50 +48,6 @@ pub(crate) fn browser(now: Instant, camera: bool, at: SocketAddr) -> RTCPeerConn
         pc.add_track(track).unwrap();
     }
     pc
-}
-
-/// Hands the test every RTCP packet a browser receives (a browser's own interceptors would
-/// consume them), so tests can see what the server reports and asks for.
-#[derive(Default)]
-pub(crate) struct RtcpToApp {
-    read_queue: VecDeque<TaggedPacket>,
-    write_queue: VecDeque<TaggedPacket>,
-}
-
-impl Protocol<TaggedPacket, TaggedPacket, ()> for RtcpToApp {
-    type Rout = TaggedPacket;
-    type Wout = TaggedPacket;
-    type Eout = ();
-    type Error = rtc::shared::error::Error;
-    type Time = Instant;
-
-    fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
-        if matches!(msg.message.packet, Packet::Rtcp(_)) {
-            msg.message.add(Attribute::DeliverToApplication);
-        }
-        self.read_queue.push_back(msg);
-        Ok(())
-    }
-
-    fn poll_read(&mut self) -> Option<Self::Rout> {
-        self.read_queue.pop_front()
-    }
-
-    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
-        self.write_queue.push_back(msg);
-        Ok(())
-    }
-
-    fn poll_write(&mut self) -> Option<Self::Wout> {
-        self.write_queue.pop_front()
-    }
-}
-
-impl Interceptor for RtcpToApp {
-    fn bind_local_stream(&mut self, _info: &StreamInfo) {}
-    fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
-    fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
-    fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
 }
 
 /// The camera's packet `seq`: a VP8 frame of its own, carrying `payload`.

@@ -385,8 +385,9 @@ async fn connect_all(
     panic!("not all of {keys:?} connected: {seen:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_subscriber_receives_a_publishers_packets_with_its_own_ssrc_through_the_one_port() {
+/// A worker with a publisher (connection 1) and a viewer of its camera (connection 2), both
+/// connected.
+async fn publisher_and_viewer() -> (TestWorker, mpsc::Receiver<Report>, Peer, Peer, Vec<Report>) {
     let (worker, mut reports) = start(MediaConfig::default(), 4096);
     let mut a = Peer::new().await;
     let mut b = Peer::with_camera(false).await;
@@ -395,15 +396,30 @@ async fn a_subscriber_receives_a_publishers_packets_with_its_own_ssrc_through_th
         .await;
     let mut seen = Vec::new();
     connect_all(&mut [&mut a, &mut b], &[1, 2], &mut reports, &mut seen).await;
+    (worker, reports, a, b, seen)
+}
+
+/// Runs two peers in turn, 25 ms each, `rounds` times.
+async fn run_both(
+    a: &mut Peer,
+    b: &mut Peer,
+    rounds: usize,
+    reports: &mut mpsc::Receiver<Report>,
+    seen: &mut Vec<Report>,
+) {
+    for _ in 0..rounds {
+        a.run(Duration::from_millis(25), reports, seen).await;
+        b.run(Duration::from_millis(25), reports, seen).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_receives_a_publishers_packets_with_its_own_ssrc_through_the_one_port() {
+    let (_worker, mut reports, mut a, mut b, mut seen) = publisher_and_viewer().await;
     for seq in 1..=5 {
         a.camera_frame(seq);
     }
-    for _ in 0..4 {
-        a.run(Duration::from_millis(25), &mut reports, &mut seen)
-            .await;
-        b.run(Duration::from_millis(25), &mut reports, &mut seen)
-            .await;
-    }
+    run_both(&mut a, &mut b, 4, &mut reports, &mut seen).await;
     let got: Vec<(u8, u16)> = b
         .received
         .iter()
@@ -619,24 +635,12 @@ async fn a_check_that_outruns_the_subscribe_answer_is_answered_once_the_answer_i
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscriber_that_lost_a_video_packet_gets_it_again_when_it_sends_a_nack() {
     use rtc::rtcp::transport_feedbacks::transport_layer_nack::{NackPair, TransportLayerNack};
-    let (worker, mut reports) = start(MediaConfig::default(), 4096);
-    let mut a = Peer::new().await;
-    let mut b = Peer::with_camera(false).await;
-    a.offer_to(&worker, 1).await;
-    b.receive_from(&worker, 2, vec![(1, MediaKind::Video)])
-        .await;
-    let mut seen = Vec::new();
-    connect_all(&mut [&mut a, &mut b], &[1, 2], &mut reports, &mut seen).await;
+    let (_worker, mut reports, mut a, mut b, mut seen) = publisher_and_viewer().await;
     b.lose = vec![3, 4];
     for seq in 1..=5 {
         a.camera_frame(seq);
     }
-    for _ in 0..4 {
-        a.run(Duration::from_millis(25), &mut reports, &mut seen)
-            .await;
-        b.run(Duration::from_millis(25), &mut reports, &mut seen)
-            .await;
-    }
+    run_both(&mut a, &mut b, 4, &mut reports, &mut seen).await;
     let seqs = |b: &Peer| -> Vec<u16> {
         b.received
             .iter()
@@ -670,23 +674,11 @@ async fn a_subscriber_that_lost_a_video_packet_gets_it_again_when_it_sends_a_nac
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscriber_gets_a_sender_report_for_each_track_it_receives_every_second() {
     use rtc::rtcp::sender_report::SenderReport;
-    let (worker, mut reports) = start(MediaConfig::default(), 4096);
-    let mut a = Peer::new().await;
-    let mut b = Peer::with_camera(false).await;
-    a.offer_to(&worker, 1).await;
-    b.receive_from(&worker, 2, vec![(1, MediaKind::Video)])
-        .await;
-    let mut seen = Vec::new();
-    connect_all(&mut [&mut a, &mut b], &[1, 2], &mut reports, &mut seen).await;
+    let (_worker, mut reports, mut a, mut b, mut seen) = publisher_and_viewer().await;
     for seq in 1..=5 {
         a.camera_frame(seq);
     }
-    for _ in 0..40 {
-        a.run(Duration::from_millis(25), &mut reports, &mut seen)
-            .await;
-        b.run(Duration::from_millis(25), &mut reports, &mut seen)
-            .await;
-    }
+    run_both(&mut a, &mut b, 40, &mut reports, &mut seen).await;
     let ssrc = b.received[0].header.ssrc;
     let reports: Vec<&SenderReport> = b
         .rtcp
