@@ -16,8 +16,3 @@ cargo test --locked --workspace
 cargo build --locked --bin circle
 bash tests/browser/setup.sh
 (cd tests/browser && CIRCLE_BIN="$PWD/../../target/debug/circle" npm test)
-
-# The same media suites again on the webrtc engine (--media-engine webrtc), for as long as it is
-# kept: the fake browsers against the router and the server, and Chromium.
-CIRCLE_MEDIA_ENGINE=webrtc cargo test --locked -p circle-tests --test media --test media_router
-(cd tests/browser && CIRCLE_MEDIA_ENGINE=webrtc CIRCLE_BIN="$PWD/../../target/debug/circle" npm test)

@@ -107,16 +107,16 @@ pub(crate) struct ServeArgs {
     /// Public address announced to browsers instead of --media-ip (a host behind 1:1 NAT).
     #[arg(long, env = "CIRCLE_ANNOUNCE_IP")]
     pub(crate) announce_ip: Option<std::net::IpAddr>,
-    /// Which media engine runs the rooms: `rtc` (every peer connection on one UDP port, driven
-    /// from one loop) or `webrtc` (a socket and a task per peer connection, as before).
-    #[arg(long, env = "CIRCLE_MEDIA_ENGINE", default_value = "rtc")]
-    pub(crate) media_engine: circle_server::media::EngineKind,
-    /// With --media-engine rtc: the one UDP port all media uses (open it in the firewall).
+    /// Kept so that settings naming the one engine still start: `rtc` is the only media engine
+    /// (the webrtc engine, a socket and a task per connection, was retired after issue 14).
+    #[arg(long, env = "CIRCLE_MEDIA_ENGINE", value_parser = parse_media_engine, hide = true)]
+    pub(crate) media_engine: Option<String>,
+    /// The one UDP port all media uses (open it in the firewall).
     /// When not given, the first free port of --udp-ports, or any free port.
     #[arg(long, env = "CIRCLE_UDP_PORT")]
     pub(crate) udp_port: Option<u16>,
-    /// UDP port range for media, e.g. 40000-40199: with the webrtc engine two ports per
-    /// participant, with the rtc engine the first free one of them; any free port when not given.
+    /// UDP port range, e.g. 40000-40199, to take the media port from when --udp-port is not
+    /// given: the first free one of them; any free port when neither is given.
     #[arg(long, env = "CIRCLE_UDP_PORTS", value_parser = parse_port_range)]
     pub(crate) udp_ports: Option<(u16, u16)>,
     /// Requested UDP socket buffer size in bytes (the kernel caps it at net.core.rmem_max).
@@ -246,6 +246,21 @@ impl From<RoleArg> for Role {
             RoleArg::Member => Role::Member,
             RoleArg::Observer => Role::Observer,
         }
+    }
+}
+
+/// Accepts `rtc`, the one engine, and refuses `webrtc` with what to do instead.
+fn parse_media_engine(name: &str) -> Result<String, String> {
+    match name {
+        "rtc" => Ok(name.to_owned()),
+        "webrtc" => Err(
+            "the webrtc media engine was retired; rtc is the only engine, on one UDP \
+                         port (--udp-port): remove --media-engine / CIRCLE_MEDIA_ENGINE"
+                .to_owned(),
+        ),
+        other => Err(format!(
+            "unknown media engine {other:?}: rtc is the only one"
+        )),
     }
 }
 

@@ -57,6 +57,9 @@ fn token(args: TokenArgs) -> Result<()> {
 
 fn serve(args: ServeArgs) -> Result<()> {
     init_logging();
+    if args.media_engine.is_some() {
+        tracing::warn!("--media-engine is no longer needed: rtc is the only media engine");
+    }
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(serve_async(args))
 }
@@ -105,7 +108,6 @@ async fn serve_async(args: ServeArgs) -> Result<()> {
         .collect();
     settings.media.bind_ip = args.media_ip;
     settings.media.announce_ip = args.announce_ip;
-    settings.media.engine = args.media_engine;
     settings.media.udp_port = args.udp_port;
     settings.media.udp_ports = args.udp_ports;
     settings.media.socket_buffer_bytes = args.udp_buffer;

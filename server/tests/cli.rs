@@ -196,6 +196,25 @@ fn a_token_secret_shorter_than_32_bytes_stops_start_up_with_a_clear_message() {
 }
 
 #[test]
+fn the_retired_webrtc_engine_stops_start_up_with_what_to_do_instead() {
+    for (args, env) in [
+        (vec!["serve", "--media-engine", "webrtc"], vec![]),
+        (vec!["serve"], vec![("CIRCLE_MEDIA_ENGINE", "webrtc")]),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_circle"))
+            .args(&args)
+            .args(["--listen", "127.0.0.1:0"])
+            .envs(env)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} started the retired engine");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("retired"), "{args:?}: {stderr}");
+        assert!(stderr.contains("--udp-port"), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
 fn unsafe_operations_settings_stop_start_up_with_a_message_naming_the_problem() {
     let secret = "0123456789abcdef0123456789abcdef";
     for (extra, expected) in [

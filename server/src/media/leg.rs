@@ -1,8 +1,7 @@
-//! What a server-side leg negotiates and how it runs, whichever engine drives it: codecs and
-//! header extensions, the interceptors of each direction, and the ICE settings of a lite agent.
-//! The webrtc engine and the engine on `rtc` build their connections from the same pieces, so
-//! the browser sees the same server either way. Also what the router reads of any engine's leg:
-//! its subscribe negotiation (`SubscribeState`) and which connection states the room is told.
+//! What a server-side leg negotiates and how it runs: codecs and header extensions, the
+//! interceptors of each direction, and the ICE settings of a lite agent. Also what the router
+//! reads of a leg: its subscribe negotiation (`SubscribeState`) and which connection states the
+//! room is told.
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
@@ -13,8 +12,8 @@ use circle_protocol::PcKind;
 use rtc::ice::mdns::MulticastDnsMode;
 use rtc::ice::network_type::NetworkType;
 use rtc::interceptor::{
-    Attribute, Interceptor, NackGeneratorBuilder, NackResponderBuilder, Packet,
-    ReceiverReportBuilder, Registry, SenderReportBuilder, Slot, StreamInfo, TaggedPacket,
+    Attribute, Interceptor, NackGeneratorBuilder, Packet, ReceiverReportBuilder, Registry, Slot,
+    StreamInfo, TaggedPacket,
 };
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::interceptor_registry::{
@@ -102,20 +101,6 @@ pub(crate) fn sending_track(
 /// How often the ICE agent's timer runs while connecting (see `settings`).
 const ICE_TIMER_INTERVAL: Duration = Duration::from_millis(50);
 
-/// The one-port engine's legs: as [`media`], but a subscribe leg's chain only passes keyframe
-/// requests and NACKs up. That engine sends forwarded RTP past the pipeline and answers NACKs
-/// and sends sender reports itself (`mux::sender`), so the responder and report interceptors
-/// would see none of its packets.
-pub(crate) fn media_direct(kind: PcKind) -> Result<(MediaEngine, Registry), MediaError> {
-    match kind {
-        PcKind::Publish => media(kind),
-        PcKind::Subscribe => Ok((
-            media_engine(kind)?,
-            Registry::new().with(Slot::from(14_000), KeyframeRequestsToApp::and_nacks()),
-        )),
-    }
-}
-
 /// A leg's media engine and its interceptors.
 pub(crate) fn media(kind: PcKind) -> Result<(MediaEngine, Registry), MediaError> {
     let mut media_engine = media_engine(kind)?;
@@ -130,15 +115,12 @@ pub(crate) fn media(kind: PcKind) -> Result<(MediaEngine, Registry), MediaError>
                 .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build());
             configure_twcc_receiver_only(registry, &mut media_engine).map_err(internal)?
         }
-        // A subscribe leg only sends, and every outgoing packet passes through each
-        // interceptor as a pipeline stage, so it gets only what a sender needs: answers to
-        // NACKs, sender reports, and keyframe requests passed up to the SFU (last in the
-        // chain, so the others have seen everything first). The receive-side interceptors
-        // (NACK generator, receiver reports, TWCC receiver) would have nothing to report on.
-        PcKind::Subscribe => Registry::new()
-            .with(Slot::NackResponder, NackResponderBuilder::new().build())
-            .with(Slot::SenderReport, SenderReportBuilder::new().build())
-            .with(Slot::from(14_000), KeyframeRequestsToApp::default()),
+        // A subscribe leg only sends, and the engine sends forwarded RTP past the pipeline,
+        // answering NACKs and sending sender reports itself (`mux::sender`): the chain only
+        // passes keyframe requests and NACKs up to it.
+        PcKind::Subscribe => {
+            Registry::new().with(Slot::from(14_000), KeyframeRequestsToApp::and_nacks())
+        }
     };
     Ok((media_engine, registry))
 }

@@ -2,28 +2,19 @@
 //! participants and enforces the floor gate. Knows nothing of signalling or floor rules.
 //!
 //! Layout: `codec` holds the codec facts every part shares (Opus, VP8, payload types, the audio
-//! level extension), `engine` builds peer connections (the only place that configures webrtc), `peer` runs
-//! one task per server-side peer connection, `producer` reads one incoming track and fans it out,
-//! `forward` is the per-packet work it does (public only so `cargo bench` can measure it; it
-//! names the RTP packet type), `consumer` is one outgoing copy and `egress` the track it writes into, `router` keeps the room's
-//! registry of who receives what, `speaking` turns audio levels into the `speaking` set, and
-//! `counters` holds what the packet path counts for metrics, and `udp` is the one media port's
-//! datagram classification and routing table (for the engine on `rtc`, issue 14; public so the
-//! fuzz target reaches it).
-//! Every other webrtc type stays inside this module, behind these types, so the library can be
-//! swapped.
+//! level extension), `leg` what each server-side connection negotiates, `mux` the engine that
+//! runs every connection on one UDP port from Circle's own loop on the sans-io `rtc` core, `udp`
+//! that port's datagram classification and routing table (public so the fuzz target reaches
+//! it), `forward` the per-packet work (public only so `cargo bench` can measure it), `router`
+//! a room's checks and gates, `sdp` the plain-text checks of client descriptions, `speaking`
+//! audio levels into the `speaking` set, and `counters` what the packet path counts for metrics.
+//! Every rtc type stays inside this module, behind these types, so the library can be swapped.
 
 mod codec;
-mod consumer;
 mod counters;
-mod egress;
-mod engine;
-mod fanout;
 pub mod forward;
 mod leg;
 mod mux;
-mod peer;
-mod producer;
 mod router;
 mod sdp;
 mod speaking;
@@ -59,12 +50,10 @@ pub struct MediaConfig {
     pub bind_ip: IpAddr,
     /// The public address behind a 1:1 NAT, announced in candidates instead of `bind_ip`.
     pub announce_ip: Option<IpAddr>,
-    /// Which engine runs the media.
-    pub engine: EngineKind,
-    /// The one engine: the UDP port every connection shares (0 for any free port). When
-    /// `None`, the first free port of `udp_ports`, or any free port.
+    /// The UDP port every connection shares (0 for any free port). When `None`, the first free
+    /// port of `udp_ports`, or any free port.
     pub udp_port: Option<u16>,
-    /// Inclusive UDP port range for peer connections; ephemeral ports when `None`.
+    /// Inclusive UDP port range to take the media port from when `udp_port` is `None`.
     pub udp_ports: Option<(u16, u16)>,
     /// STUN/TURN servers handed to clients in `welcome`; the server itself uses none.
     pub ice_servers: Vec<IceServer>,
@@ -81,45 +70,11 @@ pub struct MediaConfig {
     pub ice_timeouts: Option<(Duration, Duration, Duration)>,
 }
 
-/// The media engines. `Rtc` (the default) drives every connection from one loop on one UDP
-/// port (the sans-io `rtc` core, issue 14); `Webrtc` gives each peer connection its own socket
-/// and task (the webrtc crate), as Circle did before, kept for one release.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum EngineKind {
-    Webrtc,
-    #[default]
-    Rtc,
-}
-
-impl std::str::FromStr for EngineKind {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "webrtc" => Ok(EngineKind::Webrtc),
-            "rtc" => Ok(EngineKind::Rtc),
-            other => Err(format!("unknown media engine {other:?} (webrtc or rtc)")),
-        }
-    }
-}
-
-impl EngineKind {
-    /// The engine named by `CIRCLE_MEDIA_ENGINE`, else the default: how the test suites run
-    /// once per engine, and what the `circle` command's `--media-engine` reads too.
-    pub fn from_env() -> EngineKind {
-        std::env::var("CIRCLE_MEDIA_ENGINE")
-            .ok()
-            .and_then(|name| name.parse().ok())
-            .unwrap_or_default()
-    }
-}
-
 impl Default for MediaConfig {
     fn default() -> Self {
         MediaConfig {
             bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             announce_ip: None,
-            engine: EngineKind::from_env(),
             udp_port: None,
             udp_ports: None,
             ice_servers: Vec::new(),
@@ -133,9 +88,11 @@ impl Default for MediaConfig {
 /// Process-wide media state; cheap to clone.
 #[derive(Clone)]
 pub struct Media {
-    engine: Arc<engine::Engine>,
-    /// The one-port engine's worker, when that engine runs the media.
-    mux: Option<Arc<mux::worker::WorkerHandle>>,
+    config: Arc<MediaConfig>,
+    /// What every connection and forwarded packet counts.
+    counters: Arc<MediaCounters>,
+    /// The worker that owns the media port and every connection.
+    worker: Arc<mux::worker::WorkerHandle>,
 }
 
 impl std::fmt::Debug for Media {
@@ -145,43 +102,51 @@ impl std::fmt::Debug for Media {
 }
 
 impl Media {
+    /// Binds the media port and starts its worker.
     pub fn new(config: MediaConfig) -> Result<Media, MediaError> {
-        let engine = Arc::new(engine::Engine::new(config)?);
-        let mux = match engine.config.engine {
-            EngineKind::Webrtc => None,
-            EngineKind::Rtc => Some(mux::start(&engine.config, engine.counters.clone())?),
-        };
-        Ok(Media { engine, mux })
+        if let Some((lo, hi)) = config.udp_ports {
+            if lo == 0 || lo > hi {
+                return Err(MediaError::Config(format!(
+                    "invalid UDP port range {lo}-{hi}"
+                )));
+            }
+        }
+        if config.bind_ip.is_unspecified() {
+            // Candidates name the bound address (or the announced one): a wildcard is no
+            // address a browser can send to.
+            return Err(MediaError::Config(
+                "bind_ip must be a concrete address, not a wildcard".to_owned(),
+            ));
+        }
+        let counters = Arc::new(MediaCounters::default());
+        let worker = mux::start(&config, counters.clone())?;
+        Ok(Media {
+            config: Arc::new(config),
+            counters,
+            worker,
+        })
     }
 
     /// One router per room; `events` is a bounded channel read by the room's task.
     ///
     /// Must be called inside a tokio runtime: the router spawns its task here.
     pub fn router(&self, events: mpsc::Sender<RouterEvent>) -> Router {
-        let room = match &self.mux {
-            None => {
-                router::EngineRoom::Webrtc(fanout::WebrtcRoom::new(self.engine.clone(), events))
-            }
-            Some(worker) => {
-                router::EngineRoom::Mux(mux::room::MuxRoom::new(worker.clone(), events))
-            }
-        };
-        Router::new(room)
+        Router::new(mux::room::MuxRoom::new(self.worker.clone(), events))
     }
 
-    /// The one-port engine's UDP address (`None` on the webrtc engine).
-    pub fn udp_addr(&self) -> Option<std::net::SocketAddr> {
-        self.mux.as_ref().map(|worker| worker.local_addr())
+    /// The media port's local address.
+    pub fn udp_addr(&self) -> std::net::SocketAddr {
+        self.worker.local_addr()
     }
 
     /// This server's packet and peer counts.
     pub fn counters(&self) -> &MediaCounters {
-        &self.engine.counters
+        &self.counters
     }
 
     /// The STUN/TURN servers to hand to clients in `welcome`.
     pub fn ice_servers(&self) -> &[IceServer] {
-        &self.engine.config.ice_servers
+        &self.config.ice_servers
     }
 }
 

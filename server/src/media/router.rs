@@ -1,8 +1,7 @@
 //! The router: a room's media, as the room's task holds it. The synchronous [`Router`] handle
-//! checks every request the same way whichever engine runs the media (what a client may send,
-//! and what its description may hold), keeps the floor gates and the participants' epochs, and
-//! passes the rest to the engine's own room: the webrtc engine's (`fanout`) or the one-port
-//! engine's (`mux::room`).
+//! checks every request (what a client may send, and what its description may hold), keeps the
+//! floor gates and the participants' epochs, and passes the rest to the engine's room
+//! (`mux::room`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -10,7 +9,6 @@ use std::sync::{Arc, Mutex};
 
 use circle_protocol::{ParticipantId, PcKind, SdpType};
 
-use crate::media::fanout::WebrtcRoom;
 use crate::media::leg::SubscribeState;
 use crate::media::mux::room::MuxRoom;
 use crate::media::sdp::{
@@ -20,12 +18,6 @@ use crate::media::{lock, MediaError, Signal};
 
 static NEXT_EPOCH: AtomicU64 = AtomicU64::new(1);
 
-/// The engine that runs this room's media.
-pub(crate) enum EngineRoom {
-    Webrtc(WebrtcRoom),
-    Mux(MuxRoom),
-}
-
 struct Member {
     epoch: u64,
     publishes: bool,
@@ -34,7 +26,7 @@ struct Member {
 
 /// A room's media router. Owned by the room's task; no method blocks or awaits.
 pub struct Router {
-    room: EngineRoom,
+    room: MuxRoom,
     closed: bool,
     participants: HashMap<ParticipantId, Member>,
     /// Gates outlive a participant's media (a republished microphone keeps its gate) and may
@@ -44,7 +36,7 @@ pub struct Router {
 }
 
 impl Router {
-    pub(crate) fn new(room: EngineRoom) -> Router {
+    pub(crate) fn new(room: MuxRoom) -> Router {
         Router {
             room,
             closed: false,
@@ -63,14 +55,8 @@ impl Router {
         let epoch = NEXT_EPOCH.fetch_add(1, Ordering::Relaxed);
         let subscribe = Arc::new(SubscribeState::default());
         let gate = self.gate(&id);
-        match &mut self.room {
-            EngineRoom::Webrtc(room) => {
-                room.add(id.clone(), epoch, may_publish, gate, subscribe.clone())
-            }
-            EngineRoom::Mux(room) => {
-                room.add(id.clone(), epoch, may_publish, gate, subscribe.clone())
-            }
-        }
+        self.room
+            .add(id.clone(), epoch, may_publish, gate, subscribe.clone());
         self.participants.insert(
             id,
             Member {
@@ -92,10 +78,7 @@ impl Router {
     /// `publish` itself, by offering again with new credentials, which the publish peer
     /// answers like any offer.
     pub fn restart_ice(&self, id: &ParticipantId) {
-        match &self.room {
-            EngineRoom::Webrtc(room) => room.restart_ice(id),
-            EngineRoom::Mux(room) => room.restart_ice(id),
-        }
+        self.room.restart_ice(id)
     }
 
     /// Closes both of a participant's peers and removes their tracks from everyone's
@@ -103,10 +86,7 @@ impl Router {
     pub fn remove_participant(&mut self, id: &ParticipantId) {
         lock(&self.gates).remove(id);
         self.participants.remove(id);
-        match &mut self.room {
-            EngineRoom::Webrtc(room) => room.remove(id),
-            EngineRoom::Mux(room) => room.remove(id),
-        }
+        self.room.remove(id);
     }
 
     /// Opens or closes a participant's audio: read by their audio on every packet.
@@ -139,10 +119,7 @@ impl Router {
                 check_client_description(&sdp, MAX_PUBLISH_SECTIONS)?;
                 let sdp = strip_candidates(&sdp);
                 let offer = inspect_publish_offer(&sdp)?;
-                match &self.room {
-                    EngineRoom::Webrtc(room) => room.publish_offer(from, sdp, offer.audio_level_id),
-                    EngineRoom::Mux(room) => room.publish_offer(from, sdp, offer.audio_level_id),
-                }
+                self.room.publish_offer(from, sdp, offer.audio_level_id)
             }
             Signal::Sdp {
                 pc: PcKind::Subscribe,
@@ -160,10 +137,7 @@ impl Router {
                 let offered = member.subscribe.offered_sections.load(Ordering::Acquire);
                 check_client_description(&sdp, offered)?;
                 let sdp = strip_candidates(&sdp);
-                match &self.room {
-                    EngineRoom::Webrtc(room) => room.subscribe_answer(from, sdp),
-                    EngineRoom::Mux(room) => room.subscribe_answer(from, sdp),
-                }
+                self.room.subscribe_answer(from, sdp)
             }
             Signal::Ice { pc, .. } => {
                 if pc == PcKind::Publish && !member.publishes {
@@ -182,10 +156,7 @@ impl Router {
         self.closed = true;
         self.participants.clear();
         lock(&self.gates).clear();
-        match &mut self.room {
-            EngineRoom::Webrtc(room) => room.close(),
-            EngineRoom::Mux(room) => room.close(),
-        }
+        self.room.close();
     }
 
     fn gate(&self, id: &ParticipantId) -> Arc<AtomicBool> {

@@ -1,9 +1,8 @@
 //! Plain-text SDP work the library does not do for us: the limits every client description must
 //! meet before the library parses it, what the router checks in a browser's publish offer (how
-//! many tracks, which extension id carries the audio level), and putting the announced address
-//! into the server's candidates.
+//! many tracks, which extension id carries the audio level), and keeping the slots of tracks
+//! that have gone in a subscribe answer.
 
-use std::net::IpAddr;
 use std::ops::RangeInclusive;
 
 use crate::media::codec::AUDIO_LEVEL_URI;
@@ -192,54 +191,10 @@ pub(crate) fn inspect_publish_offer(sdp: &str) -> Result<PublishOffer, MediaErro
     Ok(PublishOffer { audio_level_id })
 }
 
-/// Rewrites a candidate's connection address from `bound` to `announced` (1:1 NAT). Works on
-/// a bare `candidate:` attribute and on an `a=candidate:` line; anything else is returned as is.
-///
-/// The library's host gatherer (webrtc 0.21.1) ignores `SettingEngine::with_nat_1to1_ips` and
-/// announces the bound socket's address, so the SFU substitutes the public one itself.
-pub(crate) fn announce_candidate(candidate: &str, bound: IpAddr, announced: IpAddr) -> String {
-    let fields: Vec<&str> = candidate.split(' ').collect();
-    let is_candidate = fields
-        .first()
-        .is_some_and(|f| f.starts_with("candidate:") || f.starts_with("a=candidate:"));
-    if !is_candidate || fields.len() < 6 || fields[4].parse::<IpAddr>().ok() != Some(bound) {
-        return candidate.to_owned();
-    }
-    let announced = announced.to_string();
-    let mut fields = fields;
-    fields[4] = &announced;
-    fields.join(" ")
-}
-
-/// [`announce_candidate`] over every candidate line of a description, and the `c=` lines that
-/// name the bound address.
-pub(crate) fn announce_sdp(sdp: &str, bound: IpAddr, announced: IpAddr) -> String {
-    let bound_c = format!(
-        "c=IN {} {bound}",
-        if bound.is_ipv4() { "IP4" } else { "IP6" }
-    );
-    let announced_c = format!(
-        "c=IN {} {announced}",
-        if announced.is_ipv4() { "IP4" } else { "IP6" }
-    );
-    let mut out = String::with_capacity(sdp.len());
-    for line in sdp.split_inclusive('\n') {
-        let body = line.trim_end_matches(['\r', '\n']);
-        let ending = &line[body.len()..];
-        if body == bound_c {
-            out.push_str(&announced_c);
-        } else {
-            out.push_str(&announce_candidate(body, bound, announced));
-        }
-        out.push_str(ending);
-    }
-    out
-}
-
 /// A browser's subscribe answer, with the sections our offer made inactive (the slots of tracks
 /// that have gone) answered `recvonly` instead of `inactive`.
 ///
-/// Why: with the webrtc engine and Chromium, which answers a freed slot `inactive`, the slot was
+/// Why (found with the webrtc engine, since retired): with Chromium, which answers a freed slot `inactive`, the slot was
 /// never taken by the next track: every newcomer got two new sections
 /// (`tests/browser/recycled-slots.test.mjs` saw mids 2 and 3 where 0 and 1 were free). Answered
 /// `recvonly`, the slot is reused. Where the webrtc 0.21.1 wrapper loses the slot is not traced:
@@ -290,33 +245,6 @@ fn section_mid<'a>(section: &[&'a str]) -> Option<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const BOUND: &str = "10.0.0.5";
-    const PUBLIC: &str = "203.0.113.7";
-
-    #[test]
-    fn a_host_candidate_on_the_bound_address_announces_the_public_one() {
-        let c = "candidate:1 1 udp 2130706431 10.0.0.5 40000 typ host";
-        assert_eq!(
-            announce_candidate(c, BOUND.parse().unwrap(), PUBLIC.parse().unwrap()),
-            "candidate:1 1 udp 2130706431 203.0.113.7 40000 typ host"
-        );
-        let other = "candidate:1 1 udp 2130706431 10.0.0.6 40000 typ host";
-        assert_eq!(
-            announce_candidate(other, BOUND.parse().unwrap(), PUBLIC.parse().unwrap()),
-            other
-        );
-    }
-
-    #[test]
-    fn a_description_announces_the_public_address_in_candidates_and_connection_lines() {
-        let sdp =
-            "v=0\r\nc=IN IP4 10.0.0.5\r\na=candidate:1 1 udp 1 10.0.0.5 4 typ host\r\na=mid:0\r\n";
-        assert_eq!(
-            announce_sdp(sdp, BOUND.parse().unwrap(), PUBLIC.parse().unwrap()),
-            "v=0\r\nc=IN IP4 203.0.113.7\r\na=candidate:1 1 udp 1 203.0.113.7 4 typ host\r\na=mid:0\r\n"
-        );
-    }
 
     const OFFER: &str = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n\
         m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n\

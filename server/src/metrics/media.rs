@@ -56,10 +56,10 @@ impl Collector for MediaCollector {
         }
         let mut family = encoder.encode_descriptor(
             "circle_udp_datagrams_dropped",
-            "Datagrams arriving at the one media port (--media-engine rtc) that reached no \
+            "Datagrams arriving at the media port that reached no \
              connection, by reason: junk (not STUN, DTLS or RTP), bad_stun, unknown_ufrag (a \
              check for no connection of ours) and unknown_address (DTLS or RTP from an address \
-             no connection has answered). Always 0 with the webrtc engine.",
+             no connection has answered).",
             None,
             MetricType::Counter,
         )?;

@@ -1,4 +1,4 @@
-//! The one-port engine (`EngineKind::Rtc`) as a deployment sees it: every peer connection on
+//! The media engine as a deployment sees it: every peer connection on
 //! one UDP socket, however many people come, and a stranger's flood of datagrams at that port
 //! does not disturb a running room.
 
@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use circle_server::media::udp::route::Dropped;
-use circle_server::media::{EngineKind, Media, MediaConfig};
+use circle_server::media::{Media, MediaConfig};
 use circle_tests::browser::{Browser, StandInRoom};
 use tokio::net::UdpSocket;
 
@@ -26,11 +26,10 @@ fn udp_sockets_on(ip: Ipv4Addr) -> usize {
         .count()
 }
 
-/// The one-port engine bound to `ip`, an address of the loopback range no other test binds, so
+/// The media engine bound to `ip`, an address of the loopback range no other test binds, so
 /// that what is bound there is the engine's alone.
 fn one_port_media(ip: Ipv4Addr) -> Media {
     Media::new(MediaConfig {
-        engine: EngineKind::Rtc,
         bind_ip: IpAddr::V4(ip),
         ..MediaConfig::default()
     })
@@ -99,7 +98,7 @@ fn junk(n: u32) -> Vec<u8> {
 async fn a_flood_of_junk_at_the_media_port_leaves_a_running_rooms_media_whole() {
     let ip = Ipv4Addr::new(127, 0, 0, 4);
     let media = one_port_media(ip);
-    let port: SocketAddr = media.udp_addr().expect("the one-port engine's address");
+    let port: SocketAddr = media.udp_addr();
     let room = StandInRoom::start_on(&media);
     let alice = Browser::join(&room, "alice", true).await;
     let bob = Browser::join(&room, "bob", true).await;

@@ -56,7 +56,7 @@ impl Conn {
         local: SocketAddr,
         now: Instant,
     ) -> Result<Conn, MediaError> {
-        let (media_engine, registry) = leg::media_direct(kind)?;
+        let (media_engine, registry) = leg::media(kind)?;
         let mut pc = RTCPeerConnectionBuilder::new()
             .with_configuration(RTCConfigurationBuilder::new().build())
             .with_media_engine(media_engine)

@@ -1,7 +1,7 @@
 //! The media engine on one UDP port (issue 14), driven by Circle's own loop on the sans-io
 //! `rtc` core: `conn` drives one connection, `worker` is the loop that owns the port, the
 //! datagram table and every connection (and moves the packets), and `room` is one room's
-//! negotiation policy on a task of its own. The default engine (`--media-engine rtc`).
+//! negotiation policy on a task of its own. The only engine since the webrtc one was retired.
 
 pub(crate) mod conn;
 pub(crate) mod room;
