@@ -17,6 +17,7 @@ fn participant(i: usize) -> Participant {
         },
         audio: true,
         video: true,
+        screen: false,
         muted: false,
         connection: Connection::Connected,
     }

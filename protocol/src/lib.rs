@@ -26,6 +26,29 @@ pub const MAX_HELP_NOTE_CHARS: usize = 500;
 pub const MAX_CHECK_IN_QUESTION_CHARS: usize = 300;
 pub const MAX_CHECK_IN_OPTION_CHARS: usize = 100;
 
+/// Longest screen-share track id in `set_media`: an `a=msid` track id is 1 to 64 token
+/// characters (RFC 8830 §2).
+pub const MAX_SCREEN_TRACK_CHARS: usize = 64;
+
+/// Whether `id` can be an `a=msid` track id (RFC 8830 §2: `1*64token-char`, RFC 4566's
+/// token characters), as `set_media`'s `screen` must be.
+pub fn is_msid_track_id(id: &str) -> bool {
+    (1..=MAX_SCREEN_TRACK_CHARS).contains(&id.len())
+        && id.bytes().all(|b| {
+            matches!(b, 0x21 | 0x23..=0x27 | 0x2A..=0x2B | 0x2D..=0x2E | 0x30..=0x39 | 0x41..=0x5A | 0x5E..=0x7E)
+        })
+}
+
+/// A field that may be absent, null or a value, told apart: absent is `None`, null is
+/// `Some(None)`. Used with `#[serde(default)]`.
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
 /// WebSocket close codes the server uses.
 pub mod close {
     pub const NORMAL: u16 = 1000;
@@ -261,8 +284,19 @@ pub enum ClientMessage {
     },
     /// Sent by a member to answer a check-in anonymously; answering again replaces it.
     AnswerCheckIn { check_in: CheckInId, option: u32 },
-    /// Sent by anyone when their own microphone or camera changes.
-    SetMedia { audio: bool, video: bool },
+    /// Sent by anyone when their own microphone, camera or screen share changes. `screen` is
+    /// the `a=msid` track id of the screen-share track on `publish` (sharing), null (not
+    /// sharing), or absent (unchanged: clients that never share need not send it).
+    SetMedia {
+        audio: bool,
+        video: bool,
+        #[serde(
+            default,
+            deserialize_with = "present",
+            skip_serializing_if = "Option::is_none"
+        )]
+        screen: Option<Option<String>>,
+    },
     /// Sent by an admitted client: a WebRTC session description.
     Sdp {
         pc: PcKind,
@@ -468,6 +502,9 @@ pub struct Participant {
     pub audio: bool,
     /// The client's own camera state.
     pub video: bool,
+    /// Sharing a screen now (announced with `set_media`'s `screen`, and allowed).
+    #[serde(default)]
+    pub screen: bool,
     /// A facilitator's block on this participant's audio.
     pub muted: bool,
     pub connection: Connection,
@@ -743,6 +780,31 @@ impl ServerFrame {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn set_media_tells_an_absent_screen_from_a_null_one() {
+        let decode = |json: &str| match decode_client(json).unwrap().message {
+            ClientMessage::SetMedia { screen, .. } => screen,
+            other => panic!("decoded {other:?}"),
+        };
+        let base = r#"{"type":"set_media","audio":true,"video":true"#;
+        assert_eq!(decode(&format!("{base}}}")), None);
+        assert_eq!(decode(&format!(r#"{base},"screen":null}}"#)), Some(None));
+        assert_eq!(
+            decode(&format!(r#"{base},"screen":"t1"}}"#)),
+            Some(Some("t1".to_owned()))
+        );
+    }
+
+    #[test]
+    fn a_screen_track_id_is_one_to_64_token_characters() {
+        assert!(is_msid_track_id("3b1f6a52-6d0e-4d43-9d6b-2f1c1e0a7c11"));
+        assert!(is_msid_track_id("{b0e6d4b2}"));
+        assert!(!is_msid_track_id(""));
+        assert!(!is_msid_track_id(&"a".repeat(65)));
+        assert!(!is_msid_track_id("two words"));
+        assert!(!is_msid_track_id("line\nbreak"));
+    }
 
     #[test]
     fn every_client_type_is_listed_once() {

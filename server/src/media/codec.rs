@@ -10,21 +10,29 @@ pub(crate) const VP8_PAYLOAD_TYPE: u8 = 96;
 
 pub(crate) const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
 
-/// Which of the two codecs a track carries.
+/// What a track carries: a microphone (Opus), a camera or a shared screen (both VP8). A
+/// participant publishes at most one of each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum MediaKind {
     Audio,
     Video,
+    Screen,
 }
 
 impl MediaKind {
-    pub const ALL: [MediaKind; 2] = [MediaKind::Audio, MediaKind::Video];
+    pub const ALL: [MediaKind; 3] = [MediaKind::Audio, MediaKind::Video, MediaKind::Screen];
+
+    /// A camera or a screen: VP8, keyframes, NACKs.
+    pub fn is_video(self) -> bool {
+        self != MediaKind::Audio
+    }
 
     /// The kind as a metrics label and in logs.
     pub fn as_str(self) -> &'static str {
         match self {
             MediaKind::Audio => "audio",
             MediaKind::Video => "video",
+            MediaKind::Screen => "screen",
         }
     }
 
@@ -33,27 +41,28 @@ impl MediaKind {
         match self {
             MediaKind::Audio => 0,
             MediaKind::Video => 1,
+            MediaKind::Screen => 2,
         }
     }
 
     pub(crate) fn codec(self) -> RTCRtpCodec {
         match self {
             MediaKind::Audio => opus(),
-            MediaKind::Video => vp8(),
+            MediaKind::Video | MediaKind::Screen => vp8(),
         }
     }
 
     pub(crate) fn payload_type(self) -> u8 {
         match self {
             MediaKind::Audio => OPUS_PAYLOAD_TYPE,
-            MediaKind::Video => VP8_PAYLOAD_TYPE,
+            MediaKind::Video | MediaKind::Screen => VP8_PAYLOAD_TYPE,
         }
     }
 
     pub(crate) fn rtp_kind(self) -> RtpCodecKind {
         match self {
             MediaKind::Audio => RtpCodecKind::Audio,
-            MediaKind::Video => RtpCodecKind::Video,
+            MediaKind::Video | MediaKind::Screen => RtpCodecKind::Video,
         }
     }
 }

@@ -41,8 +41,8 @@ impl DropReason {
 #[derive(Debug, Default)]
 pub struct MediaCounters {
     /// By [`MediaKind::index`].
-    received: [AtomicU64; 2],
-    forwarded: [AtomicU64; 2],
+    received: [AtomicU64; 3],
+    forwarded: [AtomicU64; 3],
     dropped: [AtomicU64; 3],
     /// By position in [`Dropped::ALL`].
     udp_dropped: [AtomicU64; 4],

@@ -23,20 +23,33 @@ pub struct Verdict {
 /// One incoming track's ingress state.
 #[derive(Debug)]
 pub struct Ingress {
-    /// Audio only: the floor gate, written by the room's rules.
+    /// The gate the room's rules write: the floor gate on audio, the share gate on a screen.
+    /// A camera has none.
     gate: Option<Arc<AtomicBool>>,
+    /// Audio: levels are read, and a talkspurt after a gated stretch is marked.
+    audio: bool,
     /// Audio only: the RFC 6464 extension id the publisher negotiated.
     audio_level_id: Option<u8>,
     sequence: SequenceRewriter,
 }
 
 impl Ingress {
-    /// Ingress for a video track: never gated.
+    /// Ingress for a camera: never gated.
     pub fn video() -> Ingress {
         Ingress {
             gate: None,
+            audio: false,
             audio_level_id: None,
             sequence: SequenceRewriter::default(),
+        }
+    }
+
+    /// Ingress for a video track behind `gate`: a shared screen, forwarded only while the
+    /// rules allow the share.
+    pub fn gated_video(gate: Arc<AtomicBool>) -> Ingress {
+        Ingress {
+            gate: Some(gate),
+            ..Ingress::video()
         }
     }
 
@@ -44,6 +57,7 @@ impl Ingress {
     pub fn audio(gate: Arc<AtomicBool>, audio_level_id: Option<u8>) -> Ingress {
         Ingress {
             gate: Some(gate),
+            audio: true,
             audio_level_id,
             sequence: SequenceRewriter::default(),
         }
@@ -51,7 +65,7 @@ impl Ingress {
 
     /// The RFC 6464 extension id a renegotiation settled on (audio only).
     pub fn set_audio_level_id(&mut self, audio_level_id: Option<u8>) {
-        if self.gate.is_some() {
+        if self.audio {
             self.audio_level_id = audio_level_id;
         }
     }
@@ -83,7 +97,7 @@ impl Ingress {
         }
         let (seq, after_gap) = self.sequence.rewrite(packet.header.sequence_number);
         packet.header.sequence_number = seq;
-        if after_gap && self.gate.is_some() {
+        if after_gap && self.audio {
             // RFC 3551: the marker bit starts a talkspurt, telling the jitter buffer that the
             // timestamp jump is silence, not loss.
             packet.header.marker = true;
@@ -347,6 +361,26 @@ mod tests {
             "the first packet after a gated stretch starts a talkspurt"
         );
         assert!(p.header.extensions.is_empty() && !p.header.extension);
+    }
+
+    #[test]
+    fn a_screen_is_dropped_while_its_gate_is_closed_and_continues_without_a_gap() {
+        let gate = Arc::new(AtomicBool::new(true));
+        let mut ingress = Ingress::gated_video(gate.clone());
+        assert!(ingress.process(&mut packet(100, None)).forward);
+        gate.store(false, Ordering::Release);
+        assert!(!ingress.process(&mut packet(101, None)).forward);
+        gate.store(true, Ordering::Release);
+        let mut p = packet(102, None);
+        assert!(ingress.process(&mut p).forward);
+        assert_eq!(
+            p.header.sequence_number, 101,
+            "no gap where the gate held one back"
+        );
+        assert!(
+            !p.header.marker,
+            "a video marker bit ends a frame; the gate adds none"
+        );
     }
 
     #[test]

@@ -4,13 +4,13 @@
 //! (`mux::room`).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use circle_protocol::{ParticipantId, PcKind, SdpType};
 
 use crate::media::leg::SubscribeState;
-use crate::media::mux::room::MuxRoom;
+use crate::media::mux::room::{Gates, MuxRoom};
 use crate::media::sdp::{
     check_client_description, inspect_publish_offer, strip_candidates, MAX_PUBLISH_SECTIONS,
 };
@@ -32,7 +32,10 @@ pub struct Router {
     /// Gates outlive a participant's media (a republished microphone keeps its gate) and may
     /// be set before it exists. Behind a mutex only because `set_audio_gate` takes `&self`;
     /// the room's task is the only user.
-    gates: Mutex<HashMap<ParticipantId, Arc<AtomicBool>>>,
+    gates: Mutex<HashMap<ParticipantId, Gates>>,
+    /// The screen-share track each sharer announced and the rules allow: a publish offer may
+    /// send it besides a camera.
+    screens: HashMap<ParticipantId, String>,
 }
 
 impl Router {
@@ -42,6 +45,7 @@ impl Router {
             closed: false,
             participants: HashMap::new(),
             gates: Mutex::new(HashMap::new()),
+            screens: HashMap::new(),
         }
     }
 
@@ -54,9 +58,9 @@ impl Router {
         // A second add replaces the first (a rejoin); the gate the room set is kept.
         let epoch = NEXT_EPOCH.fetch_add(1, Ordering::Relaxed);
         let subscribe = Arc::new(SubscribeState::default());
-        let gate = self.gate(&id);
+        let gates = self.gates(&id);
         self.room
-            .add(id.clone(), epoch, may_publish, gate, subscribe.clone());
+            .add(id.clone(), epoch, may_publish, gates, subscribe.clone());
         self.participants.insert(
             id,
             Member {
@@ -85,13 +89,27 @@ impl Router {
     /// subscribe connection (which re-offers).
     pub fn remove_participant(&mut self, id: &ParticipantId) {
         lock(&self.gates).remove(id);
+        self.screens.remove(id);
         self.participants.remove(id);
         self.room.remove(id);
     }
 
     /// Opens or closes a participant's audio: read by their audio on every packet.
     pub fn set_audio_gate(&self, id: &ParticipantId, forward: bool) {
-        self.gate(id).store(forward, Ordering::Release);
+        self.gates(id).audio.store(forward, Ordering::Release);
+    }
+
+    /// The screen-share track the rules allow this participant (the `a=msid` track id they
+    /// announced), or none: their publish offers may send it besides a camera, and it is
+    /// forwarded only while allowed. Closing takes effect at the next packet.
+    pub fn set_screen(&mut self, id: &ParticipantId, track: Option<String>) {
+        let on = track.is_some();
+        match track {
+            Some(track) => self.screens.insert(id.clone(), track),
+            None => self.screens.remove(id),
+        };
+        self.gates(id).screen.store(on, Ordering::Release);
+        self.room.set_screen(id, on);
     }
 
     /// Takes a client's `sdp` or `ice` message. Refuses what can be judged at once; the rest
@@ -119,7 +137,9 @@ impl Router {
                 check_client_description(&sdp, MAX_PUBLISH_SECTIONS)?;
                 let sdp = strip_candidates(&sdp);
                 let offer = inspect_publish_offer(&sdp)?;
-                self.room.publish_offer(from, sdp, offer.audio_level_id)
+                let screen = offer.screen_track(self.screens.get(from).map(String::as_str))?;
+                self.room
+                    .publish_offer(from, sdp, offer.audio_level_id, screen)
             }
             Signal::Sdp {
                 pc: PcKind::Subscribe,
@@ -156,14 +176,12 @@ impl Router {
         self.closed = true;
         self.participants.clear();
         lock(&self.gates).clear();
+        self.screens.clear();
         self.room.close();
     }
 
-    fn gate(&self, id: &ParticipantId) -> Arc<AtomicBool> {
-        lock(&self.gates)
-            .entry(id.clone())
-            .or_insert_with(|| Arc::new(AtomicBool::new(false)))
-            .clone()
+    fn gates(&self, id: &ParticipantId) -> Gates {
+        lock(&self.gates).entry(id.clone()).or_default().clone()
     }
 }
 

@@ -11,7 +11,8 @@ use crate::media::MediaError;
 /// The largest client description accepted. Chromium's offers are 3–6 KiB; the WebSocket's own
 /// cap (256 KiB) would let one message carry thousands of lines for the library to parse.
 pub(crate) const MAX_DESCRIPTION_BYTES: usize = 64 * 1024;
-/// The most media sections a publish offer may have: it needs two (a microphone and a camera).
+/// The most media sections a publish offer may have: it needs two (a microphone and a camera),
+/// three with a screen share; sections of stopped tracks stay in later offers.
 /// A subscribe answer may have as many as the server's offer had (`check_client_description`'s
 /// `max_sections`).
 pub(crate) const MAX_PUBLISH_SECTIONS: usize = 16;
@@ -98,6 +99,34 @@ pub(crate) fn check_client_description(sdp: &str, max_sections: usize) -> Result
 pub(crate) struct PublishOffer {
     /// The RTP header extension id the browser uses for RFC 6464 audio levels, if offered.
     pub(crate) audio_level_id: Option<u8>,
+    /// The `a=msid` track id of each video section that sends, in order (`None` for one
+    /// without a track id).
+    pub(crate) video_tracks: Vec<Option<String>>,
+}
+
+impl PublishOffer {
+    /// Judges the offer's video against the screen share the rules allow (`screen`, the
+    /// track id the participant announced): a camera, and the announced screen if any. Another
+    /// video track is an unannounced screen, or a second one, and is refused as `forbidden`
+    /// (protocol.md, "Screen share"). Returns the screen's track id when the offer sends it.
+    pub(crate) fn screen_track(&self, screen: Option<&str>) -> Result<Option<String>, MediaError> {
+        let is_screen = |track: &Option<String>| track.is_some() && track.as_deref() == screen;
+        let screens = self.video_tracks.iter().filter(|t| is_screen(t)).count();
+        let cameras = self.video_tracks.len() - screens;
+        if screens > 1 {
+            return Err(MediaError::BadSdp(
+                "two sections send the same screen track".to_owned(),
+            ));
+        }
+        if cameras > 1 {
+            return Err(MediaError::Forbidden(if screen.is_none() {
+                "a second video track is a screen share, which must be announced with set_media and allowed"
+            } else {
+                "a publish offer may send one camera and the one screen track announced"
+            }));
+        }
+        Ok((screens == 1).then(|| screen.unwrap_or_default().to_owned()))
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -125,31 +154,33 @@ pub(crate) fn strip_candidates(sdp: &str) -> String {
         .collect()
 }
 
-/// Checks that an offer sends at most one audio and one video track and finds the audio level
-/// extension id.
+/// Checks that an offer sends at most one audio track, and finds the audio level extension id
+/// and the track id of each video section that sends (judged by [`PublishOffer::screen_track`]).
 pub(crate) fn inspect_publish_offer(sdp: &str) -> Result<PublishOffer, MediaError> {
     let mut audio_senders = 0;
-    let mut video_senders = 0;
+    let mut video_tracks = Vec::new();
     let mut audio_level_id = None;
 
     let mut section = Section::Session;
     let mut port_zero = false;
     let mut sending = true;
+    let mut track: Option<String> = None;
 
-    let mut close_section = |section: Section, port_zero: bool, sending: bool| {
-        if port_zero || !sending {
-            return;
-        }
-        match section {
-            Section::Audio => audio_senders += 1,
-            Section::Video => video_senders += 1,
-            Section::Session | Section::Other => {}
-        }
-    };
+    let mut close_section =
+        |section: Section, port_zero: bool, sending: bool, track: Option<String>| {
+            if port_zero || !sending {
+                return;
+            }
+            match section {
+                Section::Audio => audio_senders += 1,
+                Section::Video => video_tracks.push(track),
+                Section::Session | Section::Other => {}
+            }
+        };
 
     for line in sdp.lines().map(str::trim) {
         if let Some(media) = line.strip_prefix("m=") {
-            close_section(section, port_zero, sending);
+            close_section(section, port_zero, sending, track.take());
             let mut fields = media.split_whitespace();
             section = match fields.next() {
                 Some("audio") => Section::Audio,
@@ -163,6 +194,10 @@ pub(crate) fn inspect_publish_offer(sdp: &str) -> Result<PublishOffer, MediaErro
             sending = false;
         } else if line == "a=sendrecv" || line == "a=sendonly" {
             sending = true;
+        } else if let Some(msid) = line.strip_prefix("a=msid:") {
+            // RFC 8830: `a=msid:<stream id> <track id>`; the track id is what `set_media`
+            // announces.
+            track = msid.split_whitespace().nth(1).map(str::to_owned);
         } else if let Some(extmap) = line.strip_prefix("a=extmap:") {
             if !matches!(section, Section::Audio | Section::Session) {
                 continue;
@@ -181,14 +216,17 @@ pub(crate) fn inspect_publish_offer(sdp: &str) -> Result<PublishOffer, MediaErro
             }
         }
     }
-    close_section(section, port_zero, sending);
+    close_section(section, port_zero, sending, track.take());
 
-    if audio_senders > 1 || video_senders > 1 {
+    if audio_senders > 1 {
         return Err(MediaError::BadSdp(
-            "a publish offer may send at most one audio and one video track".to_owned(),
+            "a publish offer may send at most one audio track".to_owned(),
         ));
     }
-    Ok(PublishOffer { audio_level_id })
+    Ok(PublishOffer {
+        audio_level_id,
+        video_tracks,
+    })
 }
 
 /// A browser's subscribe answer, with the sections our offer made inactive (the slots of tracks
@@ -255,6 +293,70 @@ mod tests {
     fn an_offer_with_one_audio_and_one_video_track_is_accepted() {
         let offer = inspect_publish_offer(OFFER).unwrap();
         assert_eq!(offer.audio_level_id, Some(1));
+    }
+
+    fn video_section(mid: u32, track: &str) -> String {
+        format!(
+            "m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:{mid}\r\na=sendonly\r\na=msid:- {track}\r\n"
+        )
+    }
+
+    fn with_videos(tracks: &[&str]) -> PublishOffer {
+        let mut sdp = OFFER.replace(
+            "m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\na=sendonly\r\n",
+            "",
+        );
+        for (i, track) in tracks.iter().enumerate() {
+            sdp.push_str(&video_section(i as u32 + 1, track));
+        }
+        inspect_publish_offer(&sdp).unwrap()
+    }
+
+    #[test]
+    fn a_camera_and_the_announced_screen_are_accepted_and_the_screen_is_named() {
+        let offer = with_videos(&["cam", "scr"]);
+        assert_eq!(
+            offer.screen_track(Some("scr")).unwrap(),
+            Some("scr".to_owned())
+        );
+        assert_eq!(
+            with_videos(&["cam"]).screen_track(Some("scr")).unwrap(),
+            None
+        );
+        assert_eq!(
+            with_videos(&["scr"]).screen_track(Some("scr")).unwrap(),
+            Some("scr".to_owned())
+        );
+    }
+
+    #[test]
+    fn a_second_video_track_that_was_not_announced_is_forbidden() {
+        let offer = with_videos(&["cam", "scr"]);
+        assert!(matches!(
+            offer.screen_track(None),
+            Err(MediaError::Forbidden(_))
+        ));
+        assert!(matches!(
+            offer.screen_track(Some("other")),
+            Err(MediaError::Forbidden(_))
+        ));
+    }
+
+    #[test]
+    fn a_third_video_track_is_forbidden_even_beside_the_announced_screen() {
+        let offer = with_videos(&["cam", "scr", "more"]);
+        assert!(matches!(
+            offer.screen_track(Some("scr")),
+            Err(MediaError::Forbidden(_))
+        ));
+    }
+
+    #[test]
+    fn a_stopped_screen_section_does_not_count() {
+        let mut sdp = OFFER.to_owned();
+        sdp.push_str("m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:2\r\na=recvonly\r\n");
+        let offer = inspect_publish_offer(&sdp).unwrap();
+        assert_eq!(offer.screen_track(None).unwrap(), None);
     }
 
     #[test]

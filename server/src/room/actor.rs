@@ -326,11 +326,16 @@ impl RoomActor {
                 kind,
             } => {
                 if self.router.is_current(&participant, epoch) {
+                    // Attendance records what a person published of themselves (microphone,
+                    // camera); a shared screen is neither.
                     let kind = match kind {
-                        MediaKind::Audio => events::Published::Audio,
-                        MediaKind::Video => events::Published::Video,
+                        MediaKind::Audio => Some(events::Published::Audio),
+                        MediaKind::Video => Some(events::Published::Video),
+                        MediaKind::Screen => None,
                     };
-                    self.publish(RoomEvent::Published { participant, kind });
+                    if let Some(kind) = kind {
+                        self.publish(RoomEvent::Published { participant, kind });
+                    }
                 }
             }
             RouterEvent::Error { to, message } => {
@@ -445,6 +450,9 @@ impl RoomActor {
                 participant,
                 forward,
             } => self.router.set_audio_gate(&participant, forward),
+            Effect::ScreenGate { participant, track } => {
+                self.router.set_screen(&participant, track)
+            }
             Effect::RestartIce { participant } => self.router.restart_ice(&participant),
             Effect::Event(event) => self.publish(event),
             Effect::Media { from, id, signal } => {

@@ -1,5 +1,6 @@
-//! The fake browser: joins a room, optionally publishes a microphone and a camera, answers
-//! every subscribe offer and counts what arrives per publisher, with the waits the tests use.
+//! The fake browser: joins a room, optionally publishes a microphone and a camera (and later a
+//! screen), answers every subscribe offer and counts what arrives per publisher, with the waits
+//! the tests use.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
@@ -18,10 +19,13 @@ use webrtc::peer_connection::{
 };
 
 use super::peer::{client_pc, ClientEvent};
-use super::rtp::{client_opus, client_vp8, local_track, rand_u32, send_audio, send_video, QUIET};
+use super::rtp::{
+    client_opus, client_vp8, labelled_track, local_track, rand_u32, send_audio, send_video, QUIET,
+};
 use super::{wait_for, within, BrowserCommand, Changes, Room, RoomLink};
 
-/// What a browser received on its subscribe connection, per (publisher, kind).
+/// What a browser received on its subscribe connection, per (publisher, kind): `audio`,
+/// `video`, or `screen` for a track whose id says it is one (protocol.md, "Screen share").
 #[derive(Default, Debug)]
 pub struct Received {
     pub streams: BTreeMap<(String, &'static str), Stream>,
@@ -33,6 +37,8 @@ pub struct Stream {
     pub payload_types: Vec<u8>,
     /// A packet whose payload named someone other than the track's media stream id.
     pub misrouted: u32,
+    /// Packets whose payload a screen-share track sent (`S`), whatever track they came on.
+    pub screen_frames: u32,
 }
 
 impl Stream {
@@ -71,6 +77,10 @@ pub struct Browser {
     remote_tracks: RemoteTracks,
     /// `PeerState` events the server reported for this participant.
     pub server_states: Arc<Mutex<Vec<(PcKind, bool)>>>,
+    /// Errors the server sent about this browser's negotiation. One is a test failure unless
+    /// the test said it expects refusals ([`Browser::expect_refusals`]).
+    pub errors: Arc<Mutex<Vec<String>>>,
+    refusals_expected: Arc<std::sync::atomic::AtomicBool>,
     /// Candidates the server trickled to this browser.
     pub server_candidates: Arc<Mutex<Vec<IceCandidate>>>,
     pub changes: Changes,
@@ -152,6 +162,8 @@ impl Browser {
         let (subscribe_connected_tx, subscribe_connected) = watch::channel(false);
         let server_states = Arc::new(Mutex::new(Vec::new()));
         let server_candidates = Arc::new(Mutex::new(Vec::new()));
+        let errors: Arc<Mutex<Vec<String>>> = Arc::default();
+        let refusals_expected: Arc<std::sync::atomic::AtomicBool> = Arc::default();
         let changes = Changes::new();
 
         let stop = tokio_util::sync::CancellationToken::new();
@@ -167,6 +179,8 @@ impl Browser {
             let remote_tracks = remote_tracks.clone();
             let server_states = server_states.clone();
             let server_candidates = server_candidates.clone();
+            let errors = errors.clone();
+            let refusals_expected = refusals_expected.clone();
             let changes = changes.clone();
             tokio::spawn(async move {
                 let mut removed = false;
@@ -189,7 +203,10 @@ impl Browser {
                                 RouterEvent::PeerState { pc, connected, .. } => {
                                     server_states.lock().unwrap().push((pc, connected));
                                 }
-                                RouterEvent::Error { message, .. } => panic!("server error for {id}: {message}"),
+                                RouterEvent::Error { message, .. } => {
+                                    assert!(refusals_expected.load(Ordering::SeqCst), "server error for {id}: {message}");
+                                    errors.lock().unwrap().push(message);
+                                }
                                 RouterEvent::Speaking { .. } | RouterEvent::Published { .. } => {}
                             }
                             changes.bump();
@@ -240,6 +257,8 @@ impl Browser {
             subscribe_connected,
             remote_tracks,
             server_states,
+            errors,
+            refusals_expected,
             server_candidates,
             changes: changes.clone(),
             answering,
@@ -257,9 +276,11 @@ impl Browser {
             )));
             if let Some(video) = video {
                 let stop = browser.stop.clone();
-                tokio::spawn(
-                    stop.run_until_cancelled_owned(send_video(video.clone(), id.to_owned())),
-                );
+                tokio::spawn(stop.run_until_cancelled_owned(send_video(
+                    video.clone(),
+                    id.to_owned(),
+                    'V',
+                )));
                 let stop = browser.stop.clone();
                 tokio::spawn(stop.run_until_cancelled_owned(count_plis(
                     video,
@@ -269,6 +290,49 @@ impl Browser {
             }
         }
         browser
+    }
+
+    /// From now on the server's errors are recorded in `errors` rather than failing the test.
+    pub fn expect_refusals(&self) {
+        self.refusals_expected.store(true, Ordering::SeqCst);
+    }
+
+    /// Adds a screen-share track (track id `screen-<id>`) to the publish connection, offers
+    /// again and sends frames on it, as a browser does after `getDisplayMedia`. The server
+    /// accepts it only once `set_media` has announced that track id and the rules allow the
+    /// share. Returns the track id.
+    pub async fn share_screen(&self) -> String {
+        let pc = self
+            .publish_pc
+            .as_ref()
+            .expect("a browser that publishes shares");
+        let track = labelled_track(
+            &self.id,
+            "screen",
+            RtpCodecKind::Video,
+            client_vp8(),
+            0x3000_0000 | rand_u32(&self.id, 3),
+        );
+        let track_id = format!("screen-{}", self.id);
+        pc.add_track(track.clone() as Arc<dyn TrackLocal>)
+            .await
+            .unwrap();
+        let offer = pc.create_offer(None).await.unwrap();
+        pc.set_local_description(offer).await.unwrap();
+        let sdp = pc.local_description().await.unwrap().sdp;
+        self.room
+            .command(BrowserCommand::Signal(
+                self.id.as_str().into(),
+                Signal::Sdp {
+                    pc: PcKind::Publish,
+                    sdp_type: SdpType::Offer,
+                    sdp,
+                },
+            ))
+            .await;
+        let stop = self.stop.clone();
+        tokio::spawn(stop.run_until_cancelled_owned(send_video(track, self.id.clone(), 'S')));
+        track_id
     }
 
     pub async fn wait_publish_connected(&self) {
@@ -501,6 +565,8 @@ async fn count(
 ) {
     let kind = if track.kind().await == RtpCodecKind::Audio {
         "audio"
+    } else if track.track_id().await.starts_with("screen") {
+        "screen"
     } else {
         "video"
     };
@@ -521,6 +587,9 @@ async fn count(
                     .or_default();
                 if !payload.ends_with(stream_id.as_str()) {
                     stream.misrouted += 1;
+                }
+                if packet.payload.get(2) == Some(&b'S') {
+                    stream.screen_frames += 1;
                 }
                 stream.sequence_numbers.push(packet.header.sequence_number);
                 stream.payload_types.push(packet.header.payload_type);

@@ -65,6 +65,17 @@ pub fn local_track(
     } else {
         "cam"
     };
+    labelled_track(id, name, kind, codec, ssrc)
+}
+
+/// A local track of browser `id` labelled `name`, whose track id (`a=msid`) is `<name>-<id>`.
+pub fn labelled_track(
+    id: &str,
+    name: &str,
+    kind: RtpCodecKind,
+    codec: RTCRtpCodec,
+    ssrc: u32,
+) -> Arc<TrackLocalStaticRTP> {
     Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
         format!("local-{id}"),
         format!("{name}-{id}"),
@@ -129,7 +140,9 @@ pub async fn write_opus(
 }
 
 /// VP8-like: a frame every 33 ms in one packet.
-pub(super) async fn send_video(track: Arc<TrackLocalStaticRTP>, id: String) {
+/// VP8-like frames every 33 ms; the payload names the sender after `mark` (`V` for a camera,
+/// `S` for a screen), so a receiver can check routing and tell a screen from a camera.
+pub(super) async fn send_video(track: Arc<TrackLocalStaticRTP>, id: String, mark: char) {
     let ssrc = track.ssrcs().await[0];
     let mut ticker = tokio::time::interval(Duration::from_millis(33));
     let mut seq: u16 = 60000;
@@ -137,7 +150,7 @@ pub(super) async fn send_video(track: Arc<TrackLocalStaticRTP>, id: String) {
     loop {
         ticker.tick().await;
         let mut payload = vec![0x10, 0x00];
-        payload.extend_from_slice(format!("V{id}").as_bytes());
+        payload.extend_from_slice(format!("{mark}{id}").as_bytes());
         let packet = rtp::Packet {
             header: rtp::header::Header {
                 version: 2,

@@ -7,6 +7,7 @@ mod media_security;
 mod metrics;
 mod records;
 mod recovery;
+mod screen;
 
 use circle_tests::TestServer;
 

@@ -24,6 +24,14 @@ const COMMAND_QUEUE: usize = 1024;
 /// participant at a time.
 const REPORT_QUEUE: usize = 1024;
 
+/// The gates a participant's media passes, written by the room's rules and read on every
+/// packet: the floor gate on their audio, and the gate on their screen share.
+#[derive(Clone, Default)]
+pub(crate) struct Gates {
+    pub(crate) audio: Arc<AtomicBool>,
+    pub(crate) screen: Arc<AtomicBool>,
+}
+
 /// Connection keys are unique in the process, so a late report of a closed connection can
 /// never be mistaken for a new one's.
 static NEXT_KEY: AtomicU64 = AtomicU64::new(1);
@@ -33,7 +41,7 @@ enum RoomCommand {
         participant: ParticipantId,
         epoch: u64,
         may_publish: bool,
-        gate: Arc<AtomicBool>,
+        gates: Gates,
         subscribe: Arc<SubscribeState>,
     },
     Remove {
@@ -46,6 +54,13 @@ enum RoomCommand {
         participant: ParticipantId,
         sdp: String,
         audio_level_id: Option<u8>,
+        screen: Option<String>,
+    },
+    /// The participant's screen share started or stopped: subscribe legs receive it only
+    /// while it is on.
+    Screen {
+        participant: ParticipantId,
+        on: bool,
     },
     SubscribeAnswer {
         participant: ParticipantId,
@@ -89,14 +104,14 @@ impl MuxRoom {
         participant: ParticipantId,
         epoch: u64,
         may_publish: bool,
-        gate: Arc<AtomicBool>,
+        gates: Gates,
         subscribe: Arc<SubscribeState>,
     ) {
         let add = RoomCommand::Add {
             participant,
             epoch,
             may_publish,
-            gate,
+            gates,
             subscribe,
         };
         if self.send(add).is_err() {
@@ -127,12 +142,25 @@ impl MuxRoom {
         participant: &ParticipantId,
         sdp: String,
         audio_level_id: Option<u8>,
+        screen: Option<String>,
     ) -> Result<(), MediaError> {
         self.send(RoomCommand::PublishOffer {
             participant: participant.clone(),
             sdp,
             audio_level_id,
+            screen,
         })
+    }
+
+    pub(crate) fn set_screen(&self, participant: &ParticipantId, on: bool) {
+        let screen = RoomCommand::Screen {
+            participant: participant.clone(),
+            on,
+        };
+        if self.send(screen).is_err() {
+            // The gate has already closed; only the offers lag.
+            tracing::warn!("room media queue full; subscribe offers miss a screen change");
+        }
     }
 
     pub(crate) fn subscribe_answer(

@@ -43,12 +43,12 @@ impl SentTrack {
     pub(crate) fn new(ssrc: u32, kind: MediaKind) -> SentTrack {
         let clock_rate = match kind {
             MediaKind::Audio => 48_000,
-            MediaKind::Video => 90_000,
+            MediaKind::Video | MediaKind::Screen => 90_000,
         };
         SentTrack {
             ssrc,
             clock_rate,
-            history: (kind == MediaKind::Video).then(|| vec![None; HISTORY]),
+            history: kind.is_video().then(|| vec![None; HISTORY]),
             packets: 0,
             octets: 0,
             newest: None,

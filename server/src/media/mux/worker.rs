@@ -53,6 +53,9 @@ pub(crate) struct Owner {
     pub stream: String,
     /// The floor gate on the participant's audio, written by the room's rules.
     pub gate: Arc<AtomicBool>,
+    /// The gate on the participant's screen share: open while the rules allow the share they
+    /// announced.
+    pub screen_gate: Arc<AtomicBool>,
     /// Loud audio packets since the room last counted (RFC 6464 levels, gated or not).
     pub loud: Arc<AtomicU32>,
 }
@@ -66,11 +69,13 @@ pub(crate) enum Command {
         owner: Arc<Owner>,
     },
     /// Answers a browser's offer on a publish connection (rolled back if it cannot be
-    /// applied). `audio_level_id` is the RFC 6464 extension id the offer negotiates.
+    /// applied). `audio_level_id` is the RFC 6464 extension id the offer negotiates, `screen`
+    /// the track id of the announced screen share it sends, if any.
     Answer {
         key: ConnKey,
         offer: String,
         audio_level_id: Option<u8>,
+        screen: Option<String>,
         reply: oneshot::Sender<Result<String, MediaError>>,
     },
     /// Sets what a subscribe connection receives (publisher and kind) and answers with the
@@ -223,8 +228,11 @@ struct Slot {
     audio_level_id: Option<u8>,
     /// Publish legs: the kind of each incoming track, learned at its first packet.
     tracks: HashMap<String, MediaKind>,
+    /// Publish legs: the track id of the screen share the latest accepted offer sends: a
+    /// video track is a screen only when the rules allowed it as one at its offer.
+    screen_track: Option<String>,
     /// Publish legs: the current incoming track of each kind, by [`MediaKind::index`].
-    sources: [Option<Source>; 2],
+    sources: [Option<Source>; 3],
     /// Subscribe legs: what it receives, by publisher and kind.
     consumers: BTreeMap<(ConnKey, MediaKind), Consumed>,
     /// Subscribe legs: its sender reports are on the timer heap.
@@ -267,8 +275,8 @@ struct Consumed {
 enum Timer {
     /// The connection's own timers (ICE, DTLS, reports).
     Conn,
-    /// A publish connection's held keyframe request.
-    Keyframe,
+    /// A publish connection's held keyframe request for its camera or screen.
+    Keyframe(MediaKind),
     /// A subscribe connection's sender reports.
     Reports,
 }
@@ -348,9 +356,10 @@ impl Worker {
                 key,
                 offer,
                 audio_level_id,
+                screen,
                 reply,
             } => {
-                let answer = self.answer(now, key, offer, audio_level_id);
+                let answer = self.answer(now, key, offer, audio_level_id, screen);
                 let _ = reply.send(answer);
                 self.drive(key);
             }
@@ -429,7 +438,7 @@ impl Worker {
                     slot.due = None;
                     slot.conn.tick(now);
                 }
-                Timer::Keyframe => self.keyframe_due(now, key),
+                Timer::Keyframe(kind) => self.keyframe_due(now, key, kind),
                 Timer::Reports => self.reports_due(now, key),
             }
             self.drive(key);

@@ -85,6 +85,7 @@ impl Room {
         self.members.retain(|m| &m.id != id);
         // An open check-in keeps a leaver's answer: they gave it while here.
         self.gates.remove(id);
+        self.screens.remove(id);
         self.speaking_sent.remove(id);
         self.reactions.forget(id);
         self.effects.push(Effect::Gone {
@@ -130,6 +131,7 @@ impl Room {
         }
         self.members.clear();
         self.gates.clear();
+        self.screens.clear();
         self.speaking.clear();
         self.speaking_sent.clear();
         self.floor.clear();
@@ -151,8 +153,22 @@ impl Room {
         }
     }
 
-    /// Ends every step: tells the media path each gate that changed, and each participant the
-    /// speakers they may now see, when that changed.
+    /// Whether the rules let this participant share a screen: a facilitator always, a member
+    /// while holding the stick, an observer never (protocol.md, "Screen share").
+    pub(super) fn may_share(&self, id: &ParticipantId) -> bool {
+        let Some(m) = self.member(id).filter(|m| m.is_admitted()) else {
+            return false;
+        };
+        match m.role {
+            Role::Facilitator => true,
+            Role::Member => self.floor.holds(id),
+            Role::Observer => false,
+        }
+    }
+
+    /// Ends every step: ends each screen share the rules no longer allow (a member's, when the
+    /// stick moves on), tells the media path each gate and screen that changed, and each
+    /// participant the speakers they may now see, when that changed.
     pub(super) fn finish(&mut self) {
         if self.started && !self.finish_told && self.is_finished() {
             self.finish_told = true;
@@ -171,6 +187,32 @@ impl Room {
             .filter(|m| m.is_admitted() && m.role != Role::Observer)
             .map(|m| m.id.clone())
             .collect();
+        let ended: Vec<ParticipantId> = self
+            .members
+            .iter()
+            .filter(|m| m.screen.is_some())
+            .map(|m| m.id.clone())
+            .filter(|id| !self.may_share(id))
+            .collect();
+        for id in ended {
+            if let Some(m) = self.member_mut(&id) {
+                m.screen = None;
+            }
+            self.announce_update(&id);
+        }
+        for id in &publishers {
+            let track = self.member(id).and_then(|m| m.screen.clone());
+            if self.screens.get(id) != track.as_ref() {
+                match &track {
+                    Some(track) => self.screens.insert(id.clone(), track.clone()),
+                    None => self.screens.remove(id),
+                };
+                self.effects.push(Effect::ScreenGate {
+                    participant: id.clone(),
+                    track,
+                });
+            }
+        }
         for id in publishers {
             let forward = self.audio_forwarded(&id);
             if self.gates.get(&id) != Some(&forward) {

@@ -21,9 +21,9 @@ mod requests;
 use std::collections::{HashMap, HashSet};
 
 use circle_protocol::{
-    close, ClientMessage, Connection, EndReason, FloorMode, FloorState, HandStatus, LeaveReason,
-    Participant, ParticipantId, PcKind, RequestId, Role, RoomId, RoomState, ServerMessage,
-    MAX_HAND_NOTE_CHARS, MAX_HELP_NOTE_CHARS,
+    close, is_msid_track_id, ClientMessage, Connection, EndReason, FloorMode, FloorState,
+    HandStatus, LeaveReason, Participant, ParticipantId, PcKind, RequestId, Role, RoomId,
+    RoomState, ServerMessage, MAX_HAND_NOTE_CHARS, MAX_HELP_NOTE_CHARS,
 };
 
 use super::anonymous::{CheckIns, Reactions};
@@ -85,6 +85,12 @@ pub enum Effect {
         participant: ParticipantId,
         forward: bool,
     },
+    /// The screen-share track the media path forwards for this participant (the `a=msid`
+    /// track id they announced), or none; emitted on every change.
+    ScreenGate {
+        participant: ParticipantId,
+        track: Option<String>,
+    },
     /// Restart ICE on the participant's peers: the server re-offers `subscribe` with new ICE
     /// credentials (the browser restarts `publish` itself by offering again). Emitted on a
     /// resume, whose network has likely changed, and when a peer's ICE fails while the session
@@ -124,6 +130,8 @@ struct Member {
     presence: Presence,
     audio: bool,
     video: bool,
+    /// The screen-share track the participant announced, while the rules allow it.
+    screen: Option<String>,
     muted: bool,
     /// When the resume grace runs out, while the socket is gone.
     reconnecting_until: Option<Millis>,
@@ -140,6 +148,7 @@ impl Member {
             role: self.role,
             audio: self.audio,
             video: self.video,
+            screen: self.screen.is_some(),
             muted: self.muted,
             connection: if self.is_reconnecting() {
                 Connection::Reconnecting
@@ -197,6 +206,8 @@ pub struct Room {
     check_ins: CheckIns,
     /// The gate last told to the media path, per participant who may publish.
     gates: HashMap<ParticipantId, bool>,
+    /// The screen-share track last told to the media path, per participant sharing.
+    screens: HashMap<ParticipantId, String>,
     speaking: Vec<ParticipantId>,
     /// The `speaking` list each participant was last sent: what they may see changes with the
     /// floor as well as with the voices.
@@ -231,6 +242,7 @@ impl Room {
             reactions,
             check_ins: CheckIns::new(),
             gates: HashMap::new(),
+            screens: HashMap::new(),
             speaking: Vec::new(),
             speaking_sent: HashMap::new(),
             ended: false,
@@ -287,8 +299,10 @@ impl Room {
             member.name = joiner.name;
             let was_reconnecting = member.is_reconnecting();
             member.reconnecting_until = None;
-            // The new connection gets new peers, so the old ones' failures no longer count.
+            // The new connection gets new peers, so the old ones' failures no longer count,
+            // and the old tab's screen share went with it.
             member.media_down = MediaDown::default();
+            let stopped_sharing = member.screen.take().is_some();
             match member.presence {
                 Presence::Waiting => self.send(&joiner.id, ServerMessage::Waiting),
                 Presence::Admitted => {
@@ -303,7 +317,7 @@ impl Room {
                     if was_reconnecting {
                         self.connection_changed(&joiner.id, false);
                     }
-                    if was_reconnecting || renamed {
+                    if was_reconnecting || renamed || stopped_sharing {
                         self.announce_update(&joiner.id);
                     }
                 }
@@ -328,6 +342,7 @@ impl Room {
             presence: Presence::Waiting,
             audio: false,
             video: false,
+            screen: None,
             muted: false,
             reconnecting_until: None,
             media_down: MediaDown::default(),
@@ -578,6 +593,17 @@ impl Room {
             if *open != self.audio_forwarded(p) {
                 return Err(format!("the gate told for {p} is stale"));
             }
+        }
+        for m in &self.members {
+            if m.screen.is_some() && !self.may_share(&m.id) {
+                return Err(format!("{} shares a screen without being allowed to", m.id));
+            }
+            if self.screens.get(&m.id) != m.screen.as_ref() {
+                return Err(format!("the screen told for {} is stale", m.id));
+            }
+        }
+        if self.screens.keys().any(|p| self.member(p).is_none()) {
+            return Err("a screen is told for someone who has gone".into());
         }
         Ok(())
     }

@@ -272,11 +272,34 @@ impl Room {
     ) -> Result<Reply, RoomError> {
         use ClientMessage as M;
         match message {
-            M::SetMedia { audio, video } => {
+            M::SetMedia {
+                audio,
+                video,
+                screen,
+            } => {
+                // Judged whole before anything changes: a refused share changes nothing.
+                if let Some(Some(track)) = &screen {
+                    if !is_msid_track_id(track) {
+                        return Err(RoomError::BadRequest(
+                            "screen must be the a=msid track id of the screen-share track".into(),
+                        ));
+                    }
+                    if !self.may_share(from) {
+                        return Err(RoomError::Forbidden(
+                            "only a facilitator, or the member holding the stick, may share a screen"
+                                .into(),
+                        ));
+                    }
+                }
                 let member = self.member_mut(from).expect("checked above");
-                if (member.audio, member.video) != (audio, video) {
-                    member.audio = audio;
-                    member.video = video;
+                let mut changed = (member.audio, member.video) != (audio, video);
+                member.audio = audio;
+                member.video = video;
+                if let Some(screen) = screen {
+                    changed |= member.screen != screen;
+                    member.screen = screen;
+                }
+                if changed {
                     self.announce_update(from);
                 }
             }

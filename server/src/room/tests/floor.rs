@@ -286,6 +286,7 @@ fn a_muted_member_is_not_forwarded_even_in_open_mode_and_cannot_unmute() {
         M::SetMedia {
             audio: true,
             video: true,
+            screen: None,
         },
     );
     assert_eq!(

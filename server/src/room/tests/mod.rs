@@ -17,6 +17,7 @@ mod floor;
 mod properties;
 mod recovery;
 mod room_events;
+mod screen;
 
 fn pid(s: &str) -> ParticipantId {
     ParticipantId::from(s)

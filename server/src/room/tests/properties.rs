@@ -55,7 +55,21 @@ fn any_message() -> impl Strategy<Value = M> {
             check_in: CheckInId::from("c1"),
             option
         }),
-        (any::<bool>(), any::<bool>()).prop_map(|(audio, video)| M::SetMedia { audio, video }),
+        (
+            any::<bool>(),
+            any::<bool>(),
+            prop_oneof![
+                Just(None),
+                Just(Some(None)),
+                Just(Some(Some("screen-1".to_owned()))),
+                Just(Some(Some("not a track id".to_owned()))),
+            ]
+        )
+            .prop_map(|(audio, video, screen)| M::SetMedia {
+                audio,
+                video,
+                screen
+            }),
         Just(M::Leave),
         Just(M::Ping),
     ]

@@ -2,13 +2,13 @@
 //! time, waiting only on the worker's replies and the room's event channel.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use circle_protocol::{IceCandidate, ParticipantId, PcKind, SdpType};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{RoomCommand, NEXT_KEY};
+use super::{Gates, RoomCommand, NEXT_KEY};
 use crate::media::codec::MediaKind;
 use crate::media::leg::{peer_state, SubscribeState};
 use crate::media::mux::worker::{Command, ConnKey, Owner, Report, WorkerHandle};
@@ -23,8 +23,11 @@ struct Member {
     subscribe: ConnKey,
     state: Arc<SubscribeState>,
     loud: Arc<AtomicU32>,
-    /// The kinds the publish leg has sent us: every other member's subscribe leg receives them.
+    /// The kinds the publish leg has sent us: every other member's subscribe leg receives them
+    /// (a screen only while `sharing`).
     published: BTreeSet<MediaKind>,
+    /// The rules allow the screen share the participant announced.
+    sharing: bool,
     /// What the subscribe leg should receive (everyone else's published tracks) changed, or an
     /// ICE restart was asked for, since the last offer.
     dirty: bool,
@@ -104,10 +107,10 @@ impl RoomTask {
                 participant,
                 epoch,
                 may_publish,
-                gate,
+                gates,
                 subscribe,
             } => {
-                self.add(participant, epoch, may_publish, gate, subscribe)
+                self.add(participant, epoch, may_publish, gates, subscribe)
                     .await
             }
             RoomCommand::Remove { participant } => self.remove(&participant).await,
@@ -121,7 +124,12 @@ impl RoomTask {
                 participant,
                 sdp,
                 audio_level_id,
-            } => self.publish_offer(participant, sdp, audio_level_id).await,
+                screen,
+            } => {
+                self.publish_offer(participant, sdp, audio_level_id, screen)
+                    .await
+            }
+            RoomCommand::Screen { participant, on } => self.set_screen(&participant, on),
             RoomCommand::SubscribeAnswer { participant, sdp } => {
                 self.subscribe_answer(participant, sdp).await
             }
@@ -133,7 +141,7 @@ impl RoomTask {
         participant: ParticipantId,
         epoch: u64,
         may_publish: bool,
-        gate: Arc<AtomicBool>,
+        gates: Gates,
         state: Arc<SubscribeState>,
     ) {
         // A rejoin replaces the participant's legs.
@@ -142,7 +150,8 @@ impl RoomTask {
         let owner = Arc::new(Owner {
             reports: self.reports.clone(),
             stream: participant.as_str().to_owned(),
-            gate,
+            gate: gates.audio,
+            screen_gate: gates.screen,
             loud: loud.clone(),
         });
         let publish = may_publish.then(|| NEXT_KEY.fetch_add(1, Ordering::Relaxed));
@@ -173,6 +182,7 @@ impl RoomTask {
                 state,
                 loud,
                 published: BTreeSet::new(),
+                sharing: false,
                 dirty: anything_published,
                 restart_ice: false,
                 negotiated: false,
@@ -202,6 +212,7 @@ impl RoomTask {
         participant: ParticipantId,
         sdp: String,
         audio_level_id: Option<u8>,
+        screen: Option<String>,
     ) {
         let Some(member) = self.members.get(&participant) else {
             return;
@@ -214,6 +225,7 @@ impl RoomTask {
             key,
             offer: sdp,
             audio_level_id,
+            screen,
             reply,
         };
         match self.ask(command, answer).await {
@@ -266,15 +278,43 @@ impl RoomTask {
         }
     }
 
-    /// What `participant`'s subscribe leg should receive: everyone else's published tracks, by
-    /// publish connection and kind.
+    /// A screen share started or stopped: everyone else's subscribe leg gains or loses it.
+    fn set_screen(&mut self, participant: &ParticipantId, on: bool) {
+        let Some(member) = self.members.get_mut(participant) else {
+            return;
+        };
+        if member.sharing == on {
+            return;
+        }
+        member.sharing = on;
+        if member.published.contains(&MediaKind::Screen) {
+            self.others_changed(participant);
+        }
+    }
+
+    /// What `participant`'s subscribe leg should receive: everyone else's published tracks (a
+    /// screen while it is shared), by publish connection and kind.
     fn wanted_by(&self, participant: &ParticipantId) -> Vec<(ConnKey, MediaKind)> {
         self.members
             .iter()
             .filter(|(id, _)| *id != participant)
-            .filter_map(|(_, m)| m.publish.map(|key| (key, &m.published)))
-            .flat_map(|(key, kinds)| kinds.iter().map(move |kind| (key, *kind)))
+            .filter_map(|(_, m)| m.publish.map(|key| (key, m)))
+            .flat_map(|(key, m)| {
+                m.published
+                    .iter()
+                    .filter(|kind| **kind != MediaKind::Screen || m.sharing)
+                    .map(move |kind| (key, *kind))
+            })
             .collect()
+    }
+
+    /// Every subscribe leg but `participant`'s is offered again.
+    fn others_changed(&mut self, participant: &ParticipantId) {
+        for (id, other) in self.members.iter_mut() {
+            if id != participant {
+                other.dirty = true;
+            }
+        }
     }
 
     /// Sends each subscribe leg whose wanted tracks changed its next offer, unless one is
@@ -368,13 +408,10 @@ impl RoomTask {
                 };
                 let new = member.published.insert(kind);
                 let epoch = member.epoch;
-                if new {
+                let shown = kind != MediaKind::Screen || member.sharing;
+                if new && shown {
                     // A replaced camera changes nothing anyone receives.
-                    for (id, other) in self.members.iter_mut() {
-                        if *id != participant {
-                            other.dirty = true;
-                        }
-                    }
+                    self.others_changed(&participant);
                 }
                 let published = RouterEvent::Published {
                     participant,

@@ -46,7 +46,8 @@ impl Worker {
                 state: None,
                 audio_level_id: None,
                 tracks: Default::default(),
-                sources: [None, None],
+                screen_track: None,
+                sources: [None, None, None],
                 consumers: Default::default(),
                 reporting: false,
                 early_checks: None,
@@ -77,6 +78,7 @@ impl Worker {
         key: ConnKey,
         offer: String,
         audio_level_id: Option<u8>,
+        screen: Option<String>,
     ) -> Result<String, MediaError> {
         self.open(now, key, PcKind::Publish)?;
         let slot = self.conns.get_mut(&key).expect("opened above");
@@ -114,6 +116,7 @@ impl Worker {
             return Err(refusal);
         }
         slot.audio_level_id = audio_level_id;
+        slot.screen_track = screen;
         for source in slot.sources.iter_mut().flatten() {
             source.ingress.set_audio_level_id(audio_level_id);
         }

@@ -50,6 +50,11 @@ impl Worker {
                     .map(|r| r.track().kind())
                 {
                     Some(RtpCodecKind::Audio) => MediaKind::Audio,
+                    Some(RtpCodecKind::Video)
+                        if slot.screen_track.as_deref() == Some(init.track_id.as_str()) =>
+                    {
+                        MediaKind::Screen
+                    }
                     Some(RtpCodecKind::Video) => MediaKind::Video,
                     _ => return false,
                 };
@@ -76,6 +81,7 @@ impl Worker {
                             Ingress::audio(slot.owner.gate.clone(), slot.audio_level_id)
                         }
                         MediaKind::Video => Ingress::video(),
+                        MediaKind::Screen => Ingress::gated_video(slot.owner.screen_gate.clone()),
                     },
                 };
                 slot.sources[at] = Some(Source {
@@ -127,7 +133,7 @@ impl Worker {
                         self.media.count_dropped(DropReason::FloorGate, 1);
                         continue;
                     }
-                    if kind == MediaKind::Video && is_vp8_keyframe_start(&packet.payload) {
+                    if kind.is_video() && is_vp8_keyframe_start(&packet.payload) {
                         // A subscriber that goes live after this asks for a new keyframe
                         // rather than waiting on this one.
                         source.pacer.keyframe_forwarded();
@@ -148,14 +154,14 @@ impl Worker {
                         .consumers
                         .iter()
                         .find(|(_, c)| c.track == track)
-                        .map(|(&(publisher, _), _)| publisher);
+                        .map(|(&consumed, _)| consumed);
                     keyframes_wanted.extend(asked);
                 }
                 _ => {}
             }
         }
-        for publisher in keyframes_wanted {
-            self.request_keyframe(now, publisher, KeyframeWanted::Subscriber);
+        for (publisher, kind) in keyframes_wanted {
+            self.request_keyframe(now, publisher, kind, KeyframeWanted::Subscriber);
         }
         for (track, seqs) in nacked {
             self.answer_nack(key, &track, &seqs);
@@ -233,53 +239,60 @@ impl Worker {
         for (&(publisher, kind), consumed) in slot.consumers.iter_mut() {
             if consumed.negotiated && !consumed.live {
                 consumed.live = true;
-                if kind == MediaKind::Video {
-                    wanted.push(publisher);
+                if kind.is_video() {
+                    wanted.push((publisher, kind));
                 }
             }
         }
         let any_live = slot.consumers.values().any(|c| c.live);
-        for publisher in wanted {
-            self.request_keyframe(now, publisher, KeyframeWanted::NewSubscriber);
+        for (publisher, kind) in wanted {
+            self.request_keyframe(now, publisher, kind, KeyframeWanted::NewSubscriber);
         }
         if any_live {
             self.start_reports(now, key);
         }
     }
 
-    /// Asks publisher `key` for a keyframe of its camera, now or when its pacer allows.
-    fn request_keyframe(&mut self, now: Instant, key: ConnKey, who: KeyframeWanted) {
+    /// Asks publisher `key` for a keyframe of its camera or screen (`kind`), now or when its
+    /// pacer allows.
+    fn request_keyframe(
+        &mut self,
+        now: Instant,
+        key: ConnKey,
+        kind: MediaKind,
+        who: KeyframeWanted,
+    ) {
         let Some(slot) = self.conns.get_mut(&key) else {
             return;
         };
-        let Some(source) = slot.sources[MediaKind::Video.index()].as_mut() else {
+        let Some(source) = slot.sources[kind.index()].as_mut() else {
             return;
         };
         if source.pacer.request(now, who) {
-            self.send_keyframe_request(now, key);
+            self.send_keyframe_request(now, key, kind);
         } else if let Some(due) = source.pacer.due() {
             self.timers
-                .push(std::cmp::Reverse((due, key, Timer::Keyframe)));
+                .push(std::cmp::Reverse((due, key, Timer::Keyframe(kind))));
         }
     }
 
     /// A held keyframe request's time may have come.
-    pub(super) fn keyframe_due(&mut self, now: Instant, key: ConnKey) {
+    pub(super) fn keyframe_due(&mut self, now: Instant, key: ConnKey, kind: MediaKind) {
         let due = self.conns.get_mut(&key).and_then(|slot| {
-            slot.sources[MediaKind::Video.index()]
+            slot.sources[kind.index()]
                 .as_mut()
                 .map(|source| source.pacer.poll(now))
         });
         if due == Some(true) {
-            self.send_keyframe_request(now, key);
+            self.send_keyframe_request(now, key, kind);
         }
     }
 
-    fn send_keyframe_request(&mut self, now: Instant, key: ConnKey) {
+    fn send_keyframe_request(&mut self, now: Instant, key: ConnKey, kind: MediaKind) {
         let Some(slot) = self.conns.get_mut(&key) else {
             return;
         };
-        let Some(source) = slot.sources[MediaKind::Video.index()].as_mut() else {
+        let Some(source) = slot.sources[kind.index()].as_mut() else {
             return;
         };
         source.pacer.sent(now);

@@ -13,8 +13,12 @@ use tokio::net::UdpSocket;
 
 use super::*;
 use crate::media::codec::{MediaKind, VP8_PAYLOAD_TYPE};
+use crate::media::leg::sending_track;
 use crate::media::mux::testing::{browser, camera_packet, SSRC};
 use crate::media::udp::route::Dropped;
+
+/// The SSRC of a test browser's screen share.
+const SCREEN_SSRC: u32 = 0x5C5C_0001;
 
 /// A browser on its own socket, driven by the test.
 struct Peer {
@@ -90,6 +94,12 @@ impl Peer {
     }
 
     async fn offer_to(&mut self, worker: &TestWorker, key: ConnKey) {
+        self.offer_sharing(worker, key, None).await;
+    }
+
+    /// Offers to publish, telling the worker that `screen` is the screen-share track the
+    /// rules allow (as the router does).
+    async fn offer_sharing(&mut self, worker: &TestWorker, key: ConnKey, screen: Option<&str>) {
         worker.open(key, PcKind::Publish).await;
         let offer = self.pc.create_offer(None).unwrap();
         self.pc
@@ -101,6 +111,7 @@ impl Peer {
                 key,
                 offer: offer.sdp,
                 audio_level_id: None,
+                screen: screen.map(str::to_owned),
                 reply,
             })
             .await
@@ -178,6 +189,32 @@ impl Peer {
         }
     }
 
+    /// Adds a screen-share track (track id `screen-track`, SSRC [`SCREEN_SSRC`]).
+    fn add_screen(&mut self) {
+        let track = sending_track(
+            MediaKind::Screen,
+            "camera".to_owned(),
+            "screen-track".to_owned(),
+            SCREEN_SSRC,
+        );
+        self.pc.add_track(track).unwrap();
+    }
+
+    fn screen_frame(&mut self, seq: u16) {
+        let mut packet = camera_packet(
+            seq,
+            u32::from(seq) * 9000,
+            Bytes::from_static(&[0x10, 0, 0, 0, 0, 0, 0, 0]),
+        );
+        packet.header.ssrc = SCREEN_SSRC;
+        self.pc
+            .handle_write(TaggedRTCMessage {
+                now: Instant::now(),
+                message: RTCMessage::RtpPacket(String::new(), packet),
+            })
+            .unwrap();
+    }
+
     fn camera_frame(&mut self, seq: u16) {
         let packet = camera_packet(
             seq,
@@ -227,6 +264,7 @@ fn start(config: MediaConfig, reports: usize) -> (TestWorker, mpsc::Receiver<Rep
         reports: tx,
         stream: "p".to_owned(),
         gate: Arc::new(AtomicBool::new(true)),
+        screen_gate: Arc::new(AtomicBool::new(true)),
         loud: Arc::default(),
     });
     (
@@ -411,6 +449,70 @@ async fn run_both(
         a.run(Duration::from_millis(25), reports, seen).await;
         b.run(Duration::from_millis(25), reports, seen).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_screen_share_is_a_track_of_its_own_and_reaches_nobody_once_its_gate_closes() {
+    let (worker, mut reports) = start(MediaConfig::default(), 4096);
+    let mut a = Peer::new().await;
+    a.add_screen();
+    let mut b = Peer::with_camera(false).await;
+    a.offer_sharing(&worker, 1, Some("screen-track")).await;
+    b.receive_from(
+        &worker,
+        2,
+        vec![(1, MediaKind::Video), (1, MediaKind::Screen)],
+    )
+    .await;
+    assert!(
+        b.offers[0].contains("a=msid:p screen-1"),
+        "the subscriber's track id says it is a screen: {}",
+        b.offers[0]
+    );
+    let mut seen = Vec::new();
+    connect_all(&mut [&mut a, &mut b], &[1, 2], &mut reports, &mut seen).await;
+    for seq in 1..=3 {
+        a.camera_frame(seq);
+        a.screen_frame(100 + seq);
+    }
+    run_both(&mut a, &mut b, 4, &mut reports, &mut seen).await;
+    assert!(seen.iter().any(|r| matches!(
+        r,
+        Report::Published {
+            key: 1,
+            kind: MediaKind::Screen
+        }
+    )));
+    let ssrcs = |b: &Peer| -> BTreeSet<u32> { b.received.iter().map(|p| p.header.ssrc).collect() };
+    assert_eq!(
+        ssrcs(&b).len(),
+        2,
+        "a camera and a screen, each with its own SSRC"
+    );
+    // A forwarded stream begins at its publisher's sequence number: the screen's at 101.
+    let screen_ssrc = b
+        .received
+        .iter()
+        .find(|p| p.header.sequence_number > 100)
+        .map(|p| p.header.ssrc)
+        .expect("the screen reached the subscriber");
+
+    worker
+        .owner
+        .screen_gate
+        .store(false, std::sync::atomic::Ordering::Release);
+    let before = b.received.len();
+    for seq in 4..=6 {
+        a.camera_frame(seq);
+        a.screen_frame(100 + seq);
+    }
+    run_both(&mut a, &mut b, 4, &mut reports, &mut seen).await;
+    let after = &b.received[before..];
+    assert_eq!(after.len(), 3, "the camera goes on: {after:?}");
+    assert!(
+        after.iter().all(|p| p.header.ssrc != screen_ssrc),
+        "no screen packet passes a closed gate"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
