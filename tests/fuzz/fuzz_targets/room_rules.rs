@@ -97,6 +97,11 @@ fn message(u: &mut Unstructured) -> arbitrary::Result<M> {
         24 => M::SetMedia {
             audio: u.arbitrary()?,
             video: u.arbitrary()?,
+            screen: match u.int_in_range(0..=2)? {
+                0 => None,
+                1 => Some(None),
+                _ => Some(Some(text(u)?)),
+            },
         },
         25 => M::Leave,
         26 => M::Ping,
