@@ -6,7 +6,8 @@
 import { CLIENT } from './protocol.js';
 import { nameOf } from './state.js';
 import { $ } from './view.js';
-import { session } from './session.js';
+import { session, saveLayout } from './session.js';
+import { captureScreen } from './media.js';
 import { toast, withdrawToast } from './screens.js';
 import { act, leave } from './dispatch.js';
 import { render } from './room.js';
@@ -69,6 +70,50 @@ $('btn-cam').addEventListener('click', () => {
   session.media?.setEnabled('video', prefs.video);
   session.conn.send(CLIENT.set_media, { audio: prefs.audio, video: prefs.video });
   render();
+});
+$('btn-screen').addEventListener('click', () => (session.media?.screenTrack ? stopSharing() : startSharing()));
+
+const SHARE_REFUSED = 'Only a facilitator, or a member holding the talking stick, can share a screen.';
+
+/** Share a screen: the browser's picker, then `set_media` announcing the track, then the offer
+ *  (protocol.md: announce, then offer). Cancelling the picker changes nothing. */
+async function startSharing() {
+  const media = session.media;
+  if (!media || media.screenTrack) return;
+  let track;
+  try {
+    track = await captureScreen();
+  } catch (e) {
+    if (e?.name !== 'NotAllowedError' && e?.name !== 'AbortError') toast('Your screen could not be shared.');
+    return;
+  }
+  const announced = await ask(CLIENT.set_media, { audio: prefs.audio, video: prefs.video, screen: track.id }, { forbidden: SHARE_REFUSED });
+  if (!announced || session.media !== media) { track.stop(); return; }
+  // The browser's own "Stop sharing" bar ends the capture: stop cleanly then too.
+  track.addEventListener('ended', () => { if (session.media?.screenTrack === track) stopSharing(); });
+  render();
+  if (!await media.publishScreen(track)) {
+    toast('Your screen could not be shared.');
+    ask(CLIENT.set_media, { audio: prefs.audio, video: prefs.video, screen: null });
+  }
+  render();
+}
+
+/** Stop sharing, and tell the room unless the server already ended the share (`tell: false`). */
+export async function stopSharing({ tell = true } = {}) {
+  const media = session.media;
+  if (!media?.screenTrack) return;
+  const stopping = media.stopScreen();
+  render();
+  if (tell) ask(CLIENT.set_media, { audio: prefs.audio, video: prefs.video, screen: null });
+  await stopping;
+}
+
+$('btn-layout').addEventListener('click', () => {
+  const spotlight = $('stage').dataset.layout === 'spotlight';
+  saveLayout(spotlight ? 'grid' : 'spotlight');
+  render();
+  $('btn-layout').focus();
 });
 $('btn-leave').addEventListener('click', leave);
 $('btn-waiting-leave').addEventListener('click', leave);

@@ -9,7 +9,7 @@
 import { Connection } from './connection.js';
 import { SERVER } from './protocol.js';
 import { applyMessage, applyAction, isFacilitator, iHoldStick, nameOf } from './state.js';
-import { $, showReactions } from './view.js';
+import { $, showReactions, spotlightOf } from './view.js';
 import { session } from './session.js';
 import { show, announce, showMessage, DENIED, EXPIRED, REMOVED, LEFT } from './screens.js';
 import { enterRoom, restartMedia, render } from './room.js';
@@ -158,6 +158,12 @@ function onMessage(msg) {
       // Focus the heading, not Leave: a second press of Enter must not undo the join.
       $('waiting-title-h').focus();
       break;
+    case SERVER.participant_updated:
+      // The server ended our share (the stick moved on, or was given back): stop capturing too.
+      if (msg.participant.id === state.me?.id && !msg.participant.screen && media?.screenTrack) {
+        media.stopScreen().then(() => render());
+      }
+      break;
     case SERVER.sdp: media?.handleSdp(msg); break;
     case SERVER.ice: media?.handleIce(msg); break;
     case SERVER.denied: conn.stop(); showMessage(...DENIED); return;
@@ -209,5 +215,15 @@ function handleEvent(ev) {
     case 'waiting-room': if (ev.grew) announce(`${state.waiting.length} waiting to be let in.`); break;
     case 'locked': announce(ev.locked ? 'Locked: no one new can join.' : 'Unlocked: new people can join.'); break;
     case 'mode': announce(ev.mode === 'stick' ? 'From now on, only the stick holder speaks.' : 'From now on, everyone may speak.'); break;
+    case 'holder':
+      // The spotlight follows the stick; the new holder hears their own news as 'stick-arrived'.
+      if (ev.holder && ev.holder !== state.me?.id && spotlightOf(state, session.media, session.prefs.layout)) {
+        announce(`Spotlight on ${nameOf(state, ev.holder)}, who has the talking stick.`);
+      }
+      break;
+    case 'screen':
+      if (ev.participant === state.me?.id) { if (!ev.on) announce('Your screen share has ended.'); }
+      else announce(ev.on ? `${nameOf(state, ev.participant)} started sharing a screen.` : `${nameOf(state, ev.participant)} stopped sharing a screen.`);
+      break;
   }
 }

@@ -3,7 +3,10 @@
 // - `publish`: we offer our microphone and camera; the server answers.
 // - `subscribe`: the server offers the others' tracks; we answer. In each offer a track's
 //   MediaStream id is the publishing participant's id, so `onRemoteTrack(participantId, ...)`
-//   can put it in the right tile.
+//   can put it in the right tile; a track whose id (`a=msid`) begins with `screen` is a shared
+//   screen and goes to `screens` instead of the person's camera stream.
+// - A screen share is a second video track on `publish`, announced with `set_media` first
+//   (the caller does that) and then offered; stopping it removes the track and offers again.
 // Media failures never throw into the app: they are reported through `onStatus` so the page can
 // say so plainly while everything else (the floor, reactions, check-ins) keeps working.
 
@@ -62,6 +65,31 @@ export async function listDevices() {
   }
 }
 
+/** The `a=msid` track id the media section `mid` of `sdp` carries, if any. */
+export function msidTrackOf(sdp, mid) {
+  if (!sdp || mid == null) return null;
+  for (const section of sdp.split(/\r?\nm=/).slice(1)) {
+    const lines = section.split(/\r?\n/);
+    if (!lines.includes(`a=mid:${mid}`)) continue;
+    const msid = lines.find((l) => l.startsWith('a=msid:'));
+    return msid ? msid.slice('a=msid:'.length).split(' ')[1] ?? null : null;
+  }
+  return null;
+}
+
+/** Ask the browser for a screen, window or tab to share. Resolves to its video track; throws
+ *  the browser's error (NotAllowedError when the person cancels the picker). */
+export async function captureScreen() {
+  const stream = await navigator.mediaDevices.getDisplayMedia({
+    video: { frameRate: { ideal: 15, max: 30 } },
+    audio: false,
+  });
+  const track = stream.getVideoTracks()[0];
+  // Slides and text: keep them sharp, and let the frame rate drop instead.
+  if ('contentHint' in track) track.contentHint = 'detail';
+  return track;
+}
+
 /** A microphone level meter: calls onLevel(0..1) about 15 times a second until stopped. */
 export function startLevelMeter(stream, onLevel) {
   const track = stream.getAudioTracks()[0];
@@ -112,6 +140,9 @@ export class Media {
     this.publish = null;
     this.subscribe = null;
     this.remote = new Map(); // participant id -> MediaStream (our own collection of their tracks)
+    this.screens = new Map(); // participant id -> MediaStream holding the screen they share
+    this.screenTrack = null;  // the screen we share, while we do
+    this.publishChain = Promise.resolve();
     this.pendingIce = { publish: [], subscribe: [] };
     this.subscribeChain = Promise.resolve();
     this.answerTimer = null;
@@ -119,17 +150,18 @@ export class Media {
 
   setLocalStream(stream) { this.local = stream; }
 
-  /** Open the publish connection and offer our tracks. */
+  /** Open the publish connection and offer our tracks (and the screen we share, if any). */
   async startPublishing() {
     this.closePc('publish');
     const tracks = this.local.getTracks();
-    if (tracks.length === 0) {
+    if (tracks.length === 0 && !this.screenTrack) {
       this.onStatus('no-local', 'You are joining without camera or microphone.');
       return;
     }
     const pc = this.#newPc('publish');
     this.publish = pc;
     for (const t of tracks) pc.addTransceiver(t, { direction: 'sendonly', streams: [this.local] });
+    if (this.screenTrack) pc.addTransceiver(this.screenTrack, { direction: 'sendonly', streams: [this.local] });
     try {
       const offer = await pc.createOffer();
       await pc.setLocalDescription(offer);
@@ -176,6 +208,81 @@ export class Media {
     } catch (e) {
       // A refused restart leaves the old connection as it was; the next resume tries again.
     }
+  }
+
+  /**
+   * Share `track` (already announced with `set_media`): add it to the publish connection and
+   * offer again. Resolves true once the server has taken the offer; false if it refused it (the
+   * offer is rolled back and the track is not kept).
+   */
+  async publishScreen(track) {
+    this.screenTrack = track;
+    if (!this.publish) {
+      await this.startPublishing();
+      return !!this.publish;
+    }
+    const pc = this.publish;
+    pc.addTransceiver(track, { direction: 'sendonly', streams: [this.local] });
+    const ok = await this.#renegotiatePublish(pc);
+    if (!ok) {
+      this.#dropScreen(pc);
+      await this.#renegotiatePublish(pc);
+    }
+    return ok;
+  }
+
+  /** Stop sharing: end the capture, take the track off the publish connection and offer again.
+   *  Whether there was a share to stop. */
+  async stopScreen() {
+    const track = this.screenTrack;
+    if (!track) return false;
+    const pc = this.publish;
+    if (pc) {
+      this.#dropScreen(pc);
+      await this.#renegotiatePublish(pc);
+    } else {
+      this.screenTrack = null;
+      track.stop();
+    }
+    return true;
+  }
+
+  #dropScreen(pc) {
+    const track = this.screenTrack;
+    this.screenTrack = null;
+    track?.stop();
+    const sender = pc.getSenders().find((snd) => snd.track === track);
+    if (sender) pc.removeTrack(sender);
+  }
+
+  /** A new publish offer for what the connection now sends, one at a time. Resolves true when
+   *  the server took it; a refused offer is rolled back. */
+  #renegotiatePublish(pc) {
+    const run = async () => {
+      if (this.publish !== pc) return false;
+      if (pc.signalingState !== 'stable') {
+        await new Promise((resolve) => {
+          const check = () => { if (pc.signalingState === 'stable' || this.publish !== pc) { pc.removeEventListener('signalingstatechange', check); resolve(); } };
+          pc.addEventListener('signalingstatechange', check);
+          setTimeout(() => { pc.removeEventListener('signalingstatechange', check); resolve(); }, 10_000);
+        });
+      }
+      if (this.publish !== pc || pc.signalingState !== 'stable') return false;
+      try {
+        const offer = await pc.createOffer();
+        await pc.setLocalDescription(offer);
+        await this.request(CLIENT.sdp, { pc: 'publish', sdp_type: 'offer', sdp: pc.localDescription.sdp });
+        return true;
+      } catch (e) {
+        if (this.publish === pc && pc.signalingState === 'have-local-offer') {
+          try { await pc.setLocalDescription({ type: 'rollback' }); } catch { /* closed */ }
+        }
+        return false;
+      }
+    };
+    const result = this.publishChain.then(run, run);
+    this.publishChain = result.catch(() => {});
+    return result;
   }
 
   /** Handle an `sdp` message from the server. */
@@ -258,14 +365,19 @@ export class Media {
       pc.ontrack = (ev) => {
         const pid = ev.streams[0]?.id;
         if (!pid) return;
-        // A recycled transceiver may carry a track that used to be someone else's.
-        for (const [other, s] of this.remote) if (other !== pid && s.getTracks().includes(ev.track)) s.removeTrack(ev.track);
-        let stream = this.remote.get(pid);
-        if (!stream) { stream = new MediaStream(); this.remote.set(pid, stream); }
+        const isScreen = !!msidTrackOf(pc.remoteDescription?.sdp, ev.transceiver?.mid)?.startsWith('screen');
+        const into = isScreen ? this.screens : this.remote;
+        // A recycled transceiver may carry a track that used to be someone else's, or that
+        // used to be a camera and is now a screen (or the other way round).
+        for (const map of [this.remote, this.screens]) {
+          for (const [other, s] of map) if ((other !== pid || map !== into) && s.getTracks().includes(ev.track)) s.removeTrack(ev.track);
+        }
+        let stream = into.get(pid);
+        if (!stream) { stream = new MediaStream(); into.set(pid, stream); }
         for (const t of stream.getTracks()) if (t.kind === ev.track.kind && t !== ev.track) stream.removeTrack(t);
         if (!stream.getTracks().includes(ev.track)) stream.addTrack(ev.track);
         ev.streams[0].onremovetrack = () => this.#pruneRemote();
-        this.onRemoteStream(pid, stream);
+        this.onRemoteStream(pid, this.remote.get(pid) ?? null);
       };
     }
     return pc;
@@ -278,10 +390,12 @@ export class Media {
     const live = new Set(pc.getTransceivers()
       .filter((t) => !t.stopped && t.currentDirection !== 'inactive' && t.receiver.track)
       .map((t) => t.receiver.track));
-    for (const [pid, stream] of this.remote) {
-      for (const t of stream.getTracks()) if (!live.has(t)) stream.removeTrack(t);
-      if (stream.getTracks().length === 0) this.remote.delete(pid);
-      this.onRemoteStream(pid, this.remote.get(pid) ?? null);
+    for (const map of [this.remote, this.screens]) {
+      for (const [pid, stream] of map) {
+        for (const t of stream.getTracks()) if (!live.has(t)) stream.removeTrack(t);
+        if (stream.getTracks().length === 0) map.delete(pid);
+        this.onRemoteStream(pid, this.remote.get(pid) ?? null);
+      }
     }
   }
 
@@ -297,7 +411,10 @@ export class Media {
     const old = this.local.getTracks().find((t) => t.kind === kind);
     if (old) { this.local.removeTrack(old); old.stop(); }
     if (track) this.local.addTrack(track);
-    const sender = this.publish?.getSenders().find((s) => s.track?.kind === kind || (!s.track && old));
+    // The sender that carried the old track (a shared screen's sender is never this one).
+    const senders = this.publish?.getSenders() ?? [];
+    const sender = (old && senders.find((s) => s.track === old))
+      ?? senders.find((s) => s.track?.kind === kind && s.track !== this.screenTrack);
     if (sender) await sender.replaceTrack(track);
   }
 
@@ -314,6 +431,7 @@ export class Media {
     this[which] = null;
     this.pendingIce[which] = [];
     if (which === 'subscribe') {
+      this.screens.clear();
       for (const pid of [...this.remote.keys()]) { this.remote.delete(pid); this.onRemoteStream(pid, null); }
       this.subscribeChain = Promise.resolve();
     }
@@ -322,6 +440,8 @@ export class Media {
   /** Tear everything down, including our camera and microphone. */
   stopAll() {
     clearTimeout(this.answerTimer);
+    this.screenTrack?.stop();
+    this.screenTrack = null;
     this.closePc('publish');
     this.closePc('subscribe');
     for (const t of this.local.getTracks()) t.stop();

@@ -22,6 +22,7 @@ export function enterRoom() {
   document.body.dataset.role = state.me.role;
   $('btn-mic').hidden = observer;
   $('btn-cam').hidden = observer;
+  $('btn-screen').hidden = true;
   $('help-me').hidden = state.me.role !== 'member';
   $('my-floor').hidden = false;
   $('btn-mic').disabled = !localStream.getAudioTracks().length;
@@ -66,9 +67,19 @@ export function restartMedia() {
   media.closePc('subscribe');
   media.iceServers = state.iceServers;
   if (!isObserver(state)) {
+    // The server forgot our screen with our media; a share starts again from the button.
+    media.screenTrack?.stop();
+    media.screenTrack = null;
     conn.send(CLIENT.set_media, { audio: prefs.audio, video: prefs.video });
     media.startPublishing();
   }
+}
+
+/** Whether the person may share a screen now: a facilitator always, a member while holding the
+ *  stick (protocol.md, "Screen share"), and only where the browser can. */
+export function mayShare(state) {
+  if (!navigator.mediaDevices?.getDisplayMedia) return false;
+  return state.me?.role === 'facilitator' || (state.me?.role === 'member' && iHoldStick(state));
 }
 
 function renderMediaStatus() {
@@ -119,7 +130,7 @@ function renderRoom() {
   const { state } = session;
   $('room-mode').textContent = state.floor.mode === 'stick' ? 'Talking stick mode' : 'Open floor';
   $('room-locked').hidden = !state.locked;
-  renderTiles(state, session.media, session.localStream);
+  renderTiles(state, session.media, session.localStream, session.prefs.layout);
   renderMyFloor(state, actions);
   renderCheckIn(state, actions);
   renderFacilitator(state, actions);
@@ -140,6 +151,10 @@ function renderOwnControls() {
   else if (!prefs.audio && me.role !== 'observer') hint = 'Your microphone is off.';
   mic.classList.toggle('held', !!hint && prefs.audio);
   $('mic-hint').textContent = hint;
+  const sharing = !!session.media?.screenTrack;
+  const screen = $('btn-screen');
+  screen.hidden = !sharing && !mayShare(state);
+  screen.querySelector('.label').textContent = sharing ? 'Stop sharing' : 'Share screen';
 }
 
 new ResizeObserver(() => layoutGrid()).observe($('grid'));

@@ -7,13 +7,16 @@
 
 import { emptyState } from './state.js';
 
+const LAYOUT_KEY = 'circle.layout';
+
 export const session = {
   conn: null,
   media: null,
   token: null,
   claims: null,
   localStream: new MediaStream(),
-  prefs: { audio: true, video: true, audioDeviceId: '', videoDeviceId: '' },
+  // `layout`: 'spotlight' (the stick holder large, in stick mode) or 'grid', remembered.
+  prefs: { audio: true, video: true, audioDeviceId: '', videoDeviceId: '', layout: readLayout() },
   mediaState: { state: 'idle', detail: '' },
   stopMeter: () => {},
   previewReady: Promise.resolve(),
@@ -21,6 +24,15 @@ export const session = {
 };
 // Read-only, so that a stray `session.state = ...` fails instead of splitting the state in two.
 Object.defineProperty(session, 'state', { value: emptyState(), enumerable: true, writable: false });
+
+function readLayout() {
+  try { return localStorage.getItem(LAYOUT_KEY) === 'grid' ? 'grid' : 'spotlight'; } catch { return 'spotlight'; }
+}
+/** Remember the person's choice of layout for their next visit. */
+export function saveLayout(layout) {
+  session.prefs.layout = layout;
+  try { localStorage.setItem(LAYOUT_KEY, layout); } catch { /* storage may be disabled */ }
+}
 
 /** Stop everything that runs for the stay: the mic meter, media, the camera, the countdown. */
 export function teardown() {

@@ -60,6 +60,7 @@ function setFloor(state, floor, events) {
   if (floor.position === 1 && before.position !== 1) events.push({ kind: 'you-are-next' });
   if (floor.holder === me) state.invited = false;
   if (floor.mode !== before.mode) events.push({ kind: 'mode', mode: floor.mode });
+  if (floor.holder !== before.holder) events.push({ kind: 'holder', holder: floor.holder ?? null });
 }
 
 function loadWelcome(state, msg) {
@@ -109,6 +110,8 @@ export function applyMessage(state, msg) {
     case SERVER.participant_joined:
     case SERVER.participant_updated: {
       const p = msg.participant;
+      const before = state.participants.get(p.id);
+      if (!!before?.screen !== !!p.screen && (before || p.screen)) events.push({ kind: 'screen', participant: p.id, on: !!p.screen });
       state.participants.set(p.id, p);
       if (state.me && p.id === state.me.id) state.me = p;
       break;

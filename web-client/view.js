@@ -101,51 +101,117 @@ function stateChips(p, s) {
   return chips;
 }
 
-export function renderTiles(s, media, localStream) {
-  const grid = $('grid');
-  const people = [...s.participants.values()];
-  syncList(grid, people, (p) => p.id, (p) => {
-    const t = buildTile(p);
-    tiles.set(p.id, t);
-    return t.root;
-  }, (root, p) => {
-    const t = tiles.get(p.id);
-    const me = p.id === s.me?.id;
-    const holder = s.floor.holder === p.id;
-    const speaking = s.speaking.has(p.id);
-    t.root.setAttribute('aria-label', `${p.name}${me ? ' (you)' : ''}`);
-    t.root.classList.toggle('holder', holder);
-    t.root.classList.toggle('is-speaking', speaking);
-    t.root.classList.toggle('reconnecting', p.connection === 'reconnecting');
-    t.name.textContent = me ? `${p.name} (you)` : p.name;
-    t.role.textContent = p.role === 'member' ? '' : ROLE_LABEL[p.role];
-    t.role.hidden = p.role === 'member';
-    t.avatar.textContent = (p.name || '?').trim().charAt(0).toUpperCase();
-    t.stick.hidden = !holder;
-    t.speaking.hidden = !speaking;
-    t.states.replaceChildren(...stateChips(p, s).map(([cls, text]) => el('span', { class: `chip ${cls}` }, text)));
+/** The existing tile of `p`, or a new one. */
+function tileOf(p) {
+  let t = tiles.get(p.id);
+  if (!t) { t = buildTile(p); tiles.set(p.id, t); t.root.dataset.key = p.id; }
+  return t;
+}
 
-    const stream = me ? localStream : media?.remote.get(p.id) ?? null;
-    // Re-attach when the stream or its set of tracks changes (audio may arrive after video).
-    const signature = stream ? stream.getTracks().map((tr) => tr.id).sort().join(',') : '';
-    if (t.stream !== stream || t.signature !== signature) {
-      t.stream = stream;
-      t.signature = signature;
-      t.video.srcObject = stream;
-      if (!me) {
-        t.audio.srcObject = stream;
-        // Only NotAllowedError means the browser wants a tap first; an AbortError just means
-        // this play() was superseded by a newer stream.
-        if (stream) {
-          t.audio.play().catch((e) => {
-            if (e?.name === 'NotAllowedError') document.dispatchEvent(new CustomEvent('circle-autoplay-blocked'));
-          });
-        }
+function updateTile(s, media, localStream, p) {
+  const t = tiles.get(p.id);
+  const me = p.id === s.me?.id;
+  const holder = s.floor.holder === p.id;
+  const speaking = s.speaking.has(p.id);
+  t.root.setAttribute('aria-label', `${p.name}${me ? ' (you)' : ''}`);
+  t.root.classList.toggle('holder', holder);
+  t.root.classList.toggle('is-speaking', speaking);
+  t.root.classList.toggle('reconnecting', p.connection === 'reconnecting');
+  t.name.textContent = me ? `${p.name} (you)` : p.name;
+  t.role.textContent = p.role === 'member' ? '' : ROLE_LABEL[p.role];
+  t.role.hidden = p.role === 'member';
+  t.avatar.textContent = (p.name || '?').trim().charAt(0).toUpperCase();
+  t.stick.hidden = !holder;
+  t.speaking.hidden = !speaking;
+  t.states.replaceChildren(...stateChips(p, s).map(([cls, text]) => el('span', { class: `chip ${cls}` }, text)));
+
+  const stream = me ? localStream : media?.remote.get(p.id) ?? null;
+  // Re-attach when the stream or its set of tracks changes (audio may arrive after video).
+  const signature = stream ? stream.getTracks().map((tr) => tr.id).sort().join(',') : '';
+  if (t.stream !== stream || t.signature !== signature) {
+    t.stream = stream;
+    t.signature = signature;
+    t.video.srcObject = stream;
+    if (!me) {
+      t.audio.srcObject = stream;
+      // Only NotAllowedError means the browser wants a tap first; an AbortError just means
+      // this play() was superseded by a newer stream.
+      if (stream) {
+        t.audio.play().catch((e) => {
+          if (e?.name === 'NotAllowedError') document.dispatchEvent(new CustomEvent('circle-autoplay-blocked'));
+        });
       }
     }
-    const hasVideo = !!stream && stream.getVideoTracks().length > 0;
-    t.root.classList.toggle('show-video', hasVideo && p.video !== false && p.role !== 'observer');
-  });
+  }
+  // A tile moved between the grid and the spotlight keeps playing.
+  if (stream && t.video.paused) t.video.play().catch(() => {});
+  const hasVideo = !!stream && stream.getVideoTracks().length > 0;
+  t.root.classList.toggle('show-video', hasVideo && p.video !== false && p.role !== 'observer');
+}
+
+/** Who shares a screen now (the one shown large), or null: the first sharer in the room's
+ *  order. Our own share counts once our track is out. */
+export function sharerOf(s, media) {
+  for (const p of s.participants.values()) {
+    if (!p.screen) continue;
+    if (p.id === s.me?.id && !media?.screenTrack) continue;
+    return p;
+  }
+  return null;
+}
+
+/** Whether the stick holder is shown large: stick mode, someone holds it, nobody shares a
+ *  screen, and the person has not chosen the grid. */
+export function spotlightOf(s, media, layout) {
+  if (layout === 'grid' || s.floor.mode !== 'stick' || !s.floor.holder) return null;
+  if (sharerOf(s, media)) return null;
+  return s.participants.get(s.floor.holder) ?? null;
+}
+
+let screenTile = null;
+function buildScreenTile() {
+  const video = el('video', { autoplay: true, playsInline: true, muted: true });
+  video.setAttribute('playsinline', '');
+  const caption = el('span', { class: 'tile-name' });
+  const root = el('div', { class: 'tile screen-tile', role: 'group' },
+    video, el('div', { class: 'tile-bottom' }, caption));
+  return { root, video, caption, stream: null };
+}
+
+/** The tiles: everyone in the grid, or, when a screen is shared or the stick holder is in the
+ *  spotlight, that shown large in `focus` and the others in a strip beside it. */
+export function renderTiles(s, media, localStream, layout) {
+  const grid = $('grid');
+  const focus = $('focus');
+  const sharer = sharerOf(s, media);
+  const spot = spotlightOf(s, media, layout);
+  const people = [...s.participants.values()].filter((p) => p !== spot);
+  // The grid first: a tile leaving it for the spotlight is taken out before it is put in.
+  syncList(grid, people, (p) => p.id, (p) => tileOf(p).root, (root, p) => updateTile(s, media, localStream, p));
+  if (sharer) {
+    screenTile ??= buildScreenTile();
+    const me = sharer.id === s.me?.id;
+    const stream = me ? new MediaStream([media.screenTrack]) : media?.screens.get(sharer.id) ?? null;
+    const trackIds = stream ? stream.getTracks().map((t) => t.id).join(',') : '';
+    if (screenTile.trackIds !== trackIds) { screenTile.trackIds = trackIds; screenTile.video.srcObject = stream; }
+    screenTile.caption.textContent = me ? 'You are sharing your screen' : `${sharer.name} is sharing their screen`;
+    screenTile.root.setAttribute('aria-label', screenTile.caption.textContent);
+    screenTile.root.dataset.sharer = sharer.id;
+    screenTile.root.dataset.key = `screen:${sharer.id}`;
+    if (focus.firstChild !== screenTile.root || focus.children.length !== 1) focus.replaceChildren(screenTile.root);
+  } else if (spot) {
+    syncList(focus, [spot], (p) => p.id, (p) => tileOf(p).root, (root, p) => updateTile(s, media, localStream, p));
+  } else if (focus.children.length) {
+    focus.replaceChildren();
+  }
+  focus.hidden = !sharer && !spot;
+  const stage = $('stage');
+  stage.classList.toggle('has-focus', !!(sharer || spot));
+  stage.dataset.layout = sharer ? 'screen' : spot ? 'spotlight' : 'grid';
+  const canSpotlight = !sharer && s.floor.mode === 'stick' && !!s.floor.holder;
+  const switcher = $('btn-layout');
+  switcher.hidden = !canSpotlight;
+  switcher.textContent = spot ? 'Show everyone' : 'Spotlight the speaker';
   for (const id of [...tiles.keys()]) if (!s.participants.has(id)) tiles.delete(id);
   grid.dataset.count = String(people.length);
   layoutGrid();
