@@ -12,6 +12,15 @@
 
 import { CLIENT } from './protocol.js';
 
+/** The camera in two simulcast layers, a quarter and the whole of the picture: the server
+ *  sends each viewer the one that fits the tile it shows (`tile_sizes`). Two, because Chromium
+ *  sends no more than two for a 640×360 camera (a third is never sent). A thumbnail needs no
+ *  more than 15 frames a second, and a phone showing a room of them gets them cheaply. */
+const CAMERA_LAYERS = [
+  { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 100_000, maxFramerate: 15 },
+  { rid: 'f', maxBitrate: 900_000 },
+];
+
 /** Shown when the relay server refuses the credentials this server handed out. */
 const RELAY_REFUSED = 'Video and sound cannot get through: the media relay refused this connection. Please tell your facilitator.';
 
@@ -160,7 +169,11 @@ export class Media {
     }
     const pc = this.#newPc('publish');
     this.publish = pc;
-    for (const t of tracks) pc.addTransceiver(t, { direction: 'sendonly', streams: [this.local] });
+    for (const t of tracks) {
+      const init = { direction: 'sendonly', streams: [this.local] };
+      if (t.kind === 'video') init.sendEncodings = CAMERA_LAYERS;
+      pc.addTransceiver(t, init);
+    }
     if (this.screenTrack) pc.addTransceiver(this.screenTrack, { direction: 'sendonly', streams: [this.local] });
     try {
       const offer = await pc.createOffer();

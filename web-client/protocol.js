@@ -31,7 +31,7 @@ export const SERVER = names([
 /** Client -> server message types this client sends. */
 export const CLIENT = names([
   'hello', 'resume', 'ping', 'leave',
-  'set_media', 'sdp', 'ice',
+  'set_media', 'tile_sizes', 'sdp', 'ice',
   'raise_hand', 'lower_hand', 'release_floor', 'pass_floor', 'answer_invite',
   'react', 'need_help', 'answer_check_in',
   'admit', 'admit_all', 'deny', 'grant_floor', 'grant_next', 'revoke_floor', 'invite_to_speak',

@@ -4,7 +4,7 @@
 import { Media } from './media.js';
 import { CLIENT } from './protocol.js';
 import { isObserver, iHoldStick } from './state.js';
-import { $, renderTiles, layoutGrid, renderMyFloor, updateCountdown, renderCheckIn, renderFacilitator } from './view.js';
+import { $, renderTiles, layoutGrid, renderMyFloor, updateCountdown, renderCheckIn, renderFacilitator, tileHeights } from './view.js';
 import { session } from './session.js';
 import { show } from './screens.js';
 
@@ -38,6 +38,7 @@ export function enterRoom() {
 
 function startMedia() {
   const { state, conn, prefs } = session;
+  sentSizes.clear();
   const media = new Media({
     request: (type, f) => session.conn.request(type, f),
     send: (type, f) => session.conn.send(type, f),
@@ -65,6 +66,7 @@ export function restartMedia() {
   if (!media) return startMedia();
   media.closePc('publish');
   media.closePc('subscribe');
+  sentSizes.clear();
   media.iceServers = state.iceServers;
   if (!isObserver(state)) {
     // The server forgot our screen with our media; a share starts again from the button.
@@ -135,6 +137,7 @@ function renderRoom() {
   renderCheckIn(state, actions);
   renderFacilitator(state, actions);
   renderOwnControls();
+  reportTileSizes();
   document.body.classList.toggle('holding-stick', iHoldStick(state));
   document.body.dataset.role = state.me.role;
 }
@@ -157,4 +160,28 @@ function renderOwnControls() {
   screen.querySelector('.label').textContent = sharing ? 'Stop sharing' : 'Share screen';
 }
 
-new ResizeObserver(() => layoutGrid()).observe($('grid'));
+// The tile heights last told to the server, by participant.
+const sentSizes = new Map();
+let sizesTimer = null;
+/** Tell the server the size of each camera tile that changed (settled for a quarter second), so
+ *  it sends each camera in the simulcast layer the tile needs, and none for a hidden one. */
+function reportTileSizes() {
+  clearTimeout(sizesTimer);
+  sizesTimer = setTimeout(() => {
+    const { state, conn } = session;
+    if (!conn || state.phase !== 'room' || !state.me) return;
+    const heights = tileHeights(state);
+    const changed = [];
+    for (const [participant, height] of heights) {
+      // The server takes 64 a message; the rest go with the next.
+      if (sentSizes.get(participant) !== height && changed.length < 64) {
+        sentSizes.set(participant, height);
+        changed.push({ participant, height });
+      }
+    }
+    for (const id of [...sentSizes.keys()]) if (!heights.has(id)) sentSizes.delete(id);
+    if (changed.length) conn.send(CLIENT.tile_sizes, { sizes: changed });
+  }, 250);
+}
+
+new ResizeObserver(() => { layoutGrid(); if (session.state.phase === 'room') reportTileSizes(); }).observe($('grid'));

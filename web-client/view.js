@@ -217,6 +217,20 @@ export function renderTiles(s, media, localStream, layout) {
   layoutGrid();
 }
 
+/** The height (device pixels, in steps of 10) at which each other participant's camera is
+ *  shown now, 0 where it is not: for `tile_sizes`, so the server sends each the layer that fits. */
+export function tileHeights(s) {
+  const out = new Map();
+  for (const p of s.participants.values()) {
+    if (p.id === s.me?.id) continue;
+    const t = tiles.get(p.id);
+    const shown = !!t && t.root.isConnected && t.root.classList.contains('show-video');
+    const h = shown ? t.video.getBoundingClientRect().height * (window.devicePixelRatio || 1) : 0;
+    out.set(p.id, Math.ceil(h / 10) * 10);
+  }
+  return out;
+}
+
 /** Choose the number of columns that makes 16:9 tiles as large as possible in the stage. */
 export function layoutGrid() {
   const grid = $('grid');

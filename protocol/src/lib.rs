@@ -30,6 +30,12 @@ pub const MAX_CHECK_IN_OPTION_CHARS: usize = 100;
 /// characters (RFC 8830 §2).
 pub const MAX_SCREEN_TRACK_CHARS: usize = 64;
 
+/// The most entries one `tile_sizes` may carry (an extension: the room cap is lower).
+pub const MAX_TILE_SIZES: usize = 64;
+
+/// The largest tile height `tile_sizes` may give, in device pixels.
+pub const MAX_TILE_HEIGHT: u32 = 8192;
+
 /// Whether `id` can be an `a=msid` track id (RFC 8830 §2: `1*64token-char`, RFC 4566's
 /// token characters), as `set_media`'s `screen` must be.
 pub fn is_msid_track_id(id: &str) -> bool {
@@ -297,6 +303,10 @@ pub enum ClientMessage {
         )]
         screen: Option<Option<String>>,
     },
+    /// Sent by an admitted client when the size at which it shows others' cameras changes:
+    /// the height of each tile in device pixels, 0 while it is not shown. The server sends
+    /// each camera in the simulcast layer that fits (an extension, `protocol/README.md`).
+    TileSizes { sizes: Vec<TileSize> },
     /// Sent by an admitted client: a WebRTC session description.
     Sdp {
         pc: PcKind,
@@ -343,6 +353,7 @@ impl ClientMessage {
             ClientMessage::NeedHelp { .. } => "need_help",
             ClientMessage::AnswerCheckIn { .. } => "answer_check_in",
             ClientMessage::SetMedia { .. } => "set_media",
+            ClientMessage::TileSizes { .. } => "tile_sizes",
             ClientMessage::Sdp { .. } => "sdp",
             ClientMessage::Ice { .. } => "ice",
         }
@@ -380,6 +391,7 @@ pub const CLIENT_TYPES: &[&str] = &[
     "need_help",
     "answer_check_in",
     "set_media",
+    "tile_sizes",
     "sdp",
     "ice",
 ];
@@ -508,6 +520,14 @@ pub struct Participant {
     /// A facilitator's block on this participant's audio.
     pub muted: bool,
     pub connection: Connection,
+}
+
+/// How large a client shows one participant's camera (`tile_sizes`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TileSize {
+    pub participant: ParticipantId,
+    /// Device pixels; 0 while the tile is not shown.
+    pub height: u32,
 }
 
 /// One entry of the raise-hand queue, as facilitators see it.

@@ -3,9 +3,9 @@
 // Every wait here is bounded. Each test starts its own server on 127.0.0.1 port 0 and its own
 // browser, and kills both in `t.after`, so tests do not depend on each other.
 
-import { spawn } from 'node:child_process';
+import { spawn, execFileSync } from 'node:child_process';
 import { createHmac, randomBytes } from 'node:crypto';
-import { mkdirSync, existsSync, rmSync } from 'node:fs';
+import { mkdirSync, existsSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -57,17 +57,18 @@ export function bounded(promise, ms) {
 // The server
 
 /**
- * Start `circle serve` on a free loopback port. Returns {url, port, secret, stop, logs}.
+ * Start `circle serve` on a free loopback port (or a free port of `host`, an address of a test's
+ * own network namespace link). Returns {url, port, secret, stop, logs}.
  * Extra CLI arguments (e.g. ['--waiting-room', 'off']) go in `args`.
  */
-export async function startServer(t, { args = [] } = {}) {
+export async function startServer(t, { args = [], host = '127.0.0.1' } = {}) {
   if (!existsSync(circleBin)) {
     throw new Error(`circle binary not found at ${circleBin}: build it with 'cargo build -p circle-server' or set CIRCLE_BIN`);
   }
   const secret = randomBytes(24).toString('hex');
   // Records on, as a deployment runs, in a file of this test's own.
   const database = join(tmpdir(), `circle-browser-${secret.slice(0, 12)}.db`);
-  const child = spawn(circleBin, ['serve', '--listen', '127.0.0.1:0', ...args], {
+  const child = spawn(circleBin, ['serve', '--listen', `${host}:0`, ...args], {
     env: {
       ...process.env,
       CIRCLE_TOKEN_SECRET: secret,
@@ -87,7 +88,7 @@ export async function startServer(t, { args = [] } = {}) {
     const timer = setTimeout(() => reject(new Error(`circle did not print 'listening on' within 20 s; stdout: ${out}; stderr: ${logs.join('')}`)), 20_000);
     child.stdout.on('data', (d) => {
       out += d.toString();
-      const m = out.match(/listening on (https?):\/\/127\.0\.0\.1:(\d+)/);
+      const m = out.match(/listening on (https?):\/\/[0-9.]+:(\d+)/);
       // A self-signed server prints its key's pin right after; tests pin it in Chromium.
       const pinned = !args.includes('--tls-self-signed') || /for pinning\): \S+\n/.test(out);
       if (m && pinned) { clearTimeout(timer); scheme = m[1]; resolvePort(Number(m[2])); }
@@ -106,7 +107,7 @@ export async function startServer(t, { args = [] } = {}) {
   };
   t.after(stop);
   const spki = out.match(/for pinning\): (\S+)/)?.[1];
-  const server = { url: `${scheme}://127.0.0.1:${port}`, port, secret, stop, logs, child, spki, get exited() { return exited; } };
+  const server = { url: `${scheme}://${host}:${port}`, port, secret, stop, logs, child, spki, get exited() { return exited; } };
   // When a test fails, the server's log is the first thing to read.
   t.after(() => { if (process.env.CIRCLE_TEST_LOGS) process.stderr.write(logs.join('')); });
   return server;
@@ -144,9 +145,9 @@ export const CHROMIUM_ARGS = [
 ];
 
 /** Launch headless Chromium (a fresh temporary profile each time); closed after the test. */
-export async function launchBrowser(t, { extraArgs = [] } = {}) {
+export async function launchBrowser(t, { extraArgs = [], executablePath = chromiumPath } = {}) {
   const browser = await chromium.launch({
-    executablePath: chromiumPath,
+    executablePath,
     headless: true,
     args: [...CHROMIUM_ARGS, ...extraArgs],
     timeout: 30_000,
@@ -332,4 +333,63 @@ export async function selectedPairs(page) {
     }
     return out;
   });
+}
+
+// ---------------------------------------------------------------------------------------------
+// A slow link: a network namespace of the test's own, joined to this one by a veth pair
+
+/** iproute2's `name` (ip, tc), wherever this Debian keeps it, or null. */
+function sbin(name) {
+  return ['/usr/sbin', '/sbin', '/usr/bin', '/bin'].map((d) => join(d, name)).find((p) => existsSync(p)) ?? null;
+}
+
+/** Why a test that needs a network namespace cannot run here, or false. */
+export function namespaceSkipped() {
+  if (process.getuid?.() !== 0) return 'network namespaces and tc need root';
+  for (const tool of ['ip', 'tc']) if (!sbin(tool)) return `${tool} is missing (iproute2; tests/browser/setup.sh installs it)`;
+  return false;
+}
+
+/**
+ * A network namespace joined to this one by a veth pair, both made for this test and deleted
+ * after it: the server listens on `hostIp`, a browser launched with `chromium` runs inside the
+ * namespace at `nsIp`, and `limit(rate)` shapes what reaches it (tc's token bucket on the host
+ * end, as a slow home line would: what does not fit is queued briefly, then dropped).
+ */
+export async function slowLink(t) {
+  const tag = `${process.pid % 10000}${Math.floor(Math.random() * 90 + 10)}`;
+  const ns = `circle-t${tag}`;
+  const [hostDev, nsDev] = [`cth${tag}`, `ctn${tag}`];
+  // 10.233.a.b/30 from the tag: another test run at the same time gets other addresses.
+  const n = Number(tag) % 16000;
+  const net = `10.233.${Math.floor(n / 64)}.${(n % 64) * 4}`;
+  const [a, b, c] = net.split('.');
+  const base = Number(net.split('.')[3]);
+  const hostIp = `${a}.${b}.${c}.${base + 1}`;
+  const nsIp = `${a}.${b}.${c}.${base + 2}`;
+  const ipBin = sbin('ip');
+  const tcBin = sbin('tc');
+  const ip = (...args) => execFileSync(ipBin, args, { stdio: 'pipe' });
+  const cleanup = () => {
+    try { ip('link', 'del', hostDev); } catch { /* gone with the namespace */ }
+    try { ip('netns', 'del', ns); } catch { /* never made */ }
+  };
+  t.after(cleanup);
+  ip('netns', 'add', ns);
+  ip('link', 'add', hostDev, 'type', 'veth', 'peer', 'name', nsDev);
+  ip('link', 'set', nsDev, 'netns', ns);
+  ip('addr', 'add', `${hostIp}/30`, 'dev', hostDev);
+  ip('link', 'set', hostDev, 'up');
+  ip('netns', 'exec', ns, 'ip', 'addr', 'add', `${nsIp}/30`, 'dev', nsDev);
+  ip('netns', 'exec', ns, 'ip', 'link', 'set', nsDev, 'up');
+  ip('netns', 'exec', ns, 'ip', 'link', 'set', 'lo', 'up');
+  // Chromium inside the namespace, through a wrapper playwright can launch.
+  const wrapper = join(tmpdir(), `circle-chromium-${ns}.sh`);
+  writeFileSync(wrapper, `#!/bin/sh\nexec ${ipBin} netns exec ${ns} ${chromiumPath} "$@"\n`);
+  chmodSync(wrapper, 0o755);
+  t.after(() => rmSync(wrapper, { force: true }));
+  const limit = (rate) => {
+    execFileSync(tcBin, ['qdisc', 'replace', 'dev', hostDev, 'root', 'tbf', 'rate', rate, 'burst', '16kb', 'latency', '100ms'], { stdio: 'pipe' });
+  };
+  return { ns, hostIp, nsIp, chromium: wrapper, limit };
 }

@@ -1,13 +1,15 @@
 #!/bin/sh
 # Installs what the browser tests need on a fresh Debian machine:
 # Debian's Chromium (never a downloaded browser build), a colour emoji font so reactions render
-# in screenshots, node and npm if missing, and playwright-core from the committed lock file.
+# in screenshots, iproute2, node and npm if missing, and playwright-core from the committed lock file.
 set -eu
 cd "$(dirname "$0")"
 
 need_apt=""
 [ -x /usr/bin/chromium ] || need_apt="$need_apt chromium"
 [ -e /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || need_apt="$need_apt fonts-noto-color-emoji"
+# ip and tc, for the test that slows a listener's line in a network namespace of its own.
+{ command -v ip && command -v tc; } >/dev/null 2>&1 || need_apt="$need_apt iproute2"
 command -v node >/dev/null 2>&1 || need_apt="$need_apt nodejs"
 command -v npm >/dev/null 2>&1 || need_apt="$need_apt npm"
 if [ -n "$need_apt" ]; then

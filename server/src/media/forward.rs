@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use rtc::rtp;
 
+use crate::media::simulcast::vp8_descriptor_len;
 use crate::media::speaking::is_loud;
 
 /// What became of one incoming packet.
@@ -129,28 +130,9 @@ pub fn is_vp8_keyframe_start(payload: &[u8]) -> bool {
     if !start_of_partition || first & 0x07 != 0 {
         return false;
     }
-    let mut at = 1;
-    if first & 0x80 != 0 {
-        // X: an extension byte, then the optional picture id (I, one or two bytes),
-        // TL0PICIDX (L), and TID/KEYIDX (T or K).
-        let Some(&ext) = payload.get(at) else {
-            return false;
-        };
-        at += 1;
-        if ext & 0x80 != 0 {
-            let Some(&picture_id) = payload.get(at) else {
-                return false;
-            };
-            at += if picture_id & 0x80 != 0 { 2 } else { 1 };
-        }
-        if ext & 0x40 != 0 {
-            at += 1;
-        }
-        if ext & 0x30 != 0 {
-            at += 1;
-        }
-    }
-    payload.get(at).is_some_and(|header| header & 0x01 == 0)
+    vp8_descriptor_len(payload)
+        .and_then(|at| payload.get(at))
+        .is_some_and(|header| header & 0x01 == 0)
 }
 
 /// Who wants a keyframe.

@@ -23,6 +23,7 @@ use rtc::peer_connection::configuration::media_engine::MediaEngine;
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::receiver_report::ReceiverReport;
 use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
@@ -118,9 +119,10 @@ pub(crate) fn media(kind: PcKind) -> Result<(MediaEngine, Registry), MediaError>
         // A subscribe leg only sends, and the engine sends forwarded RTP past the pipeline,
         // answering NACKs and sending sender reports itself (`mux::sender`): the chain only
         // passes keyframe requests and NACKs up to it.
-        PcKind::Subscribe => {
-            Registry::new().with(Slot::from(14_000), KeyframeRequestsToApp::and_nacks())
-        }
+        PcKind::Subscribe => Registry::new().with(
+            Slot::from(14_000),
+            KeyframeRequestsToApp::subscriber_feedback(),
+        ),
     };
     Ok((media_engine, registry))
 }
@@ -160,7 +162,8 @@ pub(crate) fn settings(config: &MediaConfig) -> SettingEngineBuilder {
 /// Inbound RTCP ends inside the interceptor chain unless an interceptor marks it for the
 /// application; this one marks keyframe requests (PLI, FIR) so the SFU can relay them upstream,
 /// and leaves everything else (reports, NACKs) to the interceptors that consume it, or with
-/// [`and_nacks`](Self::and_nacks) marks NACKs too, for a leg that answers them itself.
+/// [`subscriber_feedback`](Self::subscriber_feedback) marks NACKs and receiver reports too, for
+/// a leg whose sending the engine does itself.
 #[derive(Default)]
 pub struct KeyframeRequestsToApp {
     marks: Marks,
@@ -173,16 +176,19 @@ pub struct KeyframeRequestsToApp {
 enum Marks {
     #[default]
     KeyframeRequests,
-    KeyframeRequestsAndNacks,
+    /// A subscribe leg's feedback: keyframe requests, NACKs and receiver reports.
+    SubscriberFeedback,
     /// Tests' browsers: everything, so a test sees what the server sends.
     #[cfg(test)]
     All,
 }
 
 impl KeyframeRequestsToApp {
-    pub fn and_nacks() -> Self {
+    /// Keyframe requests, NACKs and receiver reports: what the engine answers for the tracks
+    /// it sends past the chain, and the loss that steps a subscriber's video down.
+    pub fn subscriber_feedback() -> Self {
         KeyframeRequestsToApp {
-            marks: Marks::KeyframeRequestsAndNacks,
+            marks: Marks::SubscriberFeedback,
             ..Default::default()
         }
     }
@@ -198,7 +204,11 @@ impl KeyframeRequestsToApp {
     fn wanted(&self, packet: &dyn rtc::rtcp::Packet) -> bool {
         match self.marks {
             Marks::KeyframeRequests => is_keyframe_request(packet),
-            Marks::KeyframeRequestsAndNacks => is_keyframe_request(packet) || is_nack(packet),
+            Marks::SubscriberFeedback => {
+                is_keyframe_request(packet)
+                    || is_nack(packet)
+                    || packet.as_any().is::<ReceiverReport>()
+            }
             #[cfg(test)]
             Marks::All => true,
         }

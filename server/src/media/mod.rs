@@ -6,7 +6,8 @@
 //! runs every connection on one UDP port from Circle's own loop on the sans-io `rtc` core, `udp`
 //! that port's datagram classification and routing table (public so the fuzz target reaches
 //! it), `forward` the per-packet work (public only so `cargo bench` can measure it), `router`
-//! a room's checks and gates, `sdp` the plain-text checks of client descriptions, `speaking`
+//! a room's checks and gates, `sdp` the plain-text checks of client descriptions, `simulcast` which layer of a camera each
+//! subscriber receives (public so `cargo bench` can measure it), `speaking`
 //! audio levels into the `speaking` set, and `counters` what the packet path counts for metrics.
 //! Every rtc type stays inside this module, behind these types, so the library can be swapped.
 
@@ -17,6 +18,7 @@ mod leg;
 mod mux;
 mod router;
 mod sdp;
+pub mod simulcast;
 mod speaking;
 pub mod udp;
 

@@ -112,6 +112,14 @@ impl Router {
         self.room.set_screen(id, on);
     }
 
+    /// The heights at which `viewer` shows others' cameras: each is sent in the simulcast
+    /// layer that fits, from its next keyframe.
+    pub fn set_tile_sizes(&self, viewer: &ParticipantId, sizes: Vec<(ParticipantId, u32)>) {
+        if self.participants.contains_key(viewer) {
+            self.room.set_tile_sizes(viewer, sizes);
+        }
+    }
+
     /// Takes a client's `sdp` or `ice` message. Refuses what can be judged at once; the rest
     /// happens in the engine, whose failures arrive as [`RouterEvent::Error`](crate::media::RouterEvent).
     /// The client's candidates, trickled or inside a description, never reach the library.

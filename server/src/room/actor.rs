@@ -453,6 +453,7 @@ impl RoomActor {
             Effect::ScreenGate { participant, track } => {
                 self.router.set_screen(&participant, track)
             }
+            Effect::TileSizes { viewer, sizes } => self.router.set_tile_sizes(&viewer, sizes),
             Effect::RestartIce { participant } => self.router.restart_ice(&participant),
             Effect::Event(event) => self.publish(event),
             Effect::Media { from, id, signal } => {

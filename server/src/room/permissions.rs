@@ -56,6 +56,7 @@ pub(super) fn who_may_send(message: &ClientMessage) -> Who {
         | M::AnswerInvite { .. }
         | M::React { .. }
         | M::SetMedia { .. }
+        | M::TileSizes { .. }
         | M::Sdp { .. }
         | M::Ice { .. } => Who::Admitted,
     }

@@ -25,7 +25,7 @@ fn text(u: &mut Unstructured) -> arbitrary::Result<String> {
 }
 
 fn message(u: &mut Unstructured) -> arbitrary::Result<M> {
-    Ok(match u.int_in_range(0..=27)? {
+    Ok(match u.int_in_range(0..=28)? {
         0 => M::Admit {
             participant: pid(u)?,
         },
@@ -102,6 +102,16 @@ fn message(u: &mut Unstructured) -> arbitrary::Result<M> {
                 1 => Some(None),
                 _ => Some(Some(text(u)?)),
             },
+        },
+        27 => M::TileSizes {
+            sizes: (0..u.int_in_range(0..=3)?)
+                .map(|_| {
+                    Ok(circle_protocol::TileSize {
+                        participant: pid(u)?,
+                        height: u.arbitrary()?,
+                    })
+                })
+                .collect::<arbitrary::Result<_>>()?,
         },
         25 => M::Leave,
         26 => M::Ping,

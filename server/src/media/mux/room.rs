@@ -56,6 +56,11 @@ enum RoomCommand {
         audio_level_id: Option<u8>,
         screen: Option<String>,
     },
+    /// The heights at which the participant shows others' cameras.
+    TileSizes {
+        viewer: ParticipantId,
+        sizes: Vec<(ParticipantId, u32)>,
+    },
     /// The participant's screen share started or stopped: subscribe legs receive it only
     /// while it is on.
     Screen {
@@ -150,6 +155,16 @@ impl MuxRoom {
             audio_level_id,
             screen,
         })
+    }
+
+    pub(crate) fn set_tile_sizes(&self, viewer: &ParticipantId, sizes: Vec<(ParticipantId, u32)>) {
+        let command = RoomCommand::TileSizes {
+            viewer: viewer.clone(),
+            sizes,
+        };
+        if self.send(command).is_err() {
+            tracing::debug!("room media queue full; a change of tile sizes is dropped");
+        }
     }
 
     pub(crate) fn set_screen(&self, participant: &ParticipantId, on: bool) {

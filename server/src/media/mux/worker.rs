@@ -26,6 +26,7 @@ use super::sender::SentTrack;
 use crate::media::codec::MediaKind;
 use crate::media::counters::{Live, MediaCounters};
 use crate::media::forward::{Ingress, KeyframePacer};
+use crate::media::simulcast::{DownlinkControl, LayerCursor, LayerSize};
 use crate::media::udp::io::{PortSocket, RecvBuffers, SendQueue};
 use crate::media::udp::route::DatagramRouter;
 use crate::media::udp::stun;
@@ -92,6 +93,12 @@ pub(crate) enum Command {
         key: ConnKey,
         answer: String,
         reply: oneshot::Sender<Result<(), MediaError>>,
+    },
+    /// The heights (device pixels) at which subscribe connection `key` shows publishers'
+    /// cameras, by publish connection; 0 while hidden. They choose among simulcast layers.
+    TileSizes {
+        key: ConnKey,
+        sizes: Vec<(ConnKey, u32)>,
     },
     Close {
         key: ConnKey,
@@ -237,6 +244,11 @@ struct Slot {
     consumers: BTreeMap<(ConnKey, MediaKind), Consumed>,
     /// Subscribe legs: its sender reports are on the timer heap.
     reporting: bool,
+    /// Subscribe legs: the latest tile height the subscriber gave for each publisher's camera,
+    /// kept for cameras it is not yet offered.
+    tile_sizes: HashMap<ConnKey, u32>,
+    /// Subscribe legs: how much video the connection carries, from its receiver reports.
+    downlink: DownlinkControl,
     /// Subscribe legs, from an offer with new ICE credentials (the first, or a restart) until
     /// its answer is applied: the browser's checks that came first. It starts checking as soon
     /// as it has set its answer, and the check outruns the answer, which travels through the
@@ -250,10 +262,22 @@ struct Slot {
 
 /// One incoming track as the fan-out sees it.
 struct Source {
-    ssrc: u32,
-    ingress: Ingress,
+    /// One per simulcast layer (`rid`), or the one stream of a track sent without simulcast.
+    layers: Vec<Layer>,
     /// Video only: when to ask the publisher for a keyframe.
     pacer: KeyframePacer,
+}
+
+/// One RTP stream of a track: a simulcast layer, or the whole track.
+struct Layer {
+    rid: Option<String>,
+    ssrc: u32,
+    ingress: Ingress,
+    /// Video: the picture size of its latest keyframe.
+    size: Option<LayerSize>,
+    /// When its latest packet came: a browser stops sending its upper layers when its
+    /// bandwidth or CPU runs short, and a layer gone quiet is not one to wait for.
+    last_packet: Option<Instant>,
 }
 
 /// One forwarded track on a subscribe leg.
@@ -268,6 +292,11 @@ struct Consumed {
     live: bool,
     /// What was sent of it, for NACKs and sender reports.
     sent: SentTrack,
+    /// Which of the source's layers it receives, continuous across moves between them.
+    cursor: LayerCursor,
+    /// Cameras: the height (device pixels) at which the subscriber shows the tile; `Some(0)`
+    /// while hidden, `None` until it says.
+    wanted: Option<u32>,
 }
 
 /// What a timer in the heap is for.
@@ -378,6 +407,18 @@ impl Worker {
                 let _ = reply.send(accepted);
                 self.go_live(now, key);
                 self.drive(key);
+            }
+            Command::TileSizes { key, sizes } => {
+                if let Some(slot) = self.conns.get_mut(&key) {
+                    for (publisher, height) in sizes {
+                        slot.tile_sizes.insert(publisher, height);
+                        if let Some(consumed) =
+                            slot.consumers.get_mut(&(publisher, MediaKind::Video))
+                        {
+                            consumed.wanted = Some(height);
+                        }
+                    }
+                }
             }
             Command::Close { key } => self.close(key),
         }

@@ -23,7 +23,8 @@ use std::collections::{HashMap, HashSet};
 use circle_protocol::{
     close, is_msid_track_id, ClientMessage, Connection, EndReason, FloorMode, FloorState,
     HandStatus, LeaveReason, Participant, ParticipantId, PcKind, RequestId, Role, RoomId,
-    RoomState, ServerMessage, MAX_HAND_NOTE_CHARS, MAX_HELP_NOTE_CHARS,
+    RoomState, ServerMessage, MAX_HAND_NOTE_CHARS, MAX_HELP_NOTE_CHARS, MAX_TILE_HEIGHT,
+    MAX_TILE_SIZES,
 };
 
 use super::anonymous::{CheckIns, Reactions};
@@ -90,6 +91,12 @@ pub enum Effect {
     ScreenGate {
         participant: ParticipantId,
         track: Option<String>,
+    },
+    /// The heights at which `viewer` shows others' cameras, for the media path to choose
+    /// their simulcast layers; nothing the rules keep.
+    TileSizes {
+        viewer: ParticipantId,
+        sizes: Vec<(ParticipantId, u32)>,
     },
     /// Restart ICE on the participant's peers: the server re-offers `subscribe` with new ICE
     /// credentials (the browser restarts `publish` itself by offering again). Emitted on a

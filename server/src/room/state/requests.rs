@@ -61,7 +61,9 @@ impl Room {
             | M::React { .. }
             | M::NeedHelp { .. }
             | M::AnswerCheckIn { .. } => self.private_or_anonymous(now, from, message),
-            M::SetMedia { .. } | M::Sdp { .. } | M::Ice { .. } => self.own_media(from, id, message),
+            M::SetMedia { .. } | M::TileSizes { .. } | M::Sdp { .. } | M::Ice { .. } => {
+                self.own_media(from, id, message)
+            }
             M::Ping | M::Leave | M::Hello { .. } | M::Resume { .. } => {
                 unreachable!("answered before the admission check")
             }
@@ -301,6 +303,30 @@ impl Room {
                 }
                 if changed {
                     self.announce_update(from);
+                }
+            }
+            M::TileSizes { sizes } => {
+                if sizes.len() > MAX_TILE_SIZES {
+                    return Err(RoomError::BadRequest(format!(
+                        "tile_sizes carries at most {MAX_TILE_SIZES} entries"
+                    )));
+                }
+                if sizes.iter().any(|s| s.height > MAX_TILE_HEIGHT) {
+                    return Err(RoomError::BadRequest(format!(
+                        "a tile is at most {MAX_TILE_HEIGHT} pixels high"
+                    )));
+                }
+                // Only what is someone else's here now: a stale or made-up id changes nothing.
+                let sizes: Vec<(ParticipantId, u32)> = sizes
+                    .into_iter()
+                    .filter(|s| &s.participant != from && self.is_admitted(&s.participant))
+                    .map(|s| (s.participant, s.height))
+                    .collect();
+                if !sizes.is_empty() {
+                    self.effects.push(Effect::TileSizes {
+                        viewer: from.clone(),
+                        sizes,
+                    });
                 }
             }
             M::Sdp { pc, sdp_type, sdp } => {

@@ -18,6 +18,7 @@ mod properties;
 mod recovery;
 mod room_events;
 mod screen;
+mod tile_sizes;
 
 fn pid(s: &str) -> ParticipantId {
     ParticipantId::from(s)

@@ -70,6 +70,12 @@ fn any_message() -> impl Strategy<Value = M> {
                 video,
                 screen
             }),
+        (p(), 0u32..400).prop_map(|(participant, height)| M::TileSizes {
+            sizes: vec![circle_protocol::TileSize {
+                participant,
+                height
+            }]
+        }),
         Just(M::Leave),
         Just(M::Ping),
     ]

@@ -28,6 +28,10 @@ struct Member {
     published: BTreeSet<MediaKind>,
     /// The rules allow the screen share the participant announced.
     sharing: bool,
+    /// The heights at which this participant shows the others' cameras (`tile_sizes`), by
+    /// participant: kept here, because the worker knows them by publish connection, and a
+    /// publisher who rejoins has a new one while the viewer's tile has not changed.
+    tile_sizes: HashMap<ParticipantId, u32>,
     /// What the subscribe leg should receive (everyone else's published tracks) changed, or an
     /// ICE restart was asked for, since the last offer.
     dirty: bool,
@@ -113,7 +117,12 @@ impl RoomTask {
                 self.add(participant, epoch, may_publish, gates, subscribe)
                     .await
             }
-            RoomCommand::Remove { participant } => self.remove(&participant).await,
+            RoomCommand::Remove { participant } => {
+                self.remove(&participant).await;
+                for other in self.members.values_mut() {
+                    other.tile_sizes.remove(&participant);
+                }
+            }
             RoomCommand::RestartIce { participant } => {
                 if let Some(member) = self.members.get_mut(&participant) {
                     member.restart_ice = true;
@@ -130,6 +139,13 @@ impl RoomTask {
                     .await
             }
             RoomCommand::Screen { participant, on } => self.set_screen(&participant, on),
+            RoomCommand::TileSizes { viewer, sizes } => {
+                if let Some(member) = self.members.get_mut(&viewer) {
+                    member.tile_sizes.extend(sizes.iter().cloned());
+                    let key = member.subscribe;
+                    self.tile_sizes(key, sizes).await;
+                }
+            }
             RoomCommand::SubscribeAnswer { participant, sdp } => {
                 self.subscribe_answer(participant, sdp).await
             }
@@ -173,8 +189,15 @@ impl RoomTask {
             self.by_key.insert(key, (participant.clone(), kind));
         }
         let anything_published = self.members.values().any(|m| !m.published.is_empty());
+        // A rejoin: the tiles that show this participant have not changed, but its camera now
+        // comes from another connection.
+        let shown_at: Vec<(ConnKey, u32)> = self
+            .members
+            .values()
+            .filter_map(|m| Some((m.subscribe, *m.tile_sizes.get(&participant)?)))
+            .collect();
         self.members.insert(
-            participant,
+            participant.clone(),
             Member {
                 epoch,
                 publish,
@@ -183,12 +206,17 @@ impl RoomTask {
                 loud,
                 published: BTreeSet::new(),
                 sharing: false,
+                tile_sizes: HashMap::new(),
                 dirty: anything_published,
                 restart_ice: false,
                 negotiated: false,
                 reported: [None, None],
             },
         );
+        for (key, height) in shown_at {
+            self.tile_sizes(key, vec![(participant.clone(), height)])
+                .await;
+        }
     }
 
     async fn remove(&mut self, participant: &ParticipantId) {
@@ -275,6 +303,22 @@ impl RoomTask {
                 "the server could not apply the subscribe answer".to_owned(),
             )
             .await;
+        }
+    }
+
+    /// Tells the worker the sizes at which the viewer whose subscribe leg is `key` shows each
+    /// publisher's camera, by publish connection.
+    async fn tile_sizes(&self, key: ConnKey, sizes: Vec<(ParticipantId, u32)>) {
+        let sizes: Vec<(ConnKey, u32)> = sizes
+            .into_iter()
+            .filter_map(|(p, h)| Some((self.members.get(&p)?.publish?, h)))
+            .collect();
+        if sizes.is_empty() {
+            return;
+        }
+        let command = Command::TileSizes { key, sizes };
+        if self.worker.send(command).await.is_err() {
+            tracing::error!("the media worker has stopped");
         }
     }
 

@@ -1,7 +1,7 @@
 //! The worker's two kinds of leg: answering a browser's publish offers, offering a subscribe
 //! leg what it should receive (new tracks in freed slots) and taking its answer.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -17,6 +17,7 @@ use crate::media::leg::sending_track;
 use crate::media::mux::conn::Conn;
 use crate::media::mux::sender::SentTrack;
 use crate::media::sdp::keep_freed_slots;
+use crate::media::simulcast::{DownlinkControl, LayerCursor};
 use crate::media::{internal, MediaError};
 
 // Logging: library error texts can quote SDP lines and addresses, so they are logged at debug
@@ -50,6 +51,8 @@ impl Worker {
                 sources: [None, None, None],
                 consumers: Default::default(),
                 reporting: false,
+                tile_sizes: HashMap::new(),
+                downlink: DownlinkControl::default(),
                 early_checks: None,
                 _live: Live::start(Arc::clone(&self.media)),
             }),
@@ -117,8 +120,13 @@ impl Worker {
         }
         slot.audio_level_id = audio_level_id;
         slot.screen_track = screen;
-        for source in slot.sources.iter_mut().flatten() {
-            source.ingress.set_audio_level_id(audio_level_id);
+        for layer in slot
+            .sources
+            .iter_mut()
+            .flatten()
+            .flat_map(|s| s.layers.iter_mut())
+        {
+            layer.ingress.set_audio_level_id(audio_level_id);
         }
         let answer = pc
             .local_description()
@@ -174,6 +182,8 @@ impl Worker {
                     negotiated: false,
                     live: false,
                     sent: SentTrack::new(ssrc, kind),
+                    cursor: LayerCursor::default(),
+                    wanted: slot.tile_sizes.get(&publisher).copied(),
                 },
             );
             self.fanout
@@ -188,6 +198,10 @@ impl Worker {
             .copied()
             .collect();
         for consumed in gone {
+            // A publisher who has gone takes the size of their tile with them.
+            if !wanted.iter().any(|&(publisher, _)| publisher == consumed.0) {
+                slot.tile_sizes.remove(&consumed.0);
+            }
             if let Some(c) = slot.consumers.remove(&consumed) {
                 slot.conn.pc().remove_track(c.sender).map_err(internal)?;
             }

@@ -10,18 +10,39 @@ use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
 use rtc::peer_connection::message::RTCMessage;
 use rtc::peer_connection::state::RTCPeerConnectionState;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::receiver_report::ReceiverReport;
 use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use rtc::shared::marshal::Marshal;
 
 use super::reports::lost;
-use super::{ConnKey, Report, Source, Timer, Worker};
+use super::{ConnKey, Layer, Report, Source, Timer, Worker};
 use crate::media::codec::MediaKind;
 use crate::media::counters::DropReason;
 use crate::media::forward::{
     egress_copy, is_vp8_keyframe_start, Ingress, KeyframePacer, KeyframeWanted,
 };
 use crate::media::leg::is_keyframe_request;
+use crate::media::simulcast::{choose_layer, vp8_keyframe_size, Admit, Downlink, LayerSize};
+
+/// The most simulcast layers of one track the fan-out keeps (browsers send two or three).
+const MAX_LAYERS: usize = 4;
+
+/// A layer with no packet for this long is not chosen for anyone: its sender has stopped it
+/// (browsers drop upper layers when bandwidth or CPU runs short). A camera sends at least a
+/// dozen packets a second on every layer it keeps.
+const LAYER_IDLE: Duration = Duration::from_millis(1000);
+
+/// One packet on its way to the subscribers: its track, its layer and what the layers are.
+struct Copy {
+    kind: MediaKind,
+    layer: usize,
+    keyframe_start: bool,
+    /// The size of each of the source's layers (`None` until its first keyframe).
+    sizes: [Option<LayerSize>; MAX_LAYERS],
+    layers: usize,
+    packet: rtc::rtp::packet::Packet,
+}
 
 /// Subscribers' own keyframe requests reach one publisher at most this often, however many
 /// ask: each keyframe costs the publisher's whole uplink for a moment.
@@ -59,37 +80,55 @@ impl Worker {
                     _ => return false,
                 };
                 slot.tracks.insert(init.track_id, kind);
+                let rid = init.rid.filter(|rid| !rid.is_empty());
+                let fresh = || match kind {
+                    MediaKind::Audio => {
+                        Ingress::audio(slot.owner.gate.clone(), slot.audio_level_id)
+                    }
+                    MediaKind::Video => Ingress::video(),
+                    MediaKind::Screen => Ingress::gated_video(slot.owner.screen_gate.clone()),
+                };
                 let at = kind.index();
-                // Every renegotiation opens the same track again; only a new SSRC is a new
-                // source (a renegotiated camera replaces the old one).
-                if slot.sources[at]
-                    .as_ref()
-                    .is_some_and(|s| s.ssrc == init.ssrc)
-                {
+                let Some(source) = slot.sources[at].as_mut() else {
+                    slot.sources[at] = Some(Source {
+                        layers: vec![Layer {
+                            rid,
+                            ssrc: init.ssrc,
+                            ingress: fresh(),
+                            size: None,
+                            last_packet: None,
+                        }],
+                        pacer: KeyframePacer::new(KEYFRAME_THROTTLE),
+                    });
+                    self.report(key, Report::Published { key, kind });
+                    return false;
+                };
+                // Every renegotiation opens the same streams again; only a new SSRC is a new
+                // one (a renegotiated camera replaces the old).
+                if source.layers.iter().any(|l| l.ssrc == init.ssrc) {
                     return false;
                 }
-                let ingress = match slot.sources[at].take() {
-                    // The subscribers' copies go on under the same SSRC: the new source's
+                // A track that starts or stops sending layers drops the streams of the other
+                // shape.
+                source.layers.retain(|l| l.rid.is_some() == rid.is_some());
+                let full = source.layers.len() >= MAX_LAYERS;
+                match source.layers.iter_mut().find(|l| l.rid == rid) {
+                    // The subscribers' copies go on under the same SSRC: the new stream's
                     // first packet continues their sequence.
-                    Some(old) => {
-                        let mut ingress = old.ingress;
-                        ingress.new_source();
-                        ingress
+                    Some(layer) => {
+                        layer.ssrc = init.ssrc;
+                        layer.size = None;
+                        layer.ingress.new_source();
                     }
-                    None => match kind {
-                        MediaKind::Audio => {
-                            Ingress::audio(slot.owner.gate.clone(), slot.audio_level_id)
-                        }
-                        MediaKind::Video => Ingress::video(),
-                        MediaKind::Screen => Ingress::gated_video(slot.owner.screen_gate.clone()),
-                    },
-                };
-                slot.sources[at] = Some(Source {
-                    ssrc: init.ssrc,
-                    ingress,
-                    pacer: KeyframePacer::new(KEYFRAME_THROTTLE),
-                });
-                self.report(key, Report::Published { key, kind });
+                    None if !full => source.layers.push(Layer {
+                        rid,
+                        ssrc: init.ssrc,
+                        ingress: fresh(),
+                        size: None,
+                        last_packet: None,
+                    }),
+                    None => {}
+                }
                 false
             }
             _ => false,
@@ -100,7 +139,7 @@ impl Worker {
     /// keyframe requests to the publisher concerned.
     pub(super) fn media_in(&mut self, key: ConnKey, messages: Vec<RTCMessage>) {
         let now = Instant::now();
-        let mut copies = Vec::new();
+        let mut copies: Vec<Copy> = Vec::new();
         let mut keyframes_wanted = Vec::new();
         let mut nacked = Vec::new();
         let Some(slot) = self.conns.get_mut(&key) else {
@@ -115,16 +154,22 @@ impl Worker {
                     let Some(source) = slot.sources[kind.index()].as_mut() else {
                         continue;
                     };
-                    if packet.header.ssrc != source.ssrc {
-                        continue; // a replaced track's last packets
-                    }
+                    let Some(at) = source
+                        .layers
+                        .iter()
+                        .position(|l| l.ssrc == packet.header.ssrc)
+                    else {
+                        continue; // a replaced stream's last packets
+                    };
+                    let layer = &mut source.layers[at];
+                    layer.last_packet = Some(now);
                     #[cfg(test)]
                     let _ = slot.owner.reports.try_send(Report::Rtp {
                         key,
                         packet: packet.clone(),
                     });
                     self.media.count_received(kind);
-                    let verdict = source.ingress.process(&mut packet);
+                    let verdict = layer.ingress.process(&mut packet);
                     if verdict.loud {
                         slot.owner.loud.fetch_add(1, Ordering::Relaxed);
                     }
@@ -133,14 +178,45 @@ impl Worker {
                         self.media.count_dropped(DropReason::FloorGate, 1);
                         continue;
                     }
-                    if kind.is_video() && is_vp8_keyframe_start(&packet.payload) {
+                    let keyframe_start = kind.is_video() && is_vp8_keyframe_start(&packet.payload);
+                    if keyframe_start {
+                        if let Some(size) = vp8_keyframe_size(&packet.payload) {
+                            layer.size = Some(size);
+                        }
                         // A subscriber that goes live after this asks for a new keyframe
                         // rather than waiting on this one.
                         source.pacer.keyframe_forwarded();
                     }
-                    copies.push((kind, packet));
+                    // The layers anyone may be sent: known in size, and not gone quiet.
+                    let mut sizes = [None; MAX_LAYERS];
+                    for (size, layer) in sizes.iter_mut().zip(&source.layers) {
+                        let live = layer
+                            .last_packet
+                            .is_some_and(|at| now.saturating_duration_since(at) < LAYER_IDLE);
+                        *size = layer.size.filter(|_| live);
+                    }
+                    copies.push(Copy {
+                        kind,
+                        layer: at,
+                        keyframe_start,
+                        sizes,
+                        layers: source.layers.len(),
+                        packet,
+                    });
                 }
                 RTCMessage::RtcpPacket(track, packets) => {
+                    // A subscriber's receiver reports: the worst loss any of its tracks saw
+                    // decides how much video its connection is sent.
+                    let worst = packets
+                        .iter()
+                        .filter_map(|p| p.as_any().downcast_ref::<ReceiverReport>())
+                        .flat_map(|rr| rr.reports.iter().map(|r| r.fraction_lost))
+                        .max();
+                    if let Some(worst) = worst {
+                        if slot.downlink.report(now, worst) {
+                            tracing::debug!(key, level = ?slot.downlink.level(), "downlink");
+                        }
+                    }
                     for nack in packets
                         .iter()
                         .filter_map(|p| p.as_any().downcast_ref::<TransportLayerNack>())
@@ -172,20 +248,27 @@ impl Worker {
     }
 
     /// Sends each live subscriber's copy of a publisher's packets (its own SSRC and our
-    /// payload type), protected with the subscriber's SRTP context and queued for the port
-    /// directly (see `mux::sender`). Subscribers not yet live are skipped, not counted:
-    /// nothing was meant for them yet.
-    fn forward(
-        &mut self,
-        now: Instant,
-        publisher: ConnKey,
-        copies: Vec<(MediaKind, rtc::rtp::packet::Packet)>,
-    ) {
+    /// payload type; of a camera sent in layers, the layer that subscriber should receive,
+    /// renumbered to continue what it has had), protected with the subscriber's SRTP context
+    /// and queued for the port directly (see `mux::sender`). Subscribers not yet live are
+    /// skipped, not counted: nothing was meant for them yet.
+    fn forward(&mut self, now: Instant, publisher: ConnKey, copies: Vec<Copy>) {
         let mut sends = Vec::new();
-        for (kind, packet) in copies {
+        let mut keyframes_wanted = Vec::new();
+        for Copy {
+            kind,
+            layer,
+            keyframe_start,
+            sizes,
+            layers,
+            packet,
+        } in copies
+        {
             let Some(receivers) = self.fanout.get(&(publisher, kind)) else {
                 continue;
             };
+            let sizes = &sizes[..layers];
+            let header = (packet.header.sequence_number, packet.header.timestamp);
             let (mut written, mut closed) = (0, 0);
             for subscriber in receivers {
                 let Some(slot) = self.conns.get_mut(subscriber) else {
@@ -197,7 +280,32 @@ impl Worker {
                 if !consumed.live {
                     continue;
                 }
-                let copy = egress_copy(&packet, consumed.ssrc, kind.payload_type());
+                // The tile's size and the connection choose among a camera's layers; a screen
+                // is sent whole, whatever the loss: it is what the session is looking at.
+                let (wanted, downlink) = if kind == MediaKind::Video {
+                    (consumed.wanted, slot.downlink.level())
+                } else {
+                    (None, Downlink::Full)
+                };
+                let target = choose_layer(sizes, wanted, downlink);
+                let (seq, timestamp) = match consumed.cursor.admit(
+                    layer,
+                    target,
+                    header,
+                    keyframe_start,
+                    layers == 1,
+                    now,
+                ) {
+                    Admit::Send { seq, timestamp } => (seq, timestamp),
+                    Admit::Skip => continue,
+                    Admit::SkipUntilKeyframe => {
+                        keyframes_wanted.push(kind);
+                        continue;
+                    }
+                };
+                let mut copy = egress_copy(&packet, consumed.ssrc, kind.payload_type());
+                copy.header.sequence_number = seq;
+                copy.header.timestamp = timestamp;
                 let Ok(plain) = copy.marshal() else {
                     closed += 1;
                     continue;
@@ -222,6 +330,11 @@ impl Worker {
             self.media.count_forwarded(kind, written);
             self.media
                 .count_dropped(DropReason::SubscriberClosed, closed);
+        }
+        keyframes_wanted.dedup();
+        for kind in keyframes_wanted {
+            // A subscriber moving to another layer waits for its keyframe: ask, paced.
+            self.request_keyframe(now, publisher, kind, KeyframeWanted::NewSubscriber);
         }
     }
 
@@ -297,14 +410,21 @@ impl Worker {
         };
         source.pacer.sent(now);
         tracing::debug!(key, "keyframe requested");
-        let pli = PictureLossIndication {
-            sender_ssrc: 0,
-            media_ssrc: source.ssrc,
-        };
-        if let Err(e) = slot.conn.send(
-            now,
-            RTCMessage::RtcpPacket(String::new(), vec![Box::new(pli)]),
-        ) {
+        // Every layer at once: subscribers may be waiting on any of them.
+        let plis: Vec<Box<dyn rtc::rtcp::Packet>> = source
+            .layers
+            .iter()
+            .map(|layer| {
+                Box::new(PictureLossIndication {
+                    sender_ssrc: 0,
+                    media_ssrc: layer.ssrc,
+                }) as Box<dyn rtc::rtcp::Packet>
+            })
+            .collect();
+        if let Err(e) = slot
+            .conn
+            .send(now, RTCMessage::RtcpPacket(String::new(), plis))
+        {
             tracing::debug!(error = %e, "could not ask a publisher for a keyframe");
         }
     }

@@ -14,8 +14,13 @@ use tokio::net::UdpSocket;
 use super::*;
 use crate::media::codec::{MediaKind, VP8_PAYLOAD_TYPE};
 use crate::media::leg::sending_track;
-use crate::media::mux::testing::{browser, camera_packet, SSRC};
+use crate::media::mux::testing::{
+    browser, camera_packet, simulcast_browser, vp8_payload, SSRC, SSRC_F, SSRC_Q,
+};
 use crate::media::udp::route::Dropped;
+
+mod measure;
+mod simulcast;
 
 /// The SSRC of a test browser's screen share.
 const SCREEN_SSRC: u32 = 0x5C5C_0001;
@@ -187,6 +192,73 @@ impl Peer {
         while let Ok(report) = reports.try_recv() {
             seen.push(report);
         }
+    }
+
+    /// A browser whose camera is sent in two simulcast layers.
+    async fn with_simulcast_camera() -> Peer {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let local = socket.local_addr().unwrap();
+        Peer {
+            pc: simulcast_browser(Instant::now(), local),
+            socket,
+            local,
+            received: Vec::new(),
+            rtcp: Vec::new(),
+            lose: Vec::new(),
+            offers: Vec::new(),
+        }
+    }
+
+    /// One packet of simulcast layer `rid` (`q` at 160×90 or `f` at 640×360), carrying the
+    /// mid and rid header extensions with the ids this peer's offer negotiated.
+    fn layer_frame(&mut self, rid: &str, seq: u16, keyframe: bool) {
+        self.layer_packet(rid, seq, keyframe, 0);
+    }
+
+    /// [`layer_frame`](Self::layer_frame) with its payload padded to `len` bytes.
+    fn layer_packet(&mut self, rid: &str, seq: u16, keyframe: bool, len: usize) {
+        let offer = self.pc.local_description().unwrap().sdp;
+        let id_of = |uri: &str| -> u8 {
+            offer
+                .lines()
+                .find_map(|l| {
+                    let rest = l.trim().strip_prefix("a=extmap:")?;
+                    let (id, u) = rest.split_once(' ')?;
+                    (u.trim() == uri).then(|| id.parse().unwrap())
+                })
+                .unwrap_or_else(|| panic!("no extmap for {uri}"))
+        };
+        let (ssrc, width, height) = if rid == "q" {
+            (SSRC_Q, 160, 90)
+        } else {
+            (SSRC_F, 640, 360)
+        };
+        let mut payload = vp8_payload(keyframe, width, height).to_vec();
+        if payload.len() < len {
+            payload.resize(len, 0x42);
+        }
+        let mut packet = camera_packet(seq, u32::from(seq) * 3000, Bytes::from(payload));
+        packet.header.ssrc = ssrc;
+        packet
+            .header
+            .set_extension(
+                id_of("urn:ietf:params:rtp-hdrext:sdes:mid"),
+                Bytes::from_static(b"0"),
+            )
+            .unwrap();
+        packet
+            .header
+            .set_extension(
+                id_of("urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"),
+                Bytes::copy_from_slice(rid.as_bytes()),
+            )
+            .unwrap();
+        self.pc
+            .handle_write(TaggedRTCMessage {
+                now: Instant::now(),
+                message: RTCMessage::RtpPacket(String::new(), packet),
+            })
+            .unwrap();
     }
 
     /// Adds a screen-share track (track id `screen-track`, SSRC [`SCREEN_SSRC`]).
@@ -572,86 +644,6 @@ async fn publishers_who_come_and_go_reuse_one_slot_of_the_subscribers_connection
         .max()
         .unwrap();
     assert!(most <= 2, "the subscriber's offers grew to {most} sections");
-}
-
-/// CPU time (user + system, in clock ticks of 10 ms) of this process's thread named `name`.
-fn thread_cpu_ticks(name: &str) -> Option<u64> {
-    for task in std::fs::read_dir("/proc/self/task").ok()? {
-        let path = task.ok()?.path();
-        let comm = std::fs::read_to_string(path.join("comm")).ok()?;
-        if comm.trim() != name {
-            continue;
-        }
-        let stat = std::fs::read_to_string(path.join("stat")).ok()?;
-        // Fields after the command's closing parenthesis: state is field 3, utime 14, stime 15.
-        let rest = &stat[stat.rfind(')')? + 2..];
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        return Some(fields[11].parse::<u64>().ok()? + fields[12].parse::<u64>().ok()?);
-    }
-    None
-}
-
-/// A measurement, not a check (tests/BENCHMARKS.md, round 7): the worker's CPU per copy it
-/// forwards, one publisher to seven subscribers, 1,000-byte video packets. Run it alone, in
-/// release: `cargo test --release -p circle-server --lib prints_the_workers -- --ignored --nocapture`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a measurement; run by hand"]
-async fn prints_the_workers_cpu_per_forwarded_copy() {
-    let config = MediaConfig {
-        socket_buffer_bytes: 4 << 20,
-        ..MediaConfig::default()
-    };
-    let (worker, mut reports) = start(config, 1 << 20);
-    let mut publisher = Peer::new().await;
-    publisher.offer_to(&worker, 1).await;
-    let mut subscribers = Vec::new();
-    for key in 2..9 {
-        let mut s = Peer::with_camera(false).await;
-        s.receive_from(&worker, key, vec![(1, MediaKind::Video)])
-            .await;
-        subscribers.push(s);
-    }
-    let mut seen = Vec::new();
-    {
-        let mut all: Vec<&mut Peer> = vec![&mut publisher];
-        all.extend(subscribers.iter_mut());
-        connect_all(&mut all, &[1, 2, 3, 4, 5, 6, 7, 8], &mut reports, &mut seen).await;
-    }
-    let payload = Bytes::from(vec![0x42u8; 1000]);
-    let start_ticks = thread_cpu_ticks("circle-media").unwrap();
-    let start_copies = worker.media.forwarded(MediaKind::Video);
-    let started = Instant::now();
-    for burst in 0..100u16 {
-        for n in 0..50u16 {
-            let seq = burst * 50 + n;
-            let packet = camera_packet(seq, u32::from(burst) * 3000, payload.clone());
-            publisher
-                .pc
-                .handle_write(TaggedRTCMessage {
-                    now: Instant::now(),
-                    message: RTCMessage::RtpPacket(String::new(), packet),
-                })
-                .unwrap();
-        }
-        publisher
-            .run(Duration::from_millis(5), &mut reports, &mut seen)
-            .await;
-        seen.clear();
-        for s in subscribers.iter_mut() {
-            s.run(Duration::from_millis(1), &mut reports, &mut seen)
-                .await;
-            s.received.clear();
-        }
-        seen.clear();
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let ticks = thread_cpu_ticks("circle-media").unwrap() - start_ticks;
-    let copies = worker.media.forwarded(MediaKind::Video) - start_copies;
-    let micros = ticks as f64 * 10_000.0 / copies.max(1) as f64;
-    println!(
-        "worker: {copies} copies of 5,000 packets to 7 subscribers in {:.1} s; {ticks} ticks of CPU; {micros:.1} µs per copy (publisher's decrypt included)",
-        started.elapsed().as_secs_f64()
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
