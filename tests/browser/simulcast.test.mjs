@@ -5,8 +5,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  startServer, launchBrowser, openPerson, joinRoom, waitFor, sleep, mediaSkipped, PHONE,
-  slowLink, namespaceSkipped,
+  startServer, launchBrowser, openPerson, joinRoom, waitFor, sleep, mediaSkipped, PHONE, LAPTOP,
+  rowOf, slowLink, namespaceSkipped,
 } from './helpers.mjs';
 
 const LARGE_SCREEN = { width: 1920, height: 1080 };
@@ -172,4 +172,29 @@ test('a listener whose line slows down keeps every voice whole while the cameras
     assert.ok(after[id].height <= 90, `${id}'s camera went back up on a line that cannot carry it`);
   }
   for (const p of [...publishers, listener]) p.checkConsole();
+});
+
+test('in the spotlight the stick holder comes at full size and the cameras in the strip beside it small', { timeout: 180_000, skip: mediaSkipped() }, async (t) => {
+  const server = await startServer(t, { args: ['--waiting-room', 'off'] });
+  const browser = await launchBrowser(t);
+  const fac = await openPerson(browser, server, { sub: 'f-1', role: 'facilitator', name: 'Sam' }, { viewport: LAPTOP });
+  await joinRoom(fac, { camera: false });
+  const members = [];
+  for (const [sub, name] of [['m-1', 'River'], ['m-2', 'Jo']]) {
+    const m = await openPerson(browser, server, { sub, role: 'member', name }, { viewport: { width: 320, height: 240 } });
+    await joinRoom(m);
+    await m.page.evaluate(() => { document.getElementById('stage').style.display = 'none'; });
+    members.push(m);
+  }
+  await fac.page.getByRole('switch', { name: 'Talking stick mode' }).check();
+  for (const [holder, other] of [['m-1', 'm-2'], ['m-2', 'm-1']]) {
+    const name = holder === 'm-1' ? 'River' : 'Jo';
+    await rowOf(fac.page, 'People', name).getByRole('button', { name: 'Give the stick' }).click();
+    await fac.page.locator(`#focus .tile[data-participant="${holder}"]`).waitFor();
+    await waitFor(async () => {
+      const s = await perPublisher(fac.page);
+      return s[holder]?.height >= 360 && s[other]?.height > 0 && s[other].height <= 90;
+    }, { timeout: 60_000, interval: 500, what: `${name} at full size in the spotlight, the other small in the strip` });
+  }
+  for (const p of [fac, ...members]) p.checkConsole();
 });

@@ -54,8 +54,9 @@ pub fn vp8_keyframe_size(payload: &[u8]) -> Option<LayerSize> {
 }
 
 /// The layer a subscriber should receive, as an index into `sizes` (one per layer, `None`
-/// until that layer's first keyframe): the smallest whose height covers `wanted` (the tile's
-/// height in device pixels), or the largest when none does; the largest when the subscriber
+/// until that layer's first keyframe): the smallest at least half as high as `wanted` (the
+/// tile's height in device pixels; a picture shown at up to twice its size still reads well,
+/// and a quarter of the pixels costs about a quarter of the bytes), or the largest when none is; the largest when the subscriber
 /// named no size; never above what `downlink` allows. `None`: send nothing, because the tile is
 /// hidden (`wanted` of 0), the downlink has paused video, or no layer's size is known yet. A
 /// track of one layer needs no size.
@@ -81,7 +82,11 @@ pub fn choose_layer(
         Downlink::BelowTop => &ranked[..ranked.len().saturating_sub(1).max(1).min(ranked.len())],
         Downlink::Lowest | Downlink::Paused => &ranked[..ranked.len().min(1)],
     };
-    let covering = wanted.and_then(|h| allowed.iter().find(|(height, _)| u32::from(*height) >= h));
+    let covering = wanted.and_then(|h| {
+        allowed
+            .iter()
+            .find(|(height, _)| 2 * u32::from(*height) >= h)
+    });
     covering.or(allowed.last()).map(|&(_, i)| i)
 }
 
@@ -297,13 +302,23 @@ mod tests {
     const FULL: Downlink = Downlink::Full;
 
     #[test]
-    fn the_smallest_layer_that_covers_the_tile_is_chosen() {
+    fn the_smallest_layer_at_least_half_the_tiles_height_is_chosen() {
         // Layers listed out of size order, as a publisher may open them.
         let sizes = [Some(LARGE), Some(SMALL), Some(MEDIUM)];
         assert_eq!(choose_layer(&sizes, Some(80), FULL), Some(1));
-        assert_eq!(choose_layer(&sizes, Some(90), FULL), Some(1));
-        assert_eq!(choose_layer(&sizes, Some(91), FULL), Some(2));
-        assert_eq!(choose_layer(&sizes, Some(300), FULL), Some(0));
+        assert_eq!(choose_layer(&sizes, Some(180), FULL), Some(1));
+        assert_eq!(choose_layer(&sizes, Some(181), FULL), Some(2));
+        assert_eq!(choose_layer(&sizes, Some(360), FULL), Some(2));
+        assert_eq!(choose_layer(&sizes, Some(361), FULL), Some(0));
+    }
+
+    #[test]
+    fn a_camera_in_the_spotlights_strip_gets_the_small_layer() {
+        // A laptop's strip beside the spotlight is at most 300 pixels wide: 169 high.
+        let sizes = [Some(SMALL), Some(LARGE)];
+        assert_eq!(choose_layer(&sizes, Some(169), FULL), Some(0));
+        // A grid of eight on a 1920×1080 screen: 360 high.
+        assert_eq!(choose_layer(&sizes, Some(360), FULL), Some(1));
     }
 
     #[test]
@@ -325,7 +340,7 @@ mod tests {
     #[test]
     fn the_downlink_keeps_a_subscriber_below_the_layer_its_tile_wants() {
         let sizes = [Some(SMALL), Some(MEDIUM), Some(LARGE)];
-        assert_eq!(choose_layer(&sizes, Some(360), Downlink::BelowTop), Some(1));
+        assert_eq!(choose_layer(&sizes, Some(720), Downlink::BelowTop), Some(1));
         assert_eq!(choose_layer(&sizes, None, Downlink::Lowest), Some(0));
         assert_eq!(choose_layer(&sizes, Some(90), Downlink::BelowTop), Some(0));
         let two = [Some(SMALL), Some(LARGE)];

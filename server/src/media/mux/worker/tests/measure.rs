@@ -186,3 +186,104 @@ async fn simulcast_round(simulcast: bool) {
         bytes[6] / 1000,
     );
 }
+
+/// A measurement, not a check (tests/BENCHMARKS.md, round 10): what a phone in a room of 16
+/// is sent, the fifteen others' cameras at circle-load's rate (30 frames a second of two
+/// 1,000-byte packets: 480 kbit/s) in one layer as before simulcast, then also with a small
+/// layer at the web client's cap (15 frames a second of one 700-byte packet: 84 kbit/s) and the
+/// phone showing every camera 90 pixels high. Three seconds of media each, alternated.
+/// `cargo test --release -p circle-server --lib prints_what_a_phone -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement; run by hand"]
+async fn prints_what_a_phone_in_a_room_of_16_is_sent() {
+    for round in 0..4 {
+        phone_round(round % 2 == 1).await;
+    }
+}
+
+async fn phone_round(simulcast: bool) {
+    const OTHERS: u64 = 15;
+    const SECONDS: u16 = 3;
+    let config = MediaConfig {
+        socket_buffer_bytes: 4 << 20,
+        ..MediaConfig::default()
+    };
+    let (worker, mut reports) = start(config, 1 << 20);
+    let mut publishers = Vec::new();
+    for key in 1..=OTHERS {
+        let mut p = if simulcast {
+            Peer::with_simulcast_camera().await
+        } else {
+            Peer::new().await
+        };
+        p.offer_to(&worker, key).await;
+        publishers.push(p);
+    }
+    let phone_key = OTHERS + 1;
+    let mut phone = Peer::with_camera(false).await;
+    phone
+        .receive_from(
+            &worker,
+            phone_key,
+            (1..=OTHERS).map(|k| (k, MediaKind::Video)).collect(),
+        )
+        .await;
+    let mut seen = Vec::new();
+    {
+        let mut all: Vec<&mut Peer> = publishers.iter_mut().collect();
+        all.push(&mut phone);
+        let keys: Vec<ConnKey> = (1..=phone_key).collect();
+        connect_all(&mut all, &keys, &mut reports, &mut seen).await;
+    }
+    worker
+        .send(Command::TileSizes {
+            key: phone_key,
+            sizes: (1..=OTHERS).map(|k| (k, 90)).collect(),
+        })
+        .await
+        .unwrap();
+    let mut bytes = 0usize;
+    let mut packets = 0usize;
+    for frame in 0..30 * SECONDS {
+        let keyframe = frame % 30 == 0;
+        for p in publishers.iter_mut() {
+            for n in 0..2u16 {
+                let seq = frame * 2 + n;
+                if simulcast {
+                    p.layer_packet("f", seq, keyframe && n == 0, 1000);
+                } else {
+                    let mut payload = vp8_payload(keyframe && n == 0, 640, 360).to_vec();
+                    payload.resize(1000, 0x42);
+                    let packet = camera_packet(seq, u32::from(frame) * 3000, Bytes::from(payload));
+                    p.pc.handle_write(TaggedRTCMessage {
+                        now: Instant::now(),
+                        message: RTCMessage::RtpPacket(String::new(), packet),
+                    })
+                    .unwrap();
+                }
+            }
+            if simulcast && frame % 2 == 0 {
+                p.layer_packet("q", frame / 2, keyframe, 700);
+            }
+            p.run(Duration::from_millis(1), &mut reports, &mut seen)
+                .await;
+        }
+        seen.clear();
+        phone
+            .run(Duration::from_millis(10), &mut reports, &mut seen)
+            .await;
+        bytes += phone
+            .received
+            .iter()
+            .map(|p| p.payload.len())
+            .sum::<usize>();
+        packets += phone.received.len();
+        phone.received.clear();
+        seen.clear();
+    }
+    println!(
+        "simulcast {}: the phone was sent {packets} video packets, {} kbit/s of payload",
+        if simulcast { "on " } else { "off" },
+        bytes * 8 / 1000 / usize::from(SECONDS),
+    );
+}
