@@ -141,7 +141,7 @@ async fn simulcast_round(simulcast: bool) {
     let mut bytes = [0usize; 7];
     // Per burst, the full picture's 50 packets of 1,000 bytes and, with simulcast, the small
     // layer's 10 (a fifth of the bytes); a keyframe on each every tenth burst.
-    for burst in 0..100u16 {
+    for burst in 0..300u16 {
         let keyframe = burst % 10 == 0;
         for n in 0..50u16 {
             let seq = burst * 50 + n;
