@@ -2,6 +2,7 @@
 //! client. `run` is the entry point that `main` and the tests share.
 
 pub mod api;
+pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod context;

@@ -4,7 +4,8 @@
 # harness in src/postgres.rs runs a throwaway cluster of its own and never uses the system's), and
 # schemathesis from PyPI, pinned in requirements.txt, in a virtualenv at .venv (git-ignored), and
 # Debian's coturn (its turnserver binary only: the browser tests start their own on loopback; the
-# package's own service is never enabled by it), and systemd-analyze.
+# package's own service is never enabled by it), Debian's redis-server (likewise), and
+# systemd-analyze.
 # Quiet when everything is already there.
 set -eu
 cd "$(dirname "$0")"
@@ -26,6 +27,9 @@ need_apt=""
 have_postgres || need_apt="$need_apt postgresql"
 have_venv || need_apt="$need_apt python3-venv"
 [ -x /usr/bin/turnserver ] || need_apt="$need_apt coturn"
+# Debian's Redis, for the cluster's tests (tests/src/redis.rs starts one per test on a free port;
+# the package's own service is never used).
+[ -x /usr/bin/redis-server ] || need_apt="$need_apt redis-server"
 # systemd-analyze checks the deployment kit's unit (server/tests/deploy.rs); nothing is started.
 command -v systemd-analyze >/dev/null 2>&1 || need_apt="$need_apt systemd"
 if [ -n "$need_apt" ]; then

@@ -6,6 +6,7 @@ pub mod metrics;
 pub mod ops;
 pub mod postgres;
 pub mod process;
+pub mod redis;
 pub mod token;
 
 use std::time::Duration;

@@ -1,0 +1,103 @@
+//! Which node hosts each room: one node at a time, by an atomic claim in Redis with a lease the
+//! host renews. Two nodes that race to start the same room both read back the same winner, and
+//! a host that dies loses its rooms when their leases run out, so another node can claim them.
+
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::Script;
+
+use super::{ClusterError, KEY_PREFIX};
+
+/// Claim the room for ARGV[1] if nobody holds it, renew it if ARGV[1] does; either way, answer
+/// who holds it now. One script, so no other command runs between the read and the write.
+const CLAIM: &str = r"
+local current = redis.call('GET', KEYS[1])
+if current == false then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return ARGV[1]
+end
+if current == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return current
+";
+
+/// Give the room up only if ARGV[1] holds it: a late release from a node whose lease ran out
+/// must not free a room another node has claimed since.
+const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+";
+
+fn host_key(room: &str) -> String {
+    format!("{KEY_PREFIX}room:{room}:host")
+}
+
+/// A node's handle on the room claims. Clones share one connection.
+#[derive(Clone)]
+pub struct RoomClaims {
+    con: ConnectionManager,
+    lease: Duration,
+    claim: Script,
+    release: Script,
+}
+
+impl std::fmt::Debug for RoomClaims {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoomClaims")
+            .field("lease", &self.lease)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RoomClaims {
+    /// Connects to the Redis at `url`; a claim lasts `lease` unless its host renews it.
+    pub async fn connect(url: &str, lease: Duration) -> Result<RoomClaims, ClusterError> {
+        let con = redis::Client::open(url)?.get_connection_manager().await?;
+        Ok(RoomClaims {
+            con,
+            lease,
+            claim: Script::new(CLAIM),
+            release: Script::new(RELEASE),
+        })
+    }
+
+    /// Claims `room` for `node`, or renews the claim `node` holds. Returns the node that hosts
+    /// the room now: `node` itself, or the node whose claim stands.
+    pub async fn claim(&self, room: &str, node: &str) -> Result<String, ClusterError> {
+        let lease_ms = u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX);
+        let mut con = self.con.clone();
+        Ok(self
+            .claim
+            .key(host_key(room))
+            .arg(node)
+            .arg(lease_ms)
+            .invoke_async(&mut con)
+            .await?)
+    }
+
+    /// Gives `room` up if `node` hosts it (the room closed, or the node is draining). True
+    /// when it did.
+    pub async fn release(&self, room: &str, node: &str) -> Result<bool, ClusterError> {
+        let mut con = self.con.clone();
+        let deleted: i64 = self
+            .release
+            .key(host_key(room))
+            .arg(node)
+            .invoke_async(&mut con)
+            .await?;
+        Ok(deleted == 1)
+    }
+
+    /// The node hosting `room`, if a claim stands.
+    pub async fn host(&self, room: &str) -> Result<Option<String>, ClusterError> {
+        let mut con = self.con.clone();
+        Ok(redis::cmd("GET")
+            .arg(host_key(room))
+            .query_async(&mut con)
+            .await?)
+    }
+}

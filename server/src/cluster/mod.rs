@@ -1,0 +1,25 @@
+//! More than one node sharing rooms through Redis (operations.md, "More than one node"): the
+//! pieces every node shares, built and tested against a real Redis before the server uses them.
+//! `nodes` is the directory of live nodes (each heartbeats its address and load under a key that
+//! expires), `placement` chooses a node for a new room (pure), and `claims` hosts each room on
+//! one node at a time (an atomic claim with a lease the host renews).
+//!
+//! Not yet wired into `serve`: no flag starts it, and a node still hosts every room it is asked
+//! for (see server/README.md, "More than one node").
+
+pub mod claims;
+pub mod nodes;
+pub mod placement;
+
+/// Every key Circle writes in a shared Redis starts with this, so a Redis may serve other uses.
+pub const KEY_PREFIX: &str = "circle:";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// Redis could not be reached or refused a command.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// A value in Redis is not what a Circle node writes there.
+    #[error("a node entry in redis is not valid: {0}")]
+    BadEntry(#[from] serde_json::Error),
+}
