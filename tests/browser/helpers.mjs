@@ -214,9 +214,10 @@ export async function screenshot(person, name) {
 // Media statistics
 
 /**
- * Per remote participant: {audioPackets, framesDecoded} summed over their inbound tracks on the
- * subscribe connection, found through the track → participant map the client keeps (each
- * track's MediaStream id is the publisher's participant id).
+ * Per remote participant, their camera's and microphone's inbound statistics on the subscribe
+ * connection: {audioPackets, audioLost, framesDecoded, videoBytes, frameHeight}, found through the
+ * track → participant map the client keeps (each track's MediaStream id is the publisher's
+ * participant id). A shared screen is not counted.
  */
 export async function inboundStats(page) {
   return page.evaluate(async () => {
@@ -231,9 +232,16 @@ export async function inboundStats(page) {
       if (s.type !== 'inbound-rtp') return;
       const pid = owner.get(s.trackIdentifier);
       if (!pid) return;
-      out[pid] ??= { audioPackets: 0, framesDecoded: 0 };
-      if (s.kind === 'audio') out[pid].audioPackets += s.packetsReceived ?? 0;
-      if (s.kind === 'video') out[pid].framesDecoded += s.framesDecoded ?? 0;
+      out[pid] ??= { audioPackets: 0, audioLost: 0, framesDecoded: 0, videoBytes: 0, frameHeight: 0 };
+      if (s.kind === 'audio') {
+        out[pid].audioPackets += s.packetsReceived ?? 0;
+        out[pid].audioLost += s.packetsLost ?? 0;
+      }
+      if (s.kind === 'video') {
+        out[pid].framesDecoded += s.framesDecoded ?? 0;
+        out[pid].videoBytes += s.bytesReceived ?? 0;
+        out[pid].frameHeight = s.frameHeight ?? 0;
+      }
     });
     return out;
   });

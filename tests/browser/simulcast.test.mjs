@@ -6,28 +6,18 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   startServer, launchBrowser, openPerson, joinRoom, waitFor, sleep, mediaSkipped, PHONE, LAPTOP,
-  rowOf, slowLink, namespaceSkipped,
+  rowOf, slowLink, namespaceSkipped, inboundStats,
 } from './helpers.mjs';
 
 const LARGE_SCREEN = { width: 1920, height: 1080 };
 
-/** Video bytes received and frames decoded so far, per publisher, on `page`'s subscribe side. */
+/** Video bytes received, frames decoded and the last frame's height, per publisher. */
 async function videoIn(page) {
-  return page.evaluate(async () => {
-    const media = window.circle.media;
-    const pc = media?.subscribe;
-    if (!pc) return {};
-    const owner = new Map();
-    for (const [pid, stream] of media.remote) for (const tr of stream.getVideoTracks()) owner.set(tr.id, pid);
-    const out = {};
-    (await pc.getStats()).forEach((s) => {
-      if (s.type !== 'inbound-rtp' || s.kind !== 'video') return;
-      const pid = owner.get(s.trackIdentifier);
-      if (!pid) return;
-      out[pid] = { bytes: s.bytesReceived ?? 0, frames: s.framesDecoded ?? 0, height: s.frameHeight ?? 0 };
-    });
-    return out;
-  });
+  const out = {};
+  for (const [pid, s] of Object.entries(await inboundStats(page))) {
+    out[pid] = { bytes: s.videoBytes, frames: s.framesDecoded, height: s.frameHeight };
+  }
+  return out;
 }
 
 /** Bytes per second of video received over `ms`, in total, and the frames each publisher's camera decoded meanwhile. */
@@ -101,25 +91,13 @@ test('a phone showing small tiles receives at most a third of the video bytes of
   for (const p of [...publishers, phone, large]) p.checkConsole();
 });
 
-/** Per publisher on `page`'s subscribe side: audio packets received and lost, video frame height. */
+/** Per publisher: voice packets received and lost, frames decoded, the last frame's height. */
 async function perPublisher(page) {
-  return page.evaluate(async () => {
-    const media = window.circle.media;
-    const pc = media?.subscribe;
-    if (!pc) return {};
-    const owner = new Map();
-    for (const [pid, stream] of media.remote) for (const tr of stream.getTracks()) owner.set(tr.id, pid);
-    const out = {};
-    (await pc.getStats()).forEach((s) => {
-      if (s.type !== 'inbound-rtp') return;
-      const pid = owner.get(s.trackIdentifier);
-      if (!pid) return;
-      out[pid] ??= { audio: 0, audioLost: 0, height: 0, frames: 0 };
-      if (s.kind === 'audio') { out[pid].audio += s.packetsReceived ?? 0; out[pid].audioLost += s.packetsLost ?? 0; }
-      if (s.kind === 'video') { out[pid].height = s.frameHeight ?? 0; out[pid].frames += s.framesDecoded ?? 0; }
-    });
-    return out;
-  });
+  const out = {};
+  for (const [pid, s] of Object.entries(await inboundStats(page))) {
+    out[pid] = { audio: s.audioPackets, audioLost: s.audioLost, frames: s.framesDecoded, height: s.frameHeight };
+  }
+  return out;
 }
 
 test('a listener whose line slows down keeps every voice whole while the cameras step down to the small layer', { timeout: 240_000, skip: mediaSkipped() || namespaceSkipped() }, async (t) => {

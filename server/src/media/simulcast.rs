@@ -53,6 +53,9 @@ pub fn vp8_keyframe_size(payload: &[u8]) -> Option<LayerSize> {
     (width > 0 && height > 0).then_some(LayerSize { width, height })
 }
 
+/// The most layers of one track [`choose_layer`] ranks.
+const MAX_RANKED: usize = 8;
+
 /// The layer a subscriber should receive, as an index into `sizes` (one per layer, `None`
 /// until that layer's first keyframe): the smallest at least half as high as `wanted` (the
 /// tile's height in device pixels; a picture shown at up to twice its size still reads well,
@@ -71,16 +74,23 @@ pub fn choose_layer(
     if sizes.len() == 1 {
         return Some(0);
     }
-    let mut ranked: Vec<(u16, usize)> = sizes
-        .iter()
-        .enumerate()
-        .filter_map(|(i, s)| s.map(|s| (s.height, i)))
-        .collect();
+    // On the stack: this runs for every copy of a layered packet. Browsers send at most three
+    // layers; past `MAX_RANKED` the rest are not considered.
+    let mut ranked = [(0u16, 0usize); MAX_RANKED];
+    let mut known = 0;
+    for (i, size) in sizes.iter().enumerate() {
+        if let (Some(size), true) = (size, known < MAX_RANKED) {
+            ranked[known] = (size.height, i);
+            known += 1;
+        }
+    }
+    let ranked = &mut ranked[..known];
     ranked.sort_unstable();
     let allowed = match downlink {
         Downlink::Full => &ranked[..],
-        Downlink::BelowTop => &ranked[..ranked.len().saturating_sub(1).max(1).min(ranked.len())],
-        Downlink::Lowest | Downlink::Paused => &ranked[..ranked.len().min(1)],
+        // One below the largest, unless there is only one.
+        Downlink::BelowTop => &ranked[..known.saturating_sub(1).max(known.min(1))],
+        Downlink::Lowest | Downlink::Paused => &ranked[..known.min(1)],
     };
     let covering = wanted.and_then(|h| {
         allowed

@@ -498,8 +498,12 @@ async fn connect_all(
 /// A worker with a publisher (connection 1) and a viewer of its camera (connection 2), both
 /// connected.
 async fn publisher_and_viewer() -> (TestWorker, mpsc::Receiver<Report>, Peer, Peer, Vec<Report>) {
+    viewer_of(Peer::new().await).await
+}
+
+/// [`publisher_and_viewer`] with the publisher `a`, not yet offered.
+async fn viewer_of(mut a: Peer) -> (TestWorker, mpsc::Receiver<Report>, Peer, Peer, Vec<Report>) {
     let (worker, mut reports) = start(MediaConfig::default(), 4096);
-    let mut a = Peer::new().await;
     let mut b = Peer::with_camera(false).await;
     a.offer_to(&worker, 1).await;
     b.receive_from(&worker, 2, vec![(1, MediaKind::Video)])

@@ -20,14 +20,8 @@ fn keyframe_widths(peer: &Peer) -> Vec<u16> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscriber_gets_the_simulcast_layer_its_tile_needs_and_moves_at_a_keyframe() {
-    let (worker, mut reports) = start(MediaConfig::default(), 4096);
-    let mut a = Peer::with_simulcast_camera().await;
-    let mut b = Peer::with_camera(false).await;
-    a.offer_to(&worker, 1).await;
-    b.receive_from(&worker, 2, vec![(1, MediaKind::Video)])
-        .await;
-    let mut seen = Vec::new();
-    connect_all(&mut [&mut a, &mut b], &[1, 2], &mut reports, &mut seen).await;
+    let (worker, mut reports, mut a, mut b, mut seen) =
+        viewer_of(Peer::with_simulcast_camera().await).await;
 
     // Both layers, each starting with a keyframe; the subscriber said no size: the largest.
     // (Had `q`'s keyframe come first, the subscriber would start on it, the only layer of
@@ -142,14 +136,8 @@ fn send_receiver_report(peer: &mut Peer, fraction_lost: u8) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscriber_whose_reports_show_heavy_loss_moves_to_the_smaller_layer_at_its_keyframe() {
-    let (worker, mut reports) = start(MediaConfig::default(), 4096);
-    let mut a = Peer::with_simulcast_camera().await;
-    let mut b = Peer::with_camera(false).await;
-    a.offer_to(&worker, 1).await;
-    b.receive_from(&worker, 2, vec![(1, MediaKind::Video)])
-        .await;
-    let mut seen = Vec::new();
-    connect_all(&mut [&mut a, &mut b], &[1, 2], &mut reports, &mut seen).await;
+    let (_worker, mut reports, mut a, mut b, mut seen) =
+        viewer_of(Peer::with_simulcast_camera().await).await;
     let mut seq = 1;
     let mut frames = |a: &mut Peer, keyframe: bool| {
         a.layer_frame("f", seq, keyframe);
