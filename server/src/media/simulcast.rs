@@ -100,6 +100,31 @@ pub fn choose_layer(
     covering.or(allowed.last()).map(|&(_, i)| i)
 }
 
+/// `target` ([`choose_layer`]'s answer), unless it is a move up from `current` onto a layer
+/// that has not been sending steadily (`steady`, per layer): a browser whose bandwidth estimate
+/// is rising starts its upper layer, and often stops it again within a second or two, and each
+/// move back down leaves the subscriber without a picture until the lower layer's next
+/// keyframe. A move down, a first layer, or a move away from a layer gone quiet (its size
+/// `None`) is never held.
+pub fn settle(
+    target: Option<usize>,
+    current: Option<usize>,
+    sizes: &[Option<LayerSize>],
+    steady: &[bool],
+) -> Option<usize> {
+    let (Some(to), Some(from)) = (target, current) else {
+        return target;
+    };
+    let (Some(Some(up)), Some(Some(now))) = (sizes.get(to), sizes.get(from)) else {
+        return target;
+    };
+    if up.height > now.height && !steady.get(to).copied().unwrap_or(false) {
+        current
+    } else {
+        target
+    }
+}
+
 /// How much of its cameras' video a subscriber's connection is sent, below what its tiles want.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Downlink {
@@ -368,6 +393,26 @@ mod tests {
             None
         );
         assert_eq!(choose_layer(&[None], None, Downlink::Paused), None);
+    }
+
+    #[test]
+    fn a_move_up_waits_until_the_larger_layer_sends_steadily() {
+        let sizes = [Some(SMALL), Some(LARGE)];
+        assert_eq!(settle(Some(1), Some(0), &sizes, &[true, false]), Some(0));
+        assert_eq!(settle(Some(1), Some(0), &sizes, &[true, true]), Some(1));
+    }
+
+    #[test]
+    fn a_move_down_a_first_layer_or_leaving_a_quiet_layer_is_never_held() {
+        let sizes = [Some(SMALL), Some(LARGE)];
+        assert_eq!(settle(Some(0), Some(1), &sizes, &[false, false]), Some(0));
+        assert_eq!(settle(Some(1), None, &sizes, &[false, false]), Some(1));
+        assert_eq!(settle(None, Some(0), &sizes, &[true, true]), None);
+        // The small layer went quiet: its size is no longer known.
+        assert_eq!(
+            settle(Some(1), Some(0), &[None, Some(LARGE)], &[false, false]),
+            Some(1)
+        );
     }
 
     const LOSS_20: u8 = 51;

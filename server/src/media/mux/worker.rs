@@ -278,6 +278,9 @@ struct Layer {
     /// When its latest packet came: a browser stops sending its upper layers when its
     /// bandwidth or CPU runs short, and a layer gone quiet is not one to wait for.
     last_packet: Option<Instant>,
+    /// Since when it has been sending without a pause: a layer a browser has just started
+    /// again is often stopped again soon after, while its bandwidth estimate settles.
+    sending_since: Option<Instant>,
 }
 
 /// One forwarded track on a subscribe leg.

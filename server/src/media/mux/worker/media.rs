@@ -23,7 +23,9 @@ use crate::media::forward::{
     egress_copy, is_vp8_keyframe_start, Ingress, KeyframePacer, KeyframeWanted,
 };
 use crate::media::leg::is_keyframe_request;
-use crate::media::simulcast::{choose_layer, vp8_keyframe_size, Admit, Downlink, LayerSize};
+use crate::media::simulcast::{
+    choose_layer, settle, vp8_keyframe_size, Admit, Downlink, LayerSize,
+};
 
 /// The most simulcast layers of one track the fan-out keeps (browsers send two or three).
 const MAX_LAYERS: usize = 4;
@@ -31,15 +33,22 @@ const MAX_LAYERS: usize = 4;
 /// A layer with no packet for this long is not chosen for anyone: its sender has stopped it
 /// (browsers drop upper layers when bandwidth or CPU runs short). A camera sends at least a
 /// dozen packets a second on every layer it keeps.
-const LAYER_IDLE: Duration = Duration::from_millis(1000);
+const LAYER_IDLE: Duration = Duration::from_millis(500);
+
+/// A subscriber moves up only onto a layer that has been sending this long without a pause
+/// (see `simulcast::settle`).
+const LAYER_STEADY: Duration = Duration::from_secs(2);
 
 /// One packet on its way to the subscribers: its track, its layer and what the layers are.
 struct Copy {
     kind: MediaKind,
     layer: usize,
     keyframe_start: bool,
-    /// The size of each of the source's layers (`None` until its first keyframe).
+    /// The size of each of the source's layers (`None` until its first keyframe, or while
+    /// it is quiet).
     sizes: [Option<LayerSize>; MAX_LAYERS],
+    /// Each layer has been sending for `LAYER_STEADY`.
+    steady: [bool; MAX_LAYERS],
     layers: usize,
     packet: rtc::rtp::packet::Packet,
 }
@@ -97,6 +106,7 @@ impl Worker {
                             ingress: fresh(),
                             size: None,
                             last_packet: None,
+                            sending_since: None,
                         }],
                         pacer: KeyframePacer::new(KEYFRAME_THROTTLE),
                     });
@@ -126,6 +136,7 @@ impl Worker {
                         ingress: fresh(),
                         size: None,
                         last_packet: None,
+                        sending_since: None,
                     }),
                     None => {}
                 }
@@ -162,6 +173,12 @@ impl Worker {
                         continue; // a replaced stream's last packets
                     };
                     let layer = &mut source.layers[at];
+                    let paused = layer
+                        .last_packet
+                        .is_none_or(|at| now.saturating_duration_since(at) >= LAYER_IDLE);
+                    if paused {
+                        layer.sending_since = Some(now);
+                    }
                     layer.last_packet = Some(now);
                     #[cfg(test)]
                     let _ = slot.owner.reports.try_send(Report::Rtp {
@@ -189,17 +206,25 @@ impl Worker {
                     }
                     // The layers anyone may be sent: known in size, and not gone quiet.
                     let mut sizes = [None; MAX_LAYERS];
-                    for (size, layer) in sizes.iter_mut().zip(&source.layers) {
+                    let mut steady = [false; MAX_LAYERS];
+                    for ((size, steady), layer) in
+                        sizes.iter_mut().zip(steady.iter_mut()).zip(&source.layers)
+                    {
                         let live = layer
                             .last_packet
                             .is_some_and(|at| now.saturating_duration_since(at) < LAYER_IDLE);
                         *size = layer.size.filter(|_| live);
+                        *steady = live
+                            && layer.sending_since.is_some_and(|since| {
+                                now.saturating_duration_since(since) >= LAYER_STEADY
+                            });
                     }
                     copies.push(Copy {
                         kind,
                         layer: at,
                         keyframe_start,
                         sizes,
+                        steady,
                         layers: source.layers.len(),
                         packet,
                     });
@@ -260,6 +285,7 @@ impl Worker {
             layer,
             keyframe_start,
             sizes,
+            steady,
             layers,
             packet,
         } in copies
@@ -267,7 +293,7 @@ impl Worker {
             let Some(receivers) = self.fanout.get(&(publisher, kind)) else {
                 continue;
             };
-            let sizes = &sizes[..layers];
+            let (sizes, steady) = (&sizes[..layers], &steady[..layers]);
             let header = (packet.header.sequence_number, packet.header.timestamp);
             let (mut written, mut closed) = (0, 0);
             for subscriber in receivers {
@@ -287,7 +313,12 @@ impl Worker {
                 } else {
                     (None, Downlink::Full)
                 };
-                let target = choose_layer(sizes, wanted, downlink);
+                let target = settle(
+                    choose_layer(sizes, wanted, downlink),
+                    consumed.cursor.current(),
+                    sizes,
+                    steady,
+                );
                 let (seq, timestamp) = match consumed.cursor.admit(
                     layer,
                     target,
