@@ -8,6 +8,7 @@ mod metrics;
 mod records;
 mod recovery;
 mod screen;
+mod tile_sizes;
 
 use circle_tests::TestServer;
 

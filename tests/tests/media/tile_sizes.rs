@@ -1,0 +1,66 @@
+//! `tile_sizes` through the real server (protocol/README.md, "Simulcast"): a camera whose tile a
+//! viewer hides stops reaching that viewer, and stays hidden when its publisher rejoins on new
+//! connections, until the viewer shows the tile again.
+
+use std::time::Duration;
+
+use circle_tests::browser::{Browser, ServerRoom};
+use circle_tests::Role;
+use serde_json::json;
+
+use super::server;
+
+/// `viewer`'s count of `who`'s camera packets stays where it is while `who`'s voice keeps
+/// arriving (fifty packets, a second).
+async fn camera_held_back(viewer: &Browser, who: &str) {
+    let camera = viewer.stream(who, "video").count();
+    let voice = viewer.stream(who, "audio").count();
+    viewer.wait_packets(who, "audio", voice + 50).await;
+    assert_eq!(
+        viewer.stream(who, "video").count(),
+        camera,
+        "{who}'s camera still reached {}",
+        viewer.id
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hidden_tile_gets_no_camera_even_after_its_publisher_rejoins() {
+    let s = server().await;
+    let roles = [("fac", Role::Facilitator), ("ann", Role::Member)];
+    let room = ServerRoom::over_server(&s, "r", &roles);
+    let fac = Browser::join(&room, "fac", false).await;
+    let ann = Browser::join(&room, "ann", true).await;
+    fac.wait_packets("ann", "video", 5).await;
+
+    // The facilitator's page hides ann's tile.
+    room.send_as(
+        "fac",
+        json!({"type":"tile_sizes","id":1,"sizes":[{"participant":"ann","height":0}]}),
+    )
+    .await;
+    let ok = room.wait_message("fac", |m| m["id"] == 1).await;
+    assert_eq!(ok["type"], "ok", "{ok}");
+    // What was on its way may still land.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    camera_held_back(&fac, "ann").await;
+
+    // ann reloads: a new session, new connections, a new camera stream. The facilitator's tile
+    // has not changed, so the camera stays held back; the voice comes through.
+    ann.close().await;
+    let ann = Browser::join(&room, "ann", true).await;
+    let voice = fac.stream("ann", "audio").count();
+    fac.wait_packets("ann", "audio", voice + 25).await;
+    camera_held_back(&fac, "ann").await;
+
+    // Shown again: the camera comes back.
+    room.send_as(
+        "fac",
+        json!({"type":"tile_sizes","sizes":[{"participant":"ann","height":360}]}),
+    )
+    .await;
+    let camera = fac.stream("ann", "video").count();
+    fac.wait_packets("ann", "video", camera + 10).await;
+    drop(ann);
+    s.stop().await;
+}
