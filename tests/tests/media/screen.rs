@@ -9,7 +9,7 @@ use circle_tests::browser::{Browser, ServerRoom};
 use circle_tests::Role;
 use serde_json::json;
 
-use super::server;
+use super::{held_back, server};
 
 fn roles() -> Vec<(&'static str, Role)> {
     vec![
@@ -41,18 +41,9 @@ async fn sharing_seen(room: &ServerRoom, viewer: &str, who: &str, sharing: bool)
     .await;
 }
 
-/// `viewer`'s count of `who`'s screen packets stays where it is for a second, while `who`'s
-/// camera keeps arriving.
+/// `viewer` gets no more of `who`'s screen while `who`'s camera keeps arriving.
 async fn no_more_screen(viewer: &Browser, who: &str) {
-    let screen = viewer.stream(who, "screen").count();
-    let camera = viewer.stream(who, "video").count();
-    viewer.wait_packets(who, "video", camera + 30).await;
-    assert_eq!(
-        viewer.stream(who, "screen").count(),
-        screen,
-        "{who}'s screen still reached {}",
-        viewer.id
-    );
+    held_back(viewer, who, "screen", "video", 30).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

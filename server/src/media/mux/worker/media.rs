@@ -90,24 +90,24 @@ impl Worker {
                 };
                 slot.tracks.insert(init.track_id, kind);
                 let rid = init.rid.filter(|rid| !rid.is_empty());
-                let fresh = || match kind {
-                    MediaKind::Audio => {
-                        Ingress::audio(slot.owner.gate.clone(), slot.audio_level_id)
-                    }
-                    MediaKind::Video => Ingress::video(),
-                    MediaKind::Screen => Ingress::gated_video(slot.owner.screen_gate.clone()),
+                let fresh = |rid| Layer {
+                    rid,
+                    ssrc: init.ssrc,
+                    ingress: match kind {
+                        MediaKind::Audio => {
+                            Ingress::audio(slot.owner.gate.clone(), slot.audio_level_id)
+                        }
+                        MediaKind::Video => Ingress::video(),
+                        MediaKind::Screen => Ingress::gated_video(slot.owner.screen_gate.clone()),
+                    },
+                    size: None,
+                    last_packet: None,
+                    sending_since: None,
                 };
                 let at = kind.index();
                 let Some(source) = slot.sources[at].as_mut() else {
                     slot.sources[at] = Some(Source {
-                        layers: vec![Layer {
-                            rid,
-                            ssrc: init.ssrc,
-                            ingress: fresh(),
-                            size: None,
-                            last_packet: None,
-                            sending_since: None,
-                        }],
+                        layers: vec![fresh(rid)],
                         pacer: KeyframePacer::new(KEYFRAME_THROTTLE),
                     });
                     self.report(key, Report::Published { key, kind });
@@ -130,14 +130,7 @@ impl Worker {
                         layer.size = None;
                         layer.ingress.new_source();
                     }
-                    None if !full => source.layers.push(Layer {
-                        rid,
-                        ssrc: init.ssrc,
-                        ingress: fresh(),
-                        size: None,
-                        last_packet: None,
-                        sending_since: None,
-                    }),
+                    None if !full => source.layers.push(fresh(rid)),
                     None => {}
                 }
                 false

@@ -3,8 +3,6 @@
 use std::time::Instant;
 
 use bytes::Bytes;
-use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
-use rtc::sansio::Protocol;
 
 use super::*;
 
@@ -31,26 +29,8 @@ fn thread_cpu_ticks(name: &str) -> Option<u64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement; run by hand"]
 async fn prints_the_workers_cpu_per_forwarded_copy() {
-    let config = MediaConfig {
-        socket_buffer_bytes: 4 << 20,
-        ..MediaConfig::default()
-    };
-    let (worker, mut reports) = start(config, 1 << 20);
-    let mut publisher = Peer::new().await;
-    publisher.offer_to(&worker, 1).await;
-    let mut subscribers = Vec::new();
-    for key in 2..9 {
-        let mut s = Peer::with_camera(false).await;
-        s.receive_from(&worker, key, vec![(1, MediaKind::Video)])
-            .await;
-        subscribers.push(s);
-    }
-    let mut seen = Vec::new();
-    {
-        let mut all: Vec<&mut Peer> = vec![&mut publisher];
-        all.extend(subscribers.iter_mut());
-        connect_all(&mut all, &[1, 2, 3, 4, 5, 6, 7, 8], &mut reports, &mut seen).await;
-    }
+    let (worker, mut reports, mut publisher, mut subscribers, mut seen) =
+        one_to_seven(Peer::new().await).await;
     let payload = Bytes::from(vec![0x42u8; 1000]);
     let start_ticks = thread_cpu_ticks("circle-media").unwrap();
     let start_copies = worker.media.forwarded(MediaKind::Video);
@@ -59,13 +39,7 @@ async fn prints_the_workers_cpu_per_forwarded_copy() {
         for n in 0..50u16 {
             let seq = burst * 50 + n;
             let packet = camera_packet(seq, u32::from(burst) * 3000, payload.clone());
-            publisher
-                .pc
-                .handle_write(TaggedRTCMessage {
-                    now: Instant::now(),
-                    message: RTCMessage::RtpPacket(String::new(), packet),
-                })
-                .unwrap();
+            publisher.write_rtp(packet);
         }
         publisher
             .run(Duration::from_millis(5), &mut reports, &mut seen)
@@ -102,30 +76,13 @@ async fn prints_the_workers_cpu_with_simulcast_on_and_off() {
 }
 
 async fn simulcast_round(simulcast: bool) {
-    let config = MediaConfig {
-        socket_buffer_bytes: 4 << 20,
-        ..MediaConfig::default()
-    };
-    let (worker, mut reports) = start(config, 1 << 20);
-    let mut publisher = if simulcast {
+    let publisher = if simulcast {
         Peer::with_simulcast_camera().await
     } else {
         Peer::new().await
     };
-    publisher.offer_to(&worker, 1).await;
-    let mut subscribers = Vec::new();
-    for key in 2..9 {
-        let mut s = Peer::with_camera(false).await;
-        s.receive_from(&worker, key, vec![(1, MediaKind::Video)])
-            .await;
-        subscribers.push(s);
-    }
-    let mut seen = Vec::new();
-    {
-        let mut all: Vec<&mut Peer> = vec![&mut publisher];
-        all.extend(subscribers.iter_mut());
-        connect_all(&mut all, &[1, 2, 3, 4, 5, 6, 7, 8], &mut reports, &mut seen).await;
-    }
+    let (worker, mut reports, mut publisher, mut subscribers, mut seen) =
+        one_to_seven(publisher).await;
     // Subscribers 2, 3 and 4 are phones showing the camera 90 pixels high.
     for key in 2..5 {
         worker
@@ -151,16 +108,7 @@ async fn simulcast_round(simulcast: bool) {
                     publisher.layer_packet("q", 10_000 + seq / 5, keyframe && n == 0, 1000);
                 }
             } else {
-                let mut payload = vp8_payload(keyframe && n == 0, 640, 360).to_vec();
-                payload.resize(1000, 0x42);
-                let packet = camera_packet(seq, u32::from(burst) * 3000, Bytes::from(payload));
-                publisher
-                    .pc
-                    .handle_write(TaggedRTCMessage {
-                        now: Instant::now(),
-                        message: RTCMessage::RtpPacket(String::new(), packet),
-                    })
-                    .unwrap();
+                publisher.write_rtp(one_layer_packet(seq, burst, keyframe && n == 0));
             }
         }
         publisher
@@ -204,11 +152,7 @@ async fn prints_what_a_phone_in_a_room_of_16_is_sent() {
 async fn phone_round(simulcast: bool) {
     const OTHERS: u64 = 15;
     const SECONDS: u16 = 3;
-    let config = MediaConfig {
-        socket_buffer_bytes: 4 << 20,
-        ..MediaConfig::default()
-    };
-    let (worker, mut reports) = start(config, 1 << 20);
+    let (worker, mut reports) = measuring_worker();
     let mut publishers = Vec::new();
     for key in 1..=OTHERS {
         let mut p = if simulcast {
@@ -252,14 +196,7 @@ async fn phone_round(simulcast: bool) {
                 if simulcast {
                     p.layer_packet("f", seq, keyframe && n == 0, 1000);
                 } else {
-                    let mut payload = vp8_payload(keyframe && n == 0, 640, 360).to_vec();
-                    payload.resize(1000, 0x42);
-                    let packet = camera_packet(seq, u32::from(frame) * 3000, Bytes::from(payload));
-                    p.pc.handle_write(TaggedRTCMessage {
-                        now: Instant::now(),
-                        message: RTCMessage::RtpPacket(String::new(), packet),
-                    })
-                    .unwrap();
+                    p.write_rtp(one_layer_packet(seq, frame, keyframe && n == 0));
                 }
             }
             if simulcast && frame % 2 == 0 {
@@ -286,4 +223,48 @@ async fn phone_round(simulcast: bool) {
         if simulcast { "on " } else { "off" },
         bytes * 8 / 1000 / usize::from(SECONDS),
     );
+}
+
+/// A worker with measuring-size buffers, the one worker of a measurement.
+fn measuring_worker() -> (TestWorker, mpsc::Receiver<Report>) {
+    let config = MediaConfig {
+        socket_buffer_bytes: 4 << 20,
+        ..MediaConfig::default()
+    };
+    start(config, 1 << 20)
+}
+
+/// `publisher` (connection 1) and seven viewers of its camera (2 to 8), all connected.
+async fn one_to_seven(
+    mut publisher: Peer,
+) -> (
+    TestWorker,
+    mpsc::Receiver<Report>,
+    Peer,
+    Vec<Peer>,
+    Vec<Report>,
+) {
+    let (worker, mut reports) = measuring_worker();
+    publisher.offer_to(&worker, 1).await;
+    let mut subscribers = Vec::new();
+    for key in 2..9 {
+        let mut s = Peer::with_camera(false).await;
+        s.receive_from(&worker, key, vec![(1, MediaKind::Video)])
+            .await;
+        subscribers.push(s);
+    }
+    let mut seen = Vec::new();
+    {
+        let mut all: Vec<&mut Peer> = vec![&mut publisher];
+        all.extend(subscribers.iter_mut());
+        connect_all(&mut all, &[1, 2, 3, 4, 5, 6, 7, 8], &mut reports, &mut seen).await;
+    }
+    (worker, reports, publisher, subscribers, seen)
+}
+
+/// Packet `seq` of a camera sent in one layer (as before simulcast): 1,000 bytes of frame `frame`.
+fn one_layer_packet(seq: u16, frame: u16, keyframe: bool) -> rtc::rtp::packet::Packet {
+    let mut payload = vp8_payload(keyframe, 640, 360).to_vec();
+    payload.resize(1000, 0x42);
+    camera_packet(seq, u32::from(frame) * 3000, Bytes::from(payload))
 }

@@ -253,12 +253,7 @@ impl Peer {
                 Bytes::copy_from_slice(rid.as_bytes()),
             )
             .unwrap();
-        self.pc
-            .handle_write(TaggedRTCMessage {
-                now: Instant::now(),
-                message: RTCMessage::RtpPacket(String::new(), packet),
-            })
-            .unwrap();
+        self.write_rtp(packet);
     }
 
     /// Adds a screen-share track (track id `screen-track`, SSRC [`SCREEN_SSRC`]).
@@ -279,6 +274,11 @@ impl Peer {
             Bytes::from_static(&[0x10, 0, 0, 0, 0, 0, 0, 0]),
         );
         packet.header.ssrc = SCREEN_SSRC;
+        self.write_rtp(packet);
+    }
+
+    /// Hands one RTP packet to the peer to send (protected, on its next run).
+    fn write_rtp(&mut self, packet: rtc::rtp::packet::Packet) {
         self.pc
             .handle_write(TaggedRTCMessage {
                 now: Instant::now(),
@@ -293,12 +293,7 @@ impl Peer {
             u32::from(seq) * 3000,
             Bytes::from_static(&[0x10, 0, 0, 0, 0, 0, 0, 0]),
         );
-        self.pc
-            .handle_write(TaggedRTCMessage {
-                now: Instant::now(),
-                message: RTCMessage::RtpPacket(String::new(), packet),
-            })
-            .unwrap();
+        self.write_rtp(packet);
     }
 }
 

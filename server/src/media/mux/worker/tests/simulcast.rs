@@ -9,6 +9,28 @@ use rtc::sansio::Protocol;
 
 use super::*;
 
+/// One frame on both test layers, `first` sent first: `f` numbered `seq`, `q` 1000 + `seq`.
+fn both_layers(a: &mut Peer, first: &str, seq: u16, keyframe: bool) {
+    let second = if first == "f" { "q" } else { "f" };
+    for rid in [first, second] {
+        let seq = if rid == "q" { 1000 + seq } else { seq };
+        a.layer_frame(rid, seq, keyframe);
+    }
+}
+
+/// Everything `peer` received is one unbroken run of sequence numbers, `across` a layer move.
+fn assert_unbroken(peer: &Peer, across: &str) {
+    let seqs: Vec<u16> = peer
+        .received
+        .iter()
+        .map(|p| p.header.sequence_number)
+        .collect();
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1)),
+        "one unbroken sequence across {across}: {seqs:?}"
+    );
+}
+
 /// The widths of the VP8 keyframes a peer received, in order (160 or 640 for the test layers).
 fn keyframe_widths(peer: &Peer) -> Vec<u16> {
     peer.received
@@ -28,8 +50,7 @@ async fn a_subscriber_gets_the_simulcast_layer_its_tile_needs_and_moves_at_a_key
     // known size, and move up at `f`'s.)
     let mut seq = 1;
     for keyframe in [true, false, false] {
-        a.layer_frame("f", seq, keyframe);
-        a.layer_frame("q", 1000 + seq, keyframe);
+        both_layers(&mut a, "f", seq, keyframe);
         seq += 1;
     }
     run_both(&mut a, &mut b, 4, &mut reports, &mut seen).await;
@@ -58,8 +79,7 @@ async fn a_subscriber_gets_the_simulcast_layer_its_tile_needs_and_moves_at_a_key
         })
         .await
         .unwrap();
-    a.layer_frame("q", 1000 + seq, false);
-    a.layer_frame("f", seq, false);
+    both_layers(&mut a, "q", seq, false);
     seq += 1;
     run_both(&mut a, &mut b, 2, &mut reports, &mut seen).await;
     assert_eq!(
@@ -68,21 +88,12 @@ async fn a_subscriber_gets_the_simulcast_layer_its_tile_needs_and_moves_at_a_key
         "still the large layer until q's keyframe"
     );
     for keyframe in [true, false] {
-        a.layer_frame("q", 1000 + seq, keyframe);
-        a.layer_frame("f", seq, keyframe);
+        both_layers(&mut a, "q", seq, keyframe);
         seq += 1;
     }
     run_both(&mut a, &mut b, 4, &mut reports, &mut seen).await;
     assert_eq!(keyframe_widths(&b), vec![640, 160]);
-    let seqs: Vec<u16> = b
-        .received
-        .iter()
-        .map(|p| p.header.sequence_number)
-        .collect();
-    assert!(
-        seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1)),
-        "one unbroken sequence across the move: {seqs:?}"
-    );
+    assert_unbroken(&b, "the move");
     let after = &b.received[first..];
     assert!(
         after
@@ -101,8 +112,7 @@ async fn a_subscriber_gets_the_simulcast_layer_its_tile_needs_and_moves_at_a_key
         .unwrap();
     let before = b.received.len();
     for keyframe in [true, false] {
-        a.layer_frame("q", 1000 + seq, keyframe);
-        a.layer_frame("f", seq, keyframe);
+        both_layers(&mut a, "q", seq, keyframe);
         seq += 1;
     }
     run_both(&mut a, &mut b, 4, &mut reports, &mut seen).await;
@@ -140,8 +150,7 @@ async fn a_subscriber_whose_reports_show_heavy_loss_moves_to_the_smaller_layer_a
         viewer_of(Peer::with_simulcast_camera().await).await;
     let mut seq = 1;
     let mut frames = |a: &mut Peer, keyframe: bool| {
-        a.layer_frame("f", seq, keyframe);
-        a.layer_frame("q", 1000 + seq, keyframe);
+        both_layers(a, "f", seq, keyframe);
         seq += 1;
     };
     frames(&mut a, true);
@@ -169,13 +178,5 @@ async fn a_subscriber_whose_reports_show_heavy_loss_moves_to_the_smaller_layer_a
         vec![640, 640, 640, 160],
         "f's keyframe, sent just before q's, still went out: the move waits for q's"
     );
-    let seqs: Vec<u16> = b
-        .received
-        .iter()
-        .map(|p| p.header.sequence_number)
-        .collect();
-    assert!(
-        seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1)),
-        "one unbroken sequence across the step down: {seqs:?}"
-    );
+    assert_unbroken(&b, "the step down");
 }
