@@ -56,7 +56,7 @@ impl std::fmt::Debug for RoomClaims {
 impl RoomClaims {
     /// Connects to the Redis at `url`; a claim lasts `lease` unless its host renews it.
     pub async fn connect(url: &str, lease: Duration) -> Result<RoomClaims, ClusterError> {
-        let con = redis::Client::open(url)?.get_connection_manager().await?;
+        let con = super::connect(url).await?;
         Ok(RoomClaims {
             con,
             lease,

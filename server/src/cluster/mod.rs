@@ -14,6 +14,12 @@ pub mod placement;
 /// Every key Circle writes in a shared Redis starts with this, so a Redis may serve other uses.
 pub const KEY_PREFIX: &str = "circle:";
 
+/// One connection to the Redis at `url`, shared by clones, which reconnects by itself when
+/// Redis comes back.
+async fn connect(url: &str) -> Result<redis::aio::ConnectionManager, ClusterError> {
+    Ok(redis::Client::open(url)?.get_connection_manager().await?)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
     /// Redis could not be reached or refused a command.

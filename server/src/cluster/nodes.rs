@@ -55,7 +55,7 @@ impl std::fmt::Debug for NodeDirectory {
 impl NodeDirectory {
     /// Connects to the Redis at `url`; entries written through it live `ttl` unless renewed.
     pub async fn connect(url: &str, ttl: Duration) -> Result<NodeDirectory, ClusterError> {
-        let con = redis::Client::open(url)?.get_connection_manager().await?;
+        let con = super::connect(url).await?;
         Ok(NodeDirectory { con, ttl })
     }
 
