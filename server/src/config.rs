@@ -55,6 +55,37 @@ pub struct Settings {
     pub operations: Operations,
     /// HTTPS and WSS on the main port; plain HTTP without.
     pub tls: Option<std::sync::Arc<crate::tls::Tls>>,
+    /// Sharing rooms with other nodes through Redis; one node on its own without.
+    pub cluster: Option<ClusterSettings>,
+}
+
+/// This node's place in a cluster (operations.md, "More than one node").
+#[derive(Debug, Clone)]
+pub struct ClusterSettings {
+    /// The Redis every node of the cluster shares.
+    pub redis_url: String,
+    /// This node's name among the others; unique in the cluster.
+    pub node_id: String,
+    /// Where the other nodes reach this one's HTTP and WebSocket port (`http://10.0.0.5:8080`);
+    /// when `None`, the address the server listens on, which must then not be a wildcard.
+    pub node_url: Option<String>,
+    /// How long a node stays listed after its last heartbeat; it heartbeats every third of it.
+    pub node_ttl: Duration,
+    /// How long a room's claim lasts unless its host renews it (every third of it).
+    pub room_lease: Duration,
+}
+
+impl ClusterSettings {
+    /// The defaults for joining the cluster at `redis_url` as `node_id`.
+    pub fn new(redis_url: impl Into<String>, node_id: impl Into<String>) -> Self {
+        Self {
+            redis_url: redis_url.into(),
+            node_id: node_id.into(),
+            node_url: None,
+            node_ttl: Duration::from_secs(6),
+            room_lease: Duration::from_secs(6),
+        }
+    }
 }
 
 /// A TURN server for clients that cannot reach the media server directly.
@@ -147,6 +178,7 @@ impl Settings {
             media: MediaConfig::default(),
             operations: Operations::default(),
             tls: None,
+            cluster: None,
         }
     }
 }

@@ -26,12 +26,14 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::nodes::NodeInfo;
 use crate::error::ClientVisible;
 use crate::metrics::{JoinResult, Metrics};
-use crate::registry::Registry;
+use crate::registry::{Location, Registry, RegistryError};
 use crate::room::{ConnectionLink, Joiner, Outbound, RoomError, RoomHandle, Sent};
 
 mod allowance;
+mod relay;
 use allowance::{Strikes, TokenBucket};
 
 /// Why a connection could not join. Each is answered with `error` and close 1008.
@@ -48,7 +50,9 @@ enum JoinError {
     #[error(transparent)]
     Room(#[from] RoomError),
     #[error(transparent)]
-    Registry(#[from] crate::registry::RegistryError),
+    Registry(#[from] RegistryError),
+    #[error("this group's server cannot be reached right now; try again shortly")]
+    Relay(#[from] relay::RelayError),
 }
 
 impl JoinError {
@@ -59,7 +63,9 @@ impl JoinError {
             JoinError::Token(e) => e.code(),
             JoinError::UnknownResumeToken => ErrorCode::Unauthorized,
             JoinError::Room(e) => ClientVisible::code(e),
-            JoinError::Registry(_) => ErrorCode::RoomFull,
+            JoinError::Registry(RegistryError::TooManyRooms) => ErrorCode::RoomFull,
+            JoinError::Registry(RegistryError::Cluster(_) | RegistryError::Moved)
+            | JoinError::Relay(_) => ErrorCode::Internal,
         }
     }
 }
@@ -68,6 +74,14 @@ impl JoinError {
 struct Seat {
     room: RoomHandle,
     participant: ParticipantId,
+}
+
+/// Where a connection's first message took it.
+enum Joined {
+    /// Into a room on this node.
+    Here(Seat),
+    /// To the node that hosts its room, which has the first message and answers it.
+    Relay(Box<relay::Upstream>),
 }
 
 type Sink<S> = SplitSink<WebSocketStream<S>, Message>;
@@ -162,7 +176,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Budgeted<S> {
 }
 
 /// Runs one WebSocket connection to its end, on a connection whose upgrade was just answered.
-pub async fn run<S>(io: S, registry: Arc<Registry>)
+/// A `relayed` connection comes from another node of the cluster, on behalf of its client.
+pub async fn run<S>(io: S, registry: Arc<Registry>, relayed: bool)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -174,11 +189,15 @@ where
         budget: budget.clone(),
     };
     let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(websocket_config())).await;
-    serve(ws, registry, budget).await;
+    serve(ws, registry, budget, relayed).await;
 }
 
-async fn serve<S>(ws: WebSocketStream<S>, registry: Arc<Registry>, budget: Arc<ReadBudget>)
-where
+async fn serve<S>(
+    ws: WebSocketStream<S>,
+    registry: Arc<Registry>,
+    budget: Arc<ReadBudget>,
+    relayed: bool,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let context = registry.context().clone();
@@ -225,11 +244,25 @@ where
         }
         Ok(Some(Ok(text))) => {
             context.metrics().ws_message_received();
-            join(&registry, text.as_deref(), &link).await.map_err(Some)
+            join(&registry, text.as_deref(), &link, relayed)
+                .await
+                .map_err(Some)
         }
     };
     let seat = match seat {
-        Ok(seat) => seat,
+        Ok(Joined::Here(seat)) => seat,
+        Ok(Joined::Relay(upstream)) => {
+            budget.lift();
+            tracing::info!(
+                connection = link.id,
+                "connection relayed to its room's node"
+            );
+            relay::pipe(&mut stream, *upstream, &link, &closed, &settings).await;
+            tracing::info!(connection = link.id, "relayed connection ended");
+            drop((tx, link));
+            finish(stream, kill, writer, settings.close_timeout).await;
+            return;
+        }
         Err(refusal) => {
             if let Some((id, e)) = refusal {
                 tracing::debug!(code = ?e.code(), "join refused");
@@ -307,7 +340,8 @@ async fn join(
     registry: &Arc<Registry>,
     text: Option<&str>,
     link: &ConnectionLink,
-) -> Result<Seat, (Option<u32>, JoinError)> {
+    relayed: bool,
+) -> Result<Joined, (Option<u32>, JoinError)> {
     let received = std::time::Instant::now();
     let metrics = registry.context().metrics();
     let mut resume = false;
@@ -319,24 +353,36 @@ async fn join(
         let frame = decode_client(text).map_err(|e| (e.id, JoinError::BadRequest(e.message)))?;
         resume = matches!(frame.message, ClientMessage::Resume { .. });
         let id = frame.id;
-        join_with(registry, frame, link).await.map_err(|e| (id, e))
+        join_with(registry, frame, text, link, relayed)
+            .await
+            .map_err(|e| (id, e))
     }
     .await;
     if !resume {
         match &joined {
             // The room counted whether it admitted the joiner or let them wait.
-            Ok(_) => metrics.join_time(received.elapsed()),
+            Ok(Joined::Here(_)) => metrics.join_time(received.elapsed()),
+            // The hosting node counts it, once, wherever its client connected.
+            Ok(Joined::Relay(_)) => {}
             Err(_) => metrics.join(JoinResult::Refused),
         }
     }
     joined
 }
 
+/// Joins the room `frame` (whose text is `text`) asks for: here, or by relaying the connection
+/// to the node that hosts the room.
 async fn join_with(
     registry: &Arc<Registry>,
     frame: ClientFrame,
+    text: &str,
     link: &ConnectionLink,
-) -> Result<Seat, JoinError> {
+    relayed: bool,
+) -> Result<Joined, JoinError> {
+    let relay_to = |host: NodeInfo| async move {
+        let upstream = relay::open(&host, registry.context().settings(), text).await?;
+        Ok(Joined::Relay(Box::new(upstream)))
+    };
     match frame.message {
         ClientMessage::Hello { protocol, token } => {
             if protocol != PROTOCOL_VERSION {
@@ -349,6 +395,9 @@ async fn join_with(
                     "you were removed from this session".into(),
                 )));
             }
+            if let Location::Node(host) = registry.locate(&identity.room, relayed).await? {
+                return relay_to(host).await;
+            }
             let joiner = Joiner {
                 id: identity.participant.clone(),
                 name: identity.name.trim().to_owned(),
@@ -359,10 +408,10 @@ async fn join_with(
                 let room = registry.room(&identity.room)?;
                 match room.join(joiner.clone(), frame.id, link.clone()).await {
                     Ok(()) => {
-                        return Ok(Seat {
+                        return Ok(Joined::Here(Seat {
                             room,
                             participant: joiner.id,
-                        })
+                        }))
                     }
                     Err(Sent::Refused(e)) => return Err(e.into()),
                     Err(Sent::Closed) => registry.forget_closed_room(&identity.room, &room),
@@ -379,17 +428,24 @@ async fn join_with(
                 return Err(JoinError::UnsupportedProtocol);
             }
             // A resume token names its room; the room alone knows whose seat it holds.
-            let room = resume_token
+            let room_id = resume_token
                 .split_once('.')
                 .map(|(room, _)| circle_protocol::RoomId(room.to_owned()))
                 .filter(|room| crate::token::valid_room_id(room.as_str()))
-                .and_then(|room| registry.existing_room(&room))
+                .ok_or(JoinError::UnknownResumeToken)?;
+            match registry.locate_existing(&room_id, relayed).await? {
+                None => return Err(JoinError::UnknownResumeToken),
+                Some(Location::Node(host)) => return relay_to(host).await,
+                Some(Location::Here) => {}
+            }
+            let room = registry
+                .existing_room(&room_id)
                 .ok_or(JoinError::UnknownResumeToken)?;
             match room
                 .resume(resume_token, frame.id, last_seq, link.clone())
                 .await
             {
-                Ok(participant) => Ok(Seat { room, participant }),
+                Ok(participant) => Ok(Joined::Here(Seat { room, participant })),
                 Err(Sent::Refused(e)) => Err(e.into()),
                 Err(Sent::Closed) => Err(JoinError::UnknownResumeToken),
             }

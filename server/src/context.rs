@@ -4,7 +4,7 @@
 //! `registry`.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -165,6 +165,7 @@ impl Context {
         Some(ConnectionSlot {
             context: self.clone(),
             ip,
+            counted: AtomicBool::new(true),
         })
     }
 }
@@ -174,14 +175,31 @@ impl Context {
 pub struct ConnectionSlot {
     context: Arc<Context>,
     ip: IpAddr,
+    counted: AtomicBool,
 }
 
-impl Drop for ConnectionSlot {
-    fn drop(&mut self) {
+impl ConnectionSlot {
+    /// Stops counting this connection against its address: it is another node of the cluster
+    /// relaying one client, who was counted where they connected.
+    pub fn exempt(&self) {
+        if self.counted.swap(false, Ordering::Relaxed) {
+            self.uncount();
+        }
+    }
+
+    fn uncount(&self) {
         self.context.connections.remove_if_mut(&self.ip, |_, n| {
             *n -= 1;
             *n == 0
         });
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        if *self.counted.get_mut() {
+            self.uncount();
+        }
     }
 }
 

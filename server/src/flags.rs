@@ -195,6 +195,54 @@ pub(crate) struct ServeArgs {
     /// Key of the webhooks' HMAC signature (circle-signature header); required with a webhook URL.
     #[arg(long, env = "CIRCLE_WEBHOOK_SECRET", hide_env_values = true)]
     pub(crate) webhook_secret: Option<String>,
+    /// Joins the cluster of nodes sharing this Redis (redis://host:6379); every node must have
+    /// the same --token-secret and database.
+    #[arg(long, env = "CIRCLE_REDIS_URL")]
+    pub(crate) redis_url: Option<String>,
+    /// This node's name in the cluster; random when not given.
+    #[arg(long, env = "CIRCLE_NODE_ID")]
+    pub(crate) node_id: Option<String>,
+    /// Where the other nodes reach this node's port, e.g. http://10.0.0.5:8080 (default: the
+    /// --listen address, which must then not be 0.0.0.0).
+    #[arg(long, env = "CIRCLE_NODE_URL")]
+    pub(crate) node_url: Option<String>,
+}
+
+/// The cluster settings, when `--redis-url` is given. `random_id` names a node given no id.
+pub(crate) fn cluster(
+    args: &ServeArgs,
+    shared_secret: bool,
+    random_id: impl FnOnce() -> String,
+) -> Result<Option<circle_server::config::ClusterSettings>> {
+    let Some(url) = args.redis_url.as_deref().filter(|u| !u.is_empty()) else {
+        return Ok(None);
+    };
+    if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+        bail!("--redis-url must be a redis:// or rediss:// URL");
+    }
+    if !shared_secret {
+        bail!("a cluster's nodes must share one --token-secret: give it to every node");
+    }
+    let id = match args.node_id.as_deref().map(str::trim) {
+        Some("") | None => random_id(),
+        Some(id)
+            if id.len() <= 64
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.') =>
+        {
+            id.to_owned()
+        }
+        Some(_) => bail!("--node-id takes 1-64 characters of A-Z, a-z, 0-9, '.', '_' and '-'"),
+    };
+    let mut settings = circle_server::config::ClusterSettings::new(url, id);
+    if let Some(node_url) = args.node_url.as_deref().filter(|u| !u.is_empty()) {
+        if !node_url.starts_with("http://") {
+            bail!("--node-url must be an http:// URL on the cluster's own network");
+        }
+        settings.node_url = Some(node_url.trim_end_matches('/').to_owned());
+    }
+    Ok(Some(settings))
 }
 
 #[derive(Args, Debug)]

@@ -275,12 +275,25 @@ fn upgrade(
             return response;
         }
     };
+    // Another node of the cluster relaying a client: it proves it with the relay key.
+    let relayed = match req.headers().get(crate::cluster::member::RELAY_HEADER) {
+        None => false,
+        Some(presented) => {
+            let secret = &registry.context().settings().token_secret;
+            if !crate::cluster::member::is_relay_key(secret, presented.as_bytes()) {
+                tracing::debug!("WebSocket handshake with a wrong relay key refused");
+                return plain(StatusCode::FORBIDDEN, "not a node of this cluster\n");
+            }
+            slot.exempt();
+            true
+        }
+    };
     let accept = derive_accept_key(key.as_bytes());
     let tracker = registry.context().tracker().clone();
     tracker.spawn(async move {
         match hyper::upgrade::on(&mut req).await {
             Ok(upgraded) => {
-                crate::connection::run(TokioIo::new(upgraded), registry).await;
+                crate::connection::run(TokioIo::new(upgraded), registry, relayed).await;
             }
             Err(e) => tracing::debug!(error = %e, "upgrade failed"),
         }

@@ -38,6 +38,10 @@ pub enum StartError {
     Media(#[from] media::MediaError),
     #[error(transparent)]
     Operations(#[from] operations::OperationsError),
+    #[error("cannot join the cluster: {0}")]
+    Cluster(#[from] cluster::ClusterError),
+    #[error("the other nodes cannot reach a wildcard address: give --node-url")]
+    NodeUrl,
 }
 
 /// Serves on `listener` until `shutdown` is cancelled, then drains: every connection is told
@@ -52,8 +56,35 @@ pub async fn run(
 ) -> Result<(), StartError> {
     let context = context::Context::new(settings, shutdown, TaskTracker::new())?;
     let operations = start_operations(&context).await?;
-    serve(listener, context, operations, drain).await;
+    let cluster = join_cluster(&context, listener.local_addr().ok()).await?;
+    serve(listener, context, operations, cluster, drain).await;
     Ok(())
+}
+
+/// Lists this node in the cluster's Redis when the settings name one. `listening` is the
+/// address the server took, which the other nodes use unless `node_url` says otherwise.
+pub async fn join_cluster(
+    context: &Arc<context::Context>,
+    listening: Option<SocketAddr>,
+) -> Result<Option<Arc<cluster::member::Member>>, StartError> {
+    let Some(settings) = &context.settings().cluster else {
+        return Ok(None);
+    };
+    let url = match (&settings.node_url, listening) {
+        (Some(url), _) => url.trim_end_matches('/').to_owned(),
+        (None, Some(addr)) if !addr.ip().is_unspecified() => format!("http://{addr}"),
+        _ => return Err(StartError::NodeUrl),
+    };
+    let member = cluster::member::Member::join(
+        &settings.redis_url,
+        settings.node_id.clone(),
+        url,
+        context.media().udp_addr(),
+        settings.node_ttl,
+        settings.room_lease,
+    )
+    .await?;
+    Ok(Some(Arc::new(member)))
 }
 
 /// Opens the records store and starts the recorder and webhooks, before any room can start.
@@ -72,9 +103,14 @@ pub async fn serve(
     listener: TcpListener,
     context: Arc<context::Context>,
     operations: operations::Operations,
+    cluster: Option<Arc<cluster::member::Member>>,
     drain: Duration,
 ) {
-    let registry = registry::Registry::new(context.clone());
+    let registry = registry::Registry::new(context.clone(), cluster);
+    context.tracker().spawn(registry::keep_up(
+        registry.clone(),
+        context.shutdown_token(),
+    ));
     let api = api::router(api::ApiState {
         registry: registry.clone(),
         store: operations.store.clone(),
@@ -108,10 +144,14 @@ impl RunningServer {
         let operations = start_operations(&context)
             .await
             .map_err(std::io::Error::other)?;
+        let cluster = join_cluster(&context, Some(addr))
+            .await
+            .map_err(std::io::Error::other)?;
         let task = tokio::spawn(serve(
             listener,
             context.clone(),
             operations,
+            cluster,
             Duration::from_secs(5),
         ));
         Ok(Self {

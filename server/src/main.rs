@@ -125,6 +125,7 @@ async fn serve_async(args: ServeArgs) -> Result<()> {
     settings.tls = tls(&args)?;
 
     settings.operations = operations(&args)?;
+    settings.cluster = flags::cluster(&args, !demo, random_id)?;
 
     let listener = TcpListener::bind(args.listen)
         .await
@@ -164,6 +165,9 @@ async fn serve_async(args: ServeArgs) -> Result<()> {
             None => say!("records: in the PostgreSQL database given by --database"),
         },
         None => say!("records: off"),
+    }
+    if let Some(cluster) = &settings.cluster {
+        say!("cluster node {} (Redis at --redis-url)", cluster.node_id);
     }
     if demo {
         print_demo_links(&secret, base.trim_end_matches('/'));

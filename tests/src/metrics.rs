@@ -63,6 +63,7 @@ impl MeteredServer {
             listener,
             context.clone(),
             operations,
+            None,
             Duration::from_secs(5),
         ));
         Self {

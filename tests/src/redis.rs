@@ -36,6 +36,26 @@ impl Redis {
         panic!("redis-server did not start on a free port in {PORT_TRIES} tries");
     }
 
+    /// Stops this Redis, as a crash or a restart would: everything it held is gone.
+    pub fn stop(&mut self) {
+        drop(self.watchdog.stdin.take());
+        let _ = self.watchdog.wait();
+    }
+
+    /// Starts an empty Redis again on the same port, after [`Redis::stop`].
+    pub fn restart(&mut self) {
+        self.stop();
+        let mut fresh = Redis::on_port(self.port);
+        // The new one takes this one's place; dropping the old, stopped one waits for nothing.
+        std::mem::swap(self, &mut fresh);
+        drop(fresh);
+        assert!(
+            self.wait_ready(Duration::from_secs(10)),
+            "redis-server did not start again on port {}",
+            self.port
+        );
+    }
+
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
     }

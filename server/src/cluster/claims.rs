@@ -32,6 +32,35 @@ end
 return 0
 ";
 
+/// Move the room from ARGV[1] to ARGV[2] only if ARGV[1] still holds it: a node that has left
+/// the directory (dead, or cut off from Redis and so unable to renew) loses its rooms at once
+/// instead of when their leases run out. Answers who holds it now.
+const TAKE_OVER: &str = r"
+local current = redis.call('GET', KEYS[1])
+if current == ARGV[1] or current == false then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return ARGV[2]
+end
+return current
+";
+
+/// When this Redis's claims began, in Redis's own clock: set by the first node to ask, so a
+/// Redis that restarted empty shows a new beginning. Answers it and the time now, in ms.
+const EPOCH: &str = r"
+local now = redis.call('TIME')
+local now_ms = now[1] * 1000 + math.floor(now[2] / 1000)
+local epoch = redis.call('GET', KEYS[1])
+if epoch == false then
+  redis.call('SET', KEYS[1], now_ms)
+  epoch = now_ms
+end
+return {tonumber(epoch), now_ms}
+";
+
+fn epoch_key() -> String {
+    format!("{KEY_PREFIX}epoch")
+}
+
 fn host_key(room: &str) -> String {
     format!("{KEY_PREFIX}room:{room}:host")
 }
@@ -43,6 +72,8 @@ pub struct RoomClaims {
     lease: Duration,
     claim: Script,
     release: Script,
+    take_over: Script,
+    epoch: Script,
 }
 
 impl std::fmt::Debug for RoomClaims {
@@ -62,6 +93,8 @@ impl RoomClaims {
             lease,
             claim: Script::new(CLAIM),
             release: Script::new(RELEASE),
+            take_over: Script::new(TAKE_OVER),
+            epoch: Script::new(EPOCH),
         })
     }
 
@@ -77,6 +110,34 @@ impl RoomClaims {
             .arg(lease_ms)
             .invoke_async(&mut con)
             .await?)
+    }
+
+    /// Moves `room` from the node `from`, which is gone, to `to`; if some other node claimed it
+    /// first, that one keeps it. Returns the node that hosts the room now.
+    pub async fn take_over(
+        &self,
+        room: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<String, ClusterError> {
+        let lease_ms = u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX);
+        let mut con = self.con.clone();
+        Ok(self
+            .take_over
+            .key(host_key(room))
+            .arg(from)
+            .arg(to)
+            .arg(lease_ms)
+            .invoke_async(&mut con)
+            .await?)
+    }
+
+    /// How long ago the claims in this Redis began: shortly after Redis restarted empty, the
+    /// rooms running on their hosts have not been claimed again yet.
+    pub async fn age(&self) -> Result<Duration, ClusterError> {
+        let mut con = self.con.clone();
+        let (epoch, now): (u64, u64) = self.epoch.key(epoch_key()).invoke_async(&mut con).await?;
+        Ok(Duration::from_millis(now.saturating_sub(epoch)))
     }
 
     /// Gives `room` up if `node` hosts it (the room closed, or the node is draining). True

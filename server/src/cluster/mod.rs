@@ -2,12 +2,11 @@
 //! pieces every node shares, built and tested against a real Redis before the server uses them.
 //! `nodes` is the directory of live nodes (each heartbeats its address and load under a key that
 //! expires), `placement` chooses a node for a new room (pure), and `claims` hosts each room on
-//! one node at a time (an atomic claim with a lease the host renews).
-//!
-//! Not yet wired into `serve`: no flag starts it, and a node still hosts every room it is asked
-//! for (see server/README.md, "More than one node").
+//! one node at a time (an atomic claim with a lease the host renews). `member` is this node's
+//! use of them: its heartbeat, and where a joining client's room is hosted.
 
 pub mod claims;
+pub mod member;
 pub mod nodes;
 pub mod placement;
 
@@ -28,4 +27,10 @@ pub enum ClusterError {
     /// A value in Redis is not what a Circle node writes there.
     #[error("a node entry in redis is not valid: {0}")]
     BadEntry(#[from] serde_json::Error),
+    /// The room's claim kept moving while it was being placed.
+    #[error("the room's host kept changing")]
+    Unsettled,
+    /// Redis did not answer in time.
+    #[error("redis did not answer within {0:?}")]
+    TimedOut(std::time::Duration),
 }

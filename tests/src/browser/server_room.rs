@@ -56,6 +56,16 @@ impl ServerRoom {
     /// A room on a server reached at `url` (`ws://…/ws`), with each participant's join token
     /// and role given: for a server running as its own process.
     pub fn over_url(url: String, tokens: BTreeMap<String, (String, crate::Role)>) -> ServerRoom {
+        let urls = tokens.keys().map(|id| (id.clone(), url.clone())).collect();
+        ServerRoom::over_urls(urls, tokens)
+    }
+
+    /// A room whose participants each connect to their own address (`ws://…/ws`): the nodes of
+    /// a cluster, say.
+    pub fn over_urls(
+        urls: BTreeMap<String, String>,
+        tokens: BTreeMap<String, (String, crate::Role)>,
+    ) -> ServerRoom {
         init_tracing();
         let (commands, mut command_rx) = mpsc::channel::<Command<OverServer>>(1024);
         let (speaking_tx, speaking_rx) = mpsc::channel(64);
@@ -73,7 +83,7 @@ impl ServerRoom {
                         let facilitator = role == crate::Role::Facilitator;
                         let hello = serde_json::json!({"type":"hello","protocol":1,"token": token});
                         let session = open_session(
-                            &url,
+                            &urls[id.as_str()],
                             hello,
                             id.clone(),
                             inbox,
@@ -126,7 +136,7 @@ impl ServerRoom {
                             "resume_token": old.resume_token,"last_seq": last_seq
                         });
                         let session = open_session(
-                            &url,
+                            &urls[id.as_str()],
                             resume,
                             id.clone(),
                             old.inbox,

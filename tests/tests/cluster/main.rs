@@ -1,5 +1,10 @@
 //! The cluster's shared state against a real Redis (Debian's redis-server, one per test on a
-//! free loopback port): the directory of live nodes and the one-host-per-room claims.
+//! free loopback port): the directory of live nodes and the one-host-per-room claims, and
+//! nodes serving one room together, in process (`relay`) and as `circle` processes
+//! (`processes`).
+
+mod processes;
+mod relay;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
