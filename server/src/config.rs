@@ -183,8 +183,8 @@ impl Settings {
     }
 }
 
-/// The rules' settings, fixed for the room's life.
-#[derive(Debug, Clone)]
+/// The rules' settings, fixed for the room's life (but for what the admin API changes live).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RoomConfig {
     /// Members and observers wait for a facilitator unless this is off.
     pub waiting_room: bool,

@@ -379,10 +379,6 @@ async fn join_with(
     link: &ConnectionLink,
     relayed: bool,
 ) -> Result<Joined, JoinError> {
-    let relay_to = |host: NodeInfo| async move {
-        let upstream = relay::open(&host, registry.context().settings(), text).await?;
-        Ok(Joined::Relay(Box::new(upstream)))
-    };
     match frame.message {
         ClientMessage::Hello { protocol, token } => {
             if protocol != PROTOCOL_VERSION {
@@ -395,8 +391,9 @@ async fn join_with(
                     "you were removed from this session".into(),
                 )));
             }
-            if let Location::Node(host) = registry.locate(&identity.room, relayed).await? {
-                return relay_to(host).await;
+            let locate = || async { registry.locate(&identity.room, relayed).await.map(Some) };
+            if let Some(relayed) = relay_if_elsewhere(registry, text, locate).await? {
+                return Ok(relayed);
             }
             let joiner = Joiner {
                 id: identity.participant.clone(),
@@ -405,7 +402,7 @@ async fn join_with(
             };
             // A room whose task just closed refuses the command; the next look-up starts anew.
             for _ in 0..3 {
-                let room = registry.room(&identity.room)?;
+                let room = registry.start(&identity.room).await?;
                 match room.join(joiner.clone(), frame.id, link.clone()).await {
                     Ok(()) => {
                         return Ok(Joined::Here(Seat {
@@ -433,13 +430,13 @@ async fn join_with(
                 .map(|(room, _)| circle_protocol::RoomId(room.to_owned()))
                 .filter(|room| crate::token::valid_room_id(room.as_str()))
                 .ok_or(JoinError::UnknownResumeToken)?;
-            match registry.locate_existing(&room_id, relayed).await? {
-                None => return Err(JoinError::UnknownResumeToken),
-                Some(Location::Node(host)) => return relay_to(host).await,
-                Some(Location::Here) => {}
+            let locate = || registry.locate_existing(&room_id, relayed);
+            if let Some(relayed) = relay_if_elsewhere(registry, text, locate).await? {
+                return Ok(relayed);
             }
             let room = registry
-                .existing_room(&room_id)
+                .carry_on(&room_id)
+                .await?
                 .ok_or(JoinError::UnknownResumeToken)?;
             match room
                 .resume(resume_token, frame.id, last_seq, link.clone())
@@ -454,6 +451,38 @@ async fn join_with(
             "the first message must be `hello` or `resume`, not `{}`",
             other.type_name()
         ))),
+    }
+}
+
+/// Relays the connection (whose first message is `text`) to its room's node when `locate` says
+/// another node hosts it; `None` when the room is here. A host that cannot be reached has most
+/// likely just died, and the cluster notices within a node's time to live: the join asks again
+/// until then (the room is carried on by a live node), so a client resuming after a crash is
+/// let in, not turned away.
+async fn relay_if_elsewhere<F, Fut>(
+    registry: &Registry,
+    text: &str,
+    locate: F,
+) -> Result<Option<Joined>, JoinError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<Location>, RegistryError>>,
+{
+    let deadline = Instant::now() + registry.failover_wait();
+    loop {
+        let host: NodeInfo = match locate().await? {
+            None => return Err(JoinError::UnknownResumeToken),
+            Some(Location::Here) => return Ok(None),
+            Some(Location::Node(host)) => host,
+        };
+        match relay::open(&host, registry.context().settings(), text).await {
+            Ok(upstream) => return Ok(Some(Joined::Relay(Box::new(upstream)))),
+            Err(e) if Instant::now() < deadline => {
+                tracing::debug!(error = %e, "a room's node cannot be reached; asking again");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
 }
 

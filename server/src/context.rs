@@ -5,14 +5,16 @@
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use circle_protocol::{ParticipantId, RoomId};
 use dashmap::DashMap;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::cluster::state::StateWrite;
 use crate::config::{RoomSettings, Settings};
 use crate::events::EventBus;
 use crate::media::{Media, MediaError};
@@ -37,6 +39,8 @@ pub struct Context {
     /// Per-room settings set through the admin API (kept in the store too), found by room id
     /// when a room starts.
     room_settings: DashMap<RoomId, RoomSettings>,
+    /// In a cluster, where rooms hand their newest rules state to be kept in Redis.
+    room_states: OnceLock<mpsc::Sender<StateWrite>>,
 }
 
 impl Context {
@@ -72,6 +76,7 @@ impl Context {
             live_connections: AtomicUsize::new(0),
             connections: DashMap::new(),
             room_settings: DashMap::new(),
+            room_states: OnceLock::new(),
         }))
     }
 
@@ -99,6 +104,16 @@ impl Context {
 
     pub fn set_room_settings(&self, room: RoomId, settings: RoomSettings) {
         self.room_settings.insert(room, settings);
+    }
+
+    /// Where rooms hand their newest state in a cluster; `None` on a node of its own.
+    pub fn room_states(&self) -> Option<&mpsc::Sender<StateWrite>> {
+        self.room_states.get()
+    }
+
+    /// Set once, when the node joins its cluster, before any room starts.
+    pub fn keep_room_states(&self, sink: mpsc::Sender<StateWrite>) {
+        let _ = self.room_states.set(sink);
     }
 
     pub fn keys(&self) -> &TokenKeys {

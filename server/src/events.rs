@@ -94,6 +94,9 @@ pub enum RoomEvent {
         participant: ParticipantId,
         kind: Published,
     },
+    /// This node carries the session on from the state its last host left when it died: the
+    /// same session, kept alive in the records from here now.
+    CarriedOn,
 }
 
 /// An event as subscribers receive it: which room and which of its sessions (one run of the

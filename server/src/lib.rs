@@ -82,6 +82,10 @@ pub async fn join_cluster(
         context.media().udp_addr(),
         settings.node_ttl,
         settings.room_lease,
+        // Long enough for the host's death to be noticed and everyone's resume grace after it.
+        settings.room_lease
+            + Duration::from_millis(context.settings().room.resume_grace_ms)
+            + Duration::from_secs(10),
     )
     .await?;
     Ok(Some(Arc::new(member)))
@@ -106,6 +110,13 @@ pub async fn serve(
     cluster: Option<Arc<cluster::member::Member>>,
     drain: Duration,
 ) {
+    // Rooms hand their state to the writer without waiting; it stops once they all have closed.
+    let states_stop = CancellationToken::new();
+    let states_writer = cluster.as_ref().map(|member| {
+        let (sink, writes) = tokio::sync::mpsc::channel(context.settings().room_queue);
+        context.keep_room_states(sink);
+        tokio::spawn(member.states().write(writes, states_stop.clone()))
+    });
     let registry = registry::Registry::new(context.clone(), cluster);
     context.tracker().spawn(registry::keep_up(
         registry.clone(),
@@ -120,6 +131,10 @@ pub async fn serve(
     tracker.close();
     if tokio::time::timeout(drain, tracker.wait()).await.is_err() {
         tracing::warn!("some connections did not close within the drain deadline");
+    }
+    states_stop.cancel();
+    if let Some(writer) = states_writer {
+        let _ = writer.await;
     }
     operations.finish().await;
 }

@@ -78,8 +78,13 @@ impl Operations {
                 on_webhook,
             )
         });
+        // Alone, a node's open sessions at start are its own, left by a crash. In a cluster,
+        // the other nodes' running sessions are open too: only those nobody marks are closed.
+        let clustered = context.settings().cluster.is_some();
+        let unseen_since =
+            || clustered.then(|| now_ms().saturating_sub(records::UNSEEN_FOR.as_millis() as u64));
         if let Some(store) = &store {
-            let closed = records::recover(store, webhooks.as_ref()).await?;
+            let closed = records::recover(store, webhooks.as_ref(), unseen_since()).await?;
             if let Some(hooks) = &webhooks {
                 hooks.load().await?;
             }
@@ -100,6 +105,13 @@ impl Operations {
             };
             tokio::spawn(recorder.run(context.events().subscribe(), stop_recorder.clone()))
         });
+        if let (Some(store), true) = (&store, clustered) {
+            background.push(tokio::spawn(recover_abandoned(
+                store.clone(),
+                webhooks.clone(),
+                stop_background.clone(),
+            )));
+        }
         if let Some(hooks) = webhooks {
             background.push(tokio::spawn(hooks.run(stop_background.clone())));
         }
@@ -140,6 +152,30 @@ impl Operations {
         }
         if let Some(store) = self.store {
             store.close().await;
+        }
+    }
+}
+
+/// In a cluster, a node that dies and never comes back leaves its sessions open: every node
+/// closes, once a minute, the sessions no node has marked for [`records::UNSEEN_FOR`] (a room
+/// carried on by another node is marked by it).
+async fn recover_abandoned(store: Store, webhooks: Option<Webhooks>, stop: CancellationToken) {
+    let mut every = tokio::time::interval(Duration::from_secs(60));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    every.tick().await;
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            () = stop.cancelled() => return,
+        }
+        let since = now_ms().saturating_sub(records::UNSEEN_FOR.as_millis() as u64);
+        match records::recover(&store, webhooks.as_ref(), Some(since)).await {
+            Ok(0) => {}
+            Ok(closed) => tracing::warn!(
+                sessions = closed,
+                "closed sessions whose node stopped without closing them"
+            ),
+            Err(e) => tracing::warn!(error = %e, "could not close abandoned sessions"),
         }
     }
 }

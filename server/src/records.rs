@@ -76,7 +76,7 @@ impl Recorder {
         let mut hooks = Vec::new();
         for stamped in batch {
             match &stamped.event {
-                RoomEvent::Started => {
+                RoomEvent::Started | RoomEvent::CarriedOn => {
                     open.insert(stamped.session.as_str().to_owned());
                 }
                 RoomEvent::Finished { .. } => {
@@ -196,6 +196,7 @@ pub fn writes_for(stamped: &Stamped) -> Vec<Write> {
             reason: finish_reason(*reason),
         },
         RoomEvent::Waiting { .. } => return Vec::new(),
+        RoomEvent::CarriedOn => Write::Seen { session, at },
         RoomEvent::Admitted { participant, role } => Write::Admitted {
             session,
             participant: participant.as_str().to_owned(),
@@ -255,13 +256,19 @@ pub fn audit_action(action: Moderation) -> &'static str {
     }
 }
 
-/// Sessions a crash left open are closed at start-up; the clinic's systems are told as if they
-/// had ended then.
+/// How long a running session may go unmarked before a cluster's nodes take it for one a
+/// crash left open: three of its host's marks missed.
+pub const UNSEEN_FOR: Duration = Duration::from_secs(3 * SEEN_EVERY.as_secs());
+
+/// Sessions a crash left open are closed (at start-up, and in a cluster every minute); the
+/// clinic's systems are told as if they had ended then. With `unseen_since`, only those no node
+/// has marked as running since (Unix ms).
 pub async fn recover(
     store: &Store,
     webhooks: Option<&Webhooks>,
+    unseen_since: Option<u64>,
 ) -> Result<usize, crate::store::StoreError> {
-    let recovered = store.recover().await?;
+    let recovered = store.recover(unseen_since).await?;
     if let Some(hooks) = webhooks {
         let seq = AtomicU64::new(now_ms().saturating_mul(1000));
         let recorder = Recorder {

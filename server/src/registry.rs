@@ -13,6 +13,7 @@ use crate::cluster::member::{Host, Member};
 use crate::cluster::nodes::NodeInfo;
 use crate::cluster::ClusterError;
 use crate::context::Context;
+use crate::room::stored::StoredRoom;
 use crate::room::{self, RoomHandle};
 
 mod upkeep;
@@ -82,6 +83,16 @@ impl Registry {
         self.cluster.as_ref()
     }
 
+    /// How long a join keeps asking for a room whose node cannot be reached: until a dead
+    /// node's entry has expired and another node took its rooms.
+    pub fn failover_wait(&self) -> Duration {
+        self.context
+            .settings()
+            .cluster
+            .as_ref()
+            .map_or(Duration::ZERO, |c| c.node_ttl + Duration::from_secs(1))
+    }
+
     /// Where a `hello` for room `id` joins. A room running here stays here without asking
     /// Redis (so running rooms carry on while Redis is away); otherwise the cluster places it.
     /// A connection another node `relayed` here is never sent on again.
@@ -92,14 +103,14 @@ impl Registry {
         if self.rooms.contains_key(id) {
             return Ok(Location::Here);
         }
-        match within(self.cluster_wait, cluster.place(id.as_str())).await? {
+        match within(self.cluster_wait, || cluster.place(id.as_str())).await? {
             Host::Here => Ok(Location::Here),
             Host::Node(_) if relayed => Err(RegistryError::Moved),
             Host::Node(node) => Ok(Location::Node(node)),
         }
     }
 
-    /// Where a `resume` for room `id` goes: `None` when no node hosts it.
+    /// Where a `resume` for room `id` goes: `None` when no node hosts it and none left its state.
     pub async fn locate_existing(
         &self,
         id: &RoomId,
@@ -111,8 +122,10 @@ impl Registry {
         let Some(cluster) = &self.cluster else {
             return Ok(None);
         };
-        match within(self.cluster_wait, cluster.find(id.as_str())).await? {
-            None | Some(Host::Here) => Ok(None),
+        match within(self.cluster_wait, || cluster.find(id.as_str())).await? {
+            None => Ok(None),
+            // Ours: running, or to be carried on from the state its last host left.
+            Some(Host::Here) => Ok(Some(Location::Here)),
             Some(Host::Node(_)) if relayed => Err(RegistryError::Moved),
             Some(Host::Node(node)) => Ok(Some(Location::Node(node))),
         }
@@ -122,8 +135,50 @@ impl Registry {
         self.rooms.len()
     }
 
-    /// The room's handle, starting its task if it has none.
-    pub fn room(self: &Arc<Self>, id: &RoomId) -> Result<RoomHandle, RegistryError> {
+    /// The room's handle, starting its task if it has none: in a cluster, from the state its
+    /// last host left when that host died (the room carries on here), else anew.
+    pub async fn start(self: &Arc<Self>, id: &RoomId) -> Result<RoomHandle, RegistryError> {
+        if let Some(handle) = self.rooms.get(id) {
+            return Ok(handle.clone());
+        }
+        let stored = self.stored(id).await?;
+        self.room_with(id, stored)
+    }
+
+    /// The room carried on from the state its last host left, if it left one; never starts a
+    /// new room (a `resume` needs the seats it had).
+    pub async fn carry_on(
+        self: &Arc<Self>,
+        id: &RoomId,
+    ) -> Result<Option<RoomHandle>, RegistryError> {
+        if let Some(handle) = self.rooms.get(id) {
+            return Ok(Some(handle.clone()));
+        }
+        match self.stored(id).await? {
+            Some(stored) => self.room_with(id, Some(stored)).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn stored(&self, id: &RoomId) -> Result<Option<StoredRoom>, RegistryError> {
+        let Some(cluster) = &self.cluster else {
+            return Ok(None);
+        };
+        let json = within(self.cluster_wait, || cluster.stored_state(id.as_str())).await?;
+        Ok(json.and_then(|json| {
+            let stored = StoredRoom::from_json(&json);
+            if stored.is_none() {
+                tracing::warn!("a room's stored state could not be read; it starts anew");
+            }
+            stored
+        }))
+    }
+
+    fn room_with(
+        self: &Arc<Self>,
+        id: &RoomId,
+        stored: Option<StoredRoom>,
+    ) -> Result<RoomHandle, RegistryError> {
         if let Some(handle) = self.rooms.get(id) {
             return Ok(handle.clone());
         }
@@ -143,7 +198,13 @@ impl Registry {
                         registry.forget(&room_id, generation);
                     }
                 });
-                room::spawn(id.clone(), generation, self.context.clone(), on_close)
+                room::spawn(
+                    id.clone(),
+                    generation,
+                    self.context.clone(),
+                    on_close,
+                    stored,
+                )
             })
             .clone();
         Ok(handle)
@@ -174,12 +235,26 @@ impl Registry {
     }
 }
 
-/// `asking` Redis, for at most `wait`.
-async fn within<T>(
-    wait: Duration,
-    asking: impl std::future::Future<Output = Result<T, ClusterError>>,
-) -> Result<T, ClusterError> {
-    tokio::time::timeout(wait, asking)
+/// `asking` Redis, again while it fails, for at most `wait`: a Redis that just restarted fails
+/// each connection's first command while the connection is made anew.
+async fn within<T, F, Fut>(wait: Duration, asking: F) -> Result<T, ClusterError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ClusterError>>,
+{
+    let deadline = tokio::time::Instant::now() + wait;
+    let attempts = async {
+        loop {
+            match asking().await {
+                Err(ClusterError::Redis(e)) if tokio::time::Instant::now() < deadline => {
+                    tracing::debug!(error = %e, "asking Redis again");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                answer => return answer,
+            }
+        }
+    };
+    tokio::time::timeout_at(deadline, attempts)
         .await
         .map_err(|_| ClusterError::TimedOut(wait))?
 }

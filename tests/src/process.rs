@@ -123,6 +123,12 @@ impl ServerProcess {
         &self.log
     }
 
+    /// SIGKILL: the process dies at once, as a machine that loses power, telling nobody.
+    pub fn kill_now(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// SIGTERM, then waits up to `within` for the exit, then kills; true when it exited cleanly
     /// in time. Blocks the calling thread while it waits.
     pub fn terminate(&mut self, within: Duration) -> bool {

@@ -9,8 +9,9 @@ use redis::Script;
 
 use super::{ClusterError, KEY_PREFIX};
 
-/// Claim the room for ARGV[1] if nobody holds it, renew it if ARGV[1] does; either way, answer
-/// who holds it now. One script, so no other command runs between the read and the write.
+/// Claim the room for ARGV[1] if nobody holds it, renew it if ARGV[1] does (and with it the
+/// room's stored state, KEYS[2], for ARGV[3] ms); either way, answer who holds it now. One
+/// script, so no other command runs between the read and the write.
 const CLAIM: &str = r"
 local current = redis.call('GET', KEYS[1])
 if current == false then
@@ -19,6 +20,7 @@ if current == false then
 end
 if current == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  redis.call('PEXPIRE', KEYS[2], ARGV[3])
 end
 return current
 ";
@@ -70,6 +72,8 @@ fn host_key(room: &str) -> String {
 pub struct RoomClaims {
     con: ConnectionManager,
     lease: Duration,
+    /// How long a room's stored state outlives its host's last renewal.
+    state_ttl: Duration,
     claim: Script,
     release: Script,
     take_over: Script,
@@ -91,6 +95,7 @@ impl RoomClaims {
         Ok(RoomClaims {
             con,
             lease,
+            state_ttl: lease,
             claim: Script::new(CLAIM),
             release: Script::new(RELEASE),
             take_over: Script::new(TAKE_OVER),
@@ -98,16 +103,26 @@ impl RoomClaims {
         })
     }
 
+    /// Keeps each room's stored state (`state`) for `ttl` after its host's last renewal: long
+    /// enough for another node to carry the room on after the host dies.
+    pub fn with_state_ttl(mut self, ttl: Duration) -> Self {
+        self.state_ttl = ttl;
+        self
+    }
+
     /// Claims `room` for `node`, or renews the claim `node` holds. Returns the node that hosts
     /// the room now: `node` itself, or the node whose claim stands.
     pub async fn claim(&self, room: &str, node: &str) -> Result<String, ClusterError> {
         let lease_ms = u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX);
+        let state_ms = u64::try_from(self.state_ttl.as_millis()).unwrap_or(u64::MAX);
         let mut con = self.con.clone();
         Ok(self
             .claim
             .key(host_key(room))
+            .key(super::state::state_key(room))
             .arg(node)
             .arg(lease_ms)
+            .arg(state_ms)
             .invoke_async(&mut con)
             .await?)
     }

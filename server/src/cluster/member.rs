@@ -11,6 +11,7 @@ use sha2::Sha256;
 use super::claims::RoomClaims;
 use super::nodes::{NodeDirectory, NodeInfo};
 use super::placement::least_loaded;
+use super::state::RoomStates;
 use super::ClusterError;
 
 /// Where a room is hosted, as a joining connection needs to know it.
@@ -37,6 +38,7 @@ pub struct Member {
     media: SocketAddr,
     directory: NodeDirectory,
     claims: RoomClaims,
+    states: RoomStates,
     /// How long after Redis restarts every host has claimed its rooms again.
     settle: Duration,
 }
@@ -80,7 +82,7 @@ pub fn settle_time(node_ttl: Duration, room_lease: Duration) -> Duration {
 
 impl Member {
     /// Connects to the cluster's Redis and lists this node (reachable at `url`, media at
-    /// `media`) with no load yet.
+    /// `media`) with no load yet. A room's stored state outlives its host by `state_ttl`.
     pub async fn join(
         redis_url: &str,
         id: String,
@@ -88,15 +90,20 @@ impl Member {
         media: SocketAddr,
         node_ttl: Duration,
         room_lease: Duration,
+        state_ttl: Duration,
     ) -> Result<Member, ClusterError> {
         let directory = NodeDirectory::connect(redis_url, node_ttl).await?;
-        let claims = RoomClaims::connect(redis_url, room_lease).await?;
+        let claims = RoomClaims::connect(redis_url, room_lease)
+            .await?
+            .with_state_ttl(state_ttl);
+        let states = RoomStates::connect(redis_url, state_ttl).await?;
         let member = Member {
             id,
             url,
             media,
             directory,
             claims,
+            states,
             settle: settle_time(node_ttl, room_lease),
         };
         member.heartbeat(Load::default()).await?;
@@ -161,16 +168,32 @@ impl Member {
         Err(ClusterError::Unsettled)
     }
 
-    /// Where a `resume` for `room` goes: its host, if a live node holds it.
+    /// Where a `resume` for `room` goes: its host if a live node holds it; else, when its host
+    /// died and left its state, the node placed to carry it on.
     pub async fn find(&self, room: &str) -> Result<Option<Host>, ClusterError> {
-        let Some(holder) = self.claims.host(room).await? else {
-            return Ok(None);
-        };
-        if holder == self.id {
-            return Ok(Some(Host::Here));
+        if let Some(holder) = self.claims.host(room).await? {
+            if holder == self.id {
+                return Ok(Some(Host::Here));
+            }
+            let live = self.directory.live().await?;
+            if let Some(host) = self.host(holder, &live) {
+                return Ok(Some(host));
+            }
         }
-        let live = self.directory.live().await?;
-        Ok(self.host(holder, &live))
+        if self.states.get(room).await?.is_none() {
+            return Ok(None);
+        }
+        self.place(room).await.map(Some)
+    }
+
+    /// The state the room's last host left, to carry it on here.
+    pub async fn stored_state(&self, room: &str) -> Result<Option<String>, ClusterError> {
+        self.states.get(room).await
+    }
+
+    /// The writer of this node's rooms' states (see [`RoomStates::write`]).
+    pub fn states(&self) -> RoomStates {
+        self.states.clone()
     }
 
     fn host(&self, holder: String, live: &[NodeInfo]) -> Option<Host> {

@@ -2,13 +2,15 @@
 //! pieces every node shares, built and tested against a real Redis before the server uses them.
 //! `nodes` is the directory of live nodes (each heartbeats its address and load under a key that
 //! expires), `placement` chooses a node for a new room (pure), and `claims` hosts each room on
-//! one node at a time (an atomic claim with a lease the host renews). `member` is this node's
-//! use of them: its heartbeat, and where a joining client's room is hosted.
+//! one node at a time (an atomic claim with a lease the host renews). `state` keeps each room's
+//! rules state for the node that carries it on when its host dies. `member` is this node's use
+//! of them: its heartbeat, and where a joining client's room is hosted.
 
 pub mod claims;
 pub mod member;
 pub mod nodes;
 pub mod placement;
+pub mod state;
 
 /// Every key Circle writes in a shared Redis starts with this, so a Redis may serve other uses.
 pub const KEY_PREFIX: &str = "circle:";

@@ -66,9 +66,13 @@ pub async fn open(
         ws.send(Message::text(first)).await?;
         Ok::<_, RelayError>(Upstream { ws })
     };
-    timeout(settings.hello_timeout, connecting)
-        .await
-        .map_err(|_| RelayError::Timeout)?
+    // A node on the cluster's own network answers at once or is gone.
+    timeout(
+        settings.hello_timeout.min(Duration::from_secs(3)),
+        connecting,
+    )
+    .await
+    .map_err(|_| RelayError::Timeout)?
 }
 
 /// How a relayed connection ended.

@@ -14,11 +14,16 @@ use tokio::time::Instant;
 use super::handle::{ConnectionLink, Outbound, RoomCommand, RoomHandle, RoomView};
 use super::outbox::Outbox;
 use super::state::{Effect, Millis, PresenceState, Room, RoomSettings};
+use super::stored::{token_hash, StoredRoom};
 use super::RoomError;
+use crate::cluster::state::StateWrite;
 use crate::context::Context;
 use crate::events::{self, RoomEvent, SessionId, Stamped};
 use crate::media::{MediaKind, Router, RouterEvent, Signal};
 use crate::metrics::{JoinResult, Presence, RoomGauges};
+
+/// A room's state is written to the cluster's Redis at least this often, changed or not.
+const STATE_REFRESH: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Called once when the room's task ends, so whoever finds rooms forgets this one.
 pub type OnClose = Box<dyn FnOnce() + Send>;
@@ -83,11 +88,22 @@ struct RoomActor {
     presence_changed: bool,
     /// The floor's mode and stick holder as last announced, to count changes of either.
     floor: (FloorMode, Option<ParticipantId>),
+    /// In a cluster, where the room's newest state goes to be kept in Redis.
+    states: Option<mpsc::Sender<StateWrite>>,
+    /// The state last handed over, so an unchanged one is not handed again.
+    saved: Option<String>,
+    /// When to hand the state over again: shortly after the writer's full queue refused it,
+    /// or unchanged, in case Redis lost it.
+    save_again: Option<Instant>,
+    /// Resume tokens of a room carried on from another node, hashed: valid once each, like
+    /// the tokens issued here.
+    restored_tokens: HashMap<ParticipantId, String>,
 }
 
 impl RoomActor {
     fn new(room: Room, context: Arc<Context>, on_close: OnClose, router: Router) -> Self {
         let gauges = context.metrics().room_opened();
+        let context_states = context.room_states().cloned();
         let floor = (room.overview().floor_mode, None);
         Self {
             room,
@@ -105,6 +121,10 @@ impl RoomActor {
             gauges,
             presence_changed: false,
             floor,
+            states: context_states,
+            saved: None,
+            save_again: None,
+            restored_tokens: HashMap::new(),
         }
     }
 
@@ -128,12 +148,16 @@ impl RoomActor {
                 // Media tasks await this channel, so the room keeps reading it.
                 Some(event) = media_events.recv() => self.on_media_event(event),
                 () = shutdown.cancelled() => self.room.shut_down(),
+                // Due to hand the state over again (see `save_state`).
+                () = sleep_until_opt(self.save_again) => {}
             }
             self.apply_effects();
             if self.room.is_finished() {
                 break;
             }
+            self.save_state();
         }
+        self.forget_state();
         // Be forgotten first, so that a join which finds this room closed creates a new one;
         // then drop what is queued, which tells those connections to look again.
         if let Some(on_close) = self.on_close.take() {
@@ -203,9 +227,19 @@ impl RoomActor {
                         // Each resume token works once: one read off a screen or a log, or used by
                         // a second socket, stops working as soon as its owner resumes.
                         self.resume_tokens.remove(&participant);
+                        self.restored_tokens.remove(&participant);
+                        // Back in a room carried on from another node: numbered on from what
+                        // the client saw there, with a fresh `welcome`, since nothing it missed
+                        // can be replayed.
+                        let carried_on = !self.outboxes.contains_key(&participant);
+                        if carried_on {
+                            let outbox = self.new_outbox().continuing_after(last_seq);
+                            self.outboxes.insert(participant.clone(), outbox);
+                        }
                         let replay = self
                             .outboxes
                             .get_mut(&participant)
+                            .filter(|_| !carried_on)
                             .and_then(|o| o.replay_after(now, last_seq));
                         match replay {
                             Some(missed) => {
@@ -441,6 +475,7 @@ impl RoomActor {
                     link.kill.cancel();
                 }
                 self.resume_tokens.remove(&participant);
+                self.restored_tokens.remove(&participant);
                 self.router.remove_participant(&participant);
             }
             Effect::Banned { participant } => {
@@ -507,6 +542,68 @@ impl RoomActor {
         });
     }
 
+    /// Hands the room's state to the cluster's writer when it changed, and every
+    /// [`STATE_REFRESH`] unchanged (a Redis that restarted empty has it again); never waits. A
+    /// full queue is tried again shortly.
+    fn save_state(&mut self) {
+        let Some(states) = &self.states else { return };
+        let Some(rules) = self.room.record() else {
+            return;
+        };
+        let resume = self
+            .resume_tokens
+            .iter()
+            .map(|(p, token)| (p.clone(), token_hash(token)))
+            .chain(
+                self.restored_tokens
+                    .iter()
+                    .map(|(p, h)| (p.clone(), h.clone())),
+            )
+            .collect();
+        let since = self.since.iter().map(|(p, at)| (p.clone(), *at)).collect();
+        let stored = StoredRoom::new(
+            self.session.as_str().to_owned(),
+            self.started_at,
+            since,
+            resume,
+            rules,
+        );
+        let json = stored.to_json();
+        let now = Instant::now();
+        let due = self.save_again.is_some_and(|at| at <= now);
+        if self.saved.as_deref() == Some(json.as_str()) && !due {
+            return;
+        }
+        let write = StateWrite {
+            room: self.room.id().as_str().to_owned(),
+            state: Some(json.clone()),
+        };
+        self.save_again = Some(match states.try_send(write) {
+            Ok(()) => {
+                self.saved = Some(json);
+                now + STATE_REFRESH
+            }
+            Err(_) => now + std::time::Duration::from_millis(200),
+        });
+    }
+
+    /// The room closed: its state goes, so that nobody carries on a finished session. Handed
+    /// over on a task of its own, since the room may not wait.
+    fn forget_state(&mut self) {
+        let Some(states) = self.states.take() else {
+            return;
+        };
+        let write = StateWrite {
+            room: self.room.id().as_str().to_owned(),
+            state: None,
+        };
+        if let Err(mpsc::error::TrySendError::Full(write)) = states.try_send(write) {
+            tokio::spawn(async move {
+                let _ = states.send(write).await;
+            });
+        }
+    }
+
     /// The participant's current resume token, issued now if they have none: the room's id and
     /// 24 random bytes.
     fn resume_token_for(&mut self, to: &ParticipantId) -> String {
@@ -523,9 +620,16 @@ impl RoomActor {
 
     /// Whose seat a resume token holds. A room has at most a few dozen seats.
     fn holder_of(&self, token: &str) -> Option<ParticipantId> {
-        self.resume_tokens
+        if let Some((p, _)) = self.resume_tokens.iter().find(|(_, t)| t.as_str() == token) {
+            return Some(p.clone());
+        }
+        if self.restored_tokens.is_empty() {
+            return None;
+        }
+        let hash = token_hash(token);
+        self.restored_tokens
             .iter()
-            .find(|(_, t)| t.as_str() == token)
+            .find(|(_, h)| **h == hash)
             .map(|(p, _)| p.clone())
     }
 
@@ -583,18 +687,52 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
     }
 }
 
-/// Spawns a room's task and returns its handle; `on_close` runs when the task ends.
-pub fn spawn(id: RoomId, generation: u64, context: Arc<Context>, on_close: OnClose) -> RoomHandle {
+/// Spawns a room's task and returns its handle; `on_close` runs when the task ends. With
+/// `stored`, the room carries on from the state another node left (its host died): the same
+/// group session, everyone reconnecting, each holding their old resume token.
+pub fn spawn(
+    id: RoomId,
+    generation: u64,
+    context: Arc<Context>,
+    on_close: OnClose,
+    stored: Option<StoredRoom>,
+) -> RoomHandle {
     let settings = context.settings();
     let (tx, rx) = mpsc::channel(settings.room_queue);
     let (media_tx, media_rx) = mpsc::channel(settings.room_queue);
     let router = context.media().router(media_tx);
-    let overrides: RoomSettings = context.room_settings(&id);
-    let mut room = Room::new(id, overrides.apply_to(settings.room.clone()));
-    // The turn limit is the floor's, not a start-up setting: set it as a facilitator would.
-    room.configure(Clock::new().now(), &overrides);
+    let now = Clock::new().now();
     let tracker = context.tracker().clone();
-    let actor = RoomActor::new(room, context, on_close, router);
+    let actor = match stored {
+        None => {
+            let overrides: RoomSettings = context.room_settings(&id);
+            let mut room = Room::new(id, overrides.apply_to(settings.room.clone()));
+            // The turn limit is the floor's, not a start-up setting: set it as a facilitator
+            // would.
+            room.configure(now, &overrides);
+            RoomActor::new(room, context, on_close, router)
+        }
+        Some(stored) => {
+            // Their connections went with the old host: each is reconnecting from now.
+            let away: Vec<ParticipantId> = stored.rules.participants().cloned().collect();
+            let room = Room::restore(id, stored.rules, now);
+            let mut actor = RoomActor::new(room, context, on_close, router);
+            actor.session = SessionId::from_stored(stored.session);
+            actor.started_at = stored.started_at;
+            actor.since = stored.since.into_iter().collect();
+            actor.restored_tokens = stored.resume.into_iter().collect();
+            if actor.started_at.is_some() {
+                actor.gauges.set_session_open(true);
+            }
+            actor.presence_changed = true;
+            actor.publish(RoomEvent::CarriedOn);
+            for participant in away {
+                actor.publish(RoomEvent::Reconnecting { participant });
+            }
+            actor.apply_effects();
+            actor
+        }
+    };
     tracker.spawn(actor.run(rx, media_rx));
     RoomHandle::new(tx, generation)
 }

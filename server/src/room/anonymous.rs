@@ -132,7 +132,34 @@ pub(super) struct CheckInResult {
     pub(super) responses: u32,
 }
 
+/// The check-ins as another node restores them: the open one's question and options and the
+/// numbering, never anyone's answer.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CheckInsRecord {
+    open: Option<CheckIn>,
+    next: u64,
+}
+
 impl CheckIns {
+    /// What another node needs to carry on: the answers given so far stay here, so a check-in
+    /// that moves starts counting again (server/README.md, "More than one node").
+    pub(super) fn record(&self) -> CheckInsRecord {
+        CheckInsRecord {
+            open: self.open.as_ref().map(|o| o.check_in.clone()),
+            next: self.next,
+        }
+    }
+
+    pub(super) fn restore(record: CheckInsRecord) -> Self {
+        Self {
+            open: record.open.map(|check_in| OpenCheckIn {
+                check_in,
+                choices: HashMap::new(),
+            }),
+            next: record.next,
+        }
+    }
+
     pub(super) fn new() -> Self {
         Self {
             open: None,

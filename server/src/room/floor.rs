@@ -9,10 +9,21 @@ use circle_protocol::{FloorMode, FloorState, ParticipantId, QueueEntry};
 use super::time::Millis;
 use super::RoomError;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct Turn {
     ends_at: Option<Millis>,
     warn_at: Option<Millis>,
+}
+
+/// The whole floor as another node restores it: the same fields, kept in the cluster's Redis.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FloorRecord {
+    mode: FloorMode,
+    holder: Option<ParticipantId>,
+    turn: Option<Turn>,
+    turn_limit: Option<u32>,
+    queue: Vec<QueueEntry>,
+    invited: Option<ParticipantId>,
 }
 
 /// What a turn's timer did when it came due.
@@ -38,6 +49,36 @@ pub(super) struct Floor {
 }
 
 impl Floor {
+    /// Everything the floor holds, for another node to carry on from.
+    pub(super) fn record(&self) -> FloorRecord {
+        FloorRecord {
+            mode: self.mode,
+            holder: self.holder.clone(),
+            turn: self.turn.clone(),
+            turn_limit: self.turn_limit,
+            queue: self.queue.iter().cloned().collect(),
+            invited: self.invited.clone(),
+        }
+    }
+
+    /// The floor as `record` left it, keeping only the people in `present`: the stick, the turn
+    /// and its timers, the queue with its notes, the invitation and the mode.
+    pub(super) fn restore(record: FloorRecord, present: impl Fn(&ParticipantId) -> bool) -> Self {
+        let holder = record.holder.filter(|h| present(h));
+        Self {
+            mode: record.mode,
+            turn: holder.as_ref().and(record.turn),
+            holder,
+            turn_limit: record.turn_limit,
+            queue: record
+                .queue
+                .into_iter()
+                .filter(|e| present(&e.participant))
+                .collect(),
+            invited: record.invited.filter(|i| present(i)),
+        }
+    }
+
     pub(super) fn new() -> Self {
         Self {
             mode: FloorMode::Open,

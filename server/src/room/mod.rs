@@ -9,6 +9,7 @@ pub mod handle;
 pub mod outbox;
 mod permissions;
 pub mod state;
+pub mod stored;
 pub mod time;
 
 pub use actor::{spawn, OnClose};

@@ -34,6 +34,13 @@ impl Outbox {
         }
     }
 
+    /// Numbers on from `last_seq`, the last message the client saw from the room's previous host:
+    /// a room carried on by another node never numbers anyone's messages from 1 again.
+    pub fn continuing_after(mut self, last_seq: u64) -> Self {
+        self.next_seq = last_seq.saturating_add(1);
+        self
+    }
+
     /// Numbers and encodes a message sent at `now`, and keeps it for replay.
     pub fn push(&mut self, now: Millis, message: &ServerMessage) -> Arc<str> {
         let seq = self.next_seq;

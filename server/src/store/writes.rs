@@ -89,11 +89,15 @@ impl Store {
     }
 
     /// Closes what a crash left open: each open interval ends where its person dropped or the
-    /// server was last seen up, and its session ends `server_shutdown`.
-    pub async fn recover(&self) -> Result<Vec<Recovered>, StoreError> {
+    /// server was last seen up, and its session ends `server_shutdown`. With `unseen_since`
+    /// (Unix ms), only sessions no node has marked as running since then: in a cluster the
+    /// others' sessions are running, and marked every `SEEN_EVERY`.
+    pub async fn recover(&self, unseen_since: Option<u64>) -> Result<Vec<Recovered>, StoreError> {
         let open = sqlx::query(
-            "SELECT id, room, started_at, last_seen_at FROM sessions WHERE ended_at IS NULL",
+            "SELECT id, room, started_at, last_seen_at FROM sessions \
+             WHERE ended_at IS NULL AND last_seen_at < $1",
         )
+        .bind(unseen_since.map_or(i64::MAX, ms))
         .fetch_all(self.pool())
         .await?;
         let mut recovered = Vec::new();
@@ -126,13 +130,18 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             }
-            sqlx::query(
-                "UPDATE sessions SET ended_at = $1, end_reason = 'server_shutdown' WHERE id = $2",
+            // Another node may be closing the same session: only one of us tells about it.
+            let closed = sqlx::query(
+                "UPDATE sessions SET ended_at = $1, end_reason = 'server_shutdown' \
+                 WHERE id = $2 AND ended_at IS NULL",
             )
             .bind(last_seen)
             .bind(&session)
             .execute(&mut *tx)
             .await?;
+            if closed.rows_affected() == 0 {
+                continue;
+            }
             recovered.push(Recovered {
                 session,
                 room,
@@ -504,7 +513,7 @@ mod tests {
             ])
             .await
             .unwrap();
-        let recovered = store.recover().await.unwrap();
+        let recovered = store.recover(None).await.unwrap();
         assert_eq!(
             recovered,
             vec![Recovered {
@@ -530,7 +539,7 @@ mod tests {
         assert_eq!(left("a"), (Some(rfc3339(9_000)), Some(s("ended"))));
         assert_eq!(left("b"), (Some(rfc3339(3_000)), Some(s("ended"))));
         assert!(
-            store.recover().await.unwrap().is_empty(),
+            store.recover(None).await.unwrap().is_empty(),
             "a second start finds nothing open"
         );
         store.close().await;

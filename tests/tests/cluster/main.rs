@@ -3,7 +3,9 @@
 //! nodes serving one room together, in process (`relay`) and as `circle` processes
 //! (`processes`).
 
+mod failover;
 mod processes;
+mod records;
 mod relay;
 
 use std::collections::BTreeSet;

@@ -8,7 +8,7 @@ use circle_server::config::ClusterSettings;
 use circle_server::Settings;
 use circle_tests::ops::API_KEY;
 use circle_tests::redis::Redis;
-use circle_tests::{Client, End, Role, TestServer};
+use circle_tests::{Client, End, Role, TestServer, WAIT};
 use serde_json::{json, Value};
 
 /// A node of the cluster at `redis`, named `id`, whose rooms admit everyone at once.
@@ -343,7 +343,28 @@ async fn while_redis_is_away_running_rooms_carry_on_and_new_ones_get_a_clear_err
     // Redis comes back empty: the nodes list themselves again and the host claims its room
     // back, so a newcomer on the other node joins the same room and new rooms can start.
     redis.restart();
-    let (_back, welcome) = tokio::time::timeout(circle_tests::WAIT, async {
+    // The running room's state is in Redis again (the writer kept what changed while Redis was
+    // away), for a node to carry it on should its host die.
+    let states = circle_server::cluster::state::RoomStates::connect(&redis.url(), WAIT)
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(15), async {
+        while states.get("group").await.ok().flatten().is_none() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await
+    .expect("the running room's state is written again");
+    // Restarted again, with nothing changing in the room since: written again all the same.
+    redis.restart();
+    tokio::time::timeout(Duration::from_secs(15), async {
+        while states.get("group").await.ok().flatten().is_none() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await
+    .expect("the unchanged room's state is written again");
+    let (_back, welcome) = tokio::time::timeout(WAIT, async {
         loop {
             let mut c = nodes[1 - h].connect().await;
             c.send(json!({"type":"hello","protocol":1,"token": nodes[0].token("group", "back", Role::Member)}))
@@ -358,6 +379,7 @@ async fn while_redis_is_away_running_rooms_carry_on_and_new_ones_get_a_clear_err
     .await
     .expect("a join through the other node once Redis is back");
     assert_eq!(participant_ids(&welcome), ["back", "f", "late", "m"]);
+
     hello(&nodes[1 - h], "new-group", "x", Role::Facilitator).await;
     for n in nodes {
         n.stop().await;

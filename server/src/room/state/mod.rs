@@ -16,6 +16,7 @@ mod admin;
 mod announce;
 mod membership;
 mod moderation;
+mod record;
 mod requests;
 
 use std::collections::{HashMap, HashSet};
@@ -37,6 +38,7 @@ use crate::media::Signal;
 
 pub use super::time::Millis;
 pub use admin::{OverviewEntry, PresenceState, RoomOverview};
+pub use record::RoomRecord;
 
 impl Default for RoomConfig {
     fn default() -> Self {

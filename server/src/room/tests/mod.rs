@@ -15,6 +15,7 @@ mod admission;
 mod anonymous;
 mod floor;
 mod properties;
+mod record;
 mod recovery;
 mod room_events;
 mod screen;

@@ -1,0 +1,140 @@
+//! The rooms' rules state in Redis: written by each room's host as it changes, so that when the
+//! host dies the node that carries a room on starts from where it was. A room's task never waits
+//! on Redis: it hands the newest state to a bounded queue, and one writer per node puts the
+//! latest state of each room (older ones it has not written yet are skipped) into Redis.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{ClusterError, KEY_PREFIX};
+
+/// A room's newest state for the writer: its serialised state, or `None` once it closed.
+#[derive(Debug)]
+pub struct StateWrite {
+    pub room: String,
+    pub state: Option<String>,
+}
+
+pub fn state_key(room: &str) -> String {
+    format!("{KEY_PREFIX}room:{room}:state")
+}
+
+/// A node's handle on the stored room states. Clones share one connection.
+#[derive(Clone)]
+pub struct RoomStates {
+    con: ConnectionManager,
+    ttl: Duration,
+}
+
+impl std::fmt::Debug for RoomStates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoomStates")
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RoomStates {
+    /// Connects to the Redis at `url`; a state written through it lives `ttl` unless written
+    /// again or its room's claim is renewed (which renews the state too).
+    pub async fn connect(url: &str, ttl: Duration) -> Result<RoomStates, ClusterError> {
+        Ok(RoomStates {
+            con: super::connect(url).await?,
+            ttl,
+        })
+    }
+
+    pub async fn put(&self, room: &str, state: &str) -> Result<(), ClusterError> {
+        let ttl_ms = u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX);
+        let mut con = self.con.clone();
+        redis::cmd("SET")
+            .arg(state_key(room))
+            .arg(state)
+            .arg("PX")
+            .arg(ttl_ms)
+            .query_async::<()>(&mut con)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn delete(&self, room: &str) -> Result<(), ClusterError> {
+        let mut con = self.con.clone();
+        redis::cmd("DEL")
+            .arg(state_key(room))
+            .query_async::<()>(&mut con)
+            .await?;
+        Ok(())
+    }
+
+    /// The room's stored state, if its host left one.
+    pub async fn get(&self, room: &str) -> Result<Option<String>, ClusterError> {
+        let mut con = self.con.clone();
+        Ok(redis::cmd("GET")
+            .arg(state_key(room))
+            .query_async(&mut con)
+            .await?)
+    }
+
+    /// Writes what `writes` brings until `stop`, then what is still queued. When Redis fails, the
+    /// writes wait and are tried again, newest state per room only.
+    pub async fn write(self, mut writes: mpsc::Receiver<StateWrite>, stop: CancellationToken) {
+        let mut pending: HashMap<String, Option<String>> = HashMap::new();
+        let mut failing = false;
+        loop {
+            if pending.is_empty() {
+                tokio::select! {
+                    write = writes.recv() => match write {
+                        Some(w) => { pending.insert(w.room, w.state); }
+                        None => break,
+                    },
+                    () = stop.cancelled() => break,
+                }
+            }
+            while let Ok(w) = writes.try_recv() {
+                pending.insert(w.room, w.state);
+            }
+            match self.flush(&mut pending).await {
+                Ok(()) if failing => {
+                    failing = false;
+                    tracing::info!("room states are written to Redis again");
+                }
+                Ok(()) => {}
+                Err(e) => {
+                    if !failing {
+                        failing = true;
+                        tracing::warn!(error = %e, "room states cannot be written to Redis; retrying");
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                        () = stop.cancelled() => break,
+                    }
+                }
+            }
+        }
+        // What the rooms told while stopping (their ends) goes out if Redis lets it.
+        while let Ok(w) = writes.try_recv() {
+            pending.insert(w.room, w.state);
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.flush(&mut pending)).await;
+    }
+
+    /// Writes each pending state, removing those written.
+    async fn flush(
+        &self,
+        pending: &mut HashMap<String, Option<String>>,
+    ) -> Result<(), ClusterError> {
+        let rooms: Vec<String> = pending.keys().cloned().collect();
+        for room in rooms {
+            match &pending[&room] {
+                Some(state) => self.put(&room, state).await?,
+                None => self.delete(&room).await?,
+            }
+            pending.remove(&room);
+        }
+        Ok(())
+    }
+}
