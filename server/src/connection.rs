@@ -257,7 +257,7 @@ async fn serve<S>(
                 connection = link.id,
                 "connection relayed to its room's node"
             );
-            relay::pipe(&mut stream, *upstream, &link, &closed, &settings).await;
+            relay::pipe(&mut stream, *upstream, &link, &closed, &shutdown, &settings).await;
             tracing::info!(connection = link.id, "relayed connection ended");
             drop((tx, link));
             finish(stream, kill, writer, settings.close_timeout).await;

@@ -192,16 +192,19 @@ impl Reply {
 
 impl Client {
     pub async fn connect(url: &str) -> Self {
-        let (ws, _) = tokio_tungstenite::connect_async(url)
-            .await
-            .expect("connect");
-        Self {
+        Self::try_connect(url).await.expect("connect")
+    }
+
+    /// A connection, or why the server would not take it (a 429 over the per-address cap).
+    pub async fn try_connect(url: &str) -> Result<Self, tokio_tungstenite::tungstenite::Error> {
+        let (ws, _) = tokio_tungstenite::connect_async(url).await?;
+        Ok(Self {
             ws,
             log: Vec::new(),
             cursor: 0,
             next_id: 1,
             id: String::new(),
-        }
+        })
     }
 
     pub async fn send(&mut self, v: Value) {

@@ -129,6 +129,15 @@ impl Member {
             .await
     }
 
+    /// How many other live nodes could carry this node's rooms on.
+    pub async fn others(&self) -> Result<usize, ClusterError> {
+        let live = self.directory.live().await?;
+        Ok(live
+            .iter()
+            .filter(|n| n.id != self.id && !n.draining)
+            .count())
+    }
+
     /// Takes this node out of the directory at once (a clean shutdown).
     pub async fn leave(&self) -> Result<(), ClusterError> {
         self.directory.leave(&self.id).await

@@ -7,16 +7,18 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::{ClusterError, KEY_PREFIX};
 
-/// A room's newest state for the writer: its serialised state, or `None` once it closed.
+/// What the writer is handed.
 #[derive(Debug)]
-pub struct StateWrite {
-    pub room: String,
-    pub state: Option<String>,
+pub enum StateWrite {
+    /// A room's newest state (serialised), or `None` once it closed.
+    Room { room: String, state: Option<String> },
+    /// Answered once everything handed over before it is in Redis.
+    Flush(oneshot::Sender<()>),
 }
 
 pub fn state_key(room: &str) -> String {
@@ -83,26 +85,39 @@ impl RoomStates {
     /// writes wait and are tried again, newest state per room only.
     pub async fn write(self, mut writes: mpsc::Receiver<StateWrite>, stop: CancellationToken) {
         let mut pending: HashMap<String, Option<String>> = HashMap::new();
+        let mut flushed: Vec<oneshot::Sender<()>> = Vec::new();
         let mut failing = false;
+        let take = |write: StateWrite,
+                    pending: &mut HashMap<String, Option<String>>,
+                    flushed: &mut Vec<oneshot::Sender<()>>| match write {
+            StateWrite::Room { room, state } => {
+                pending.insert(room, state);
+            }
+            StateWrite::Flush(done) => flushed.push(done),
+        };
         loop {
-            if pending.is_empty() {
+            if pending.is_empty() && flushed.is_empty() {
                 tokio::select! {
                     write = writes.recv() => match write {
-                        Some(w) => { pending.insert(w.room, w.state); }
+                        Some(w) => take(w, &mut pending, &mut flushed),
                         None => break,
                     },
                     () = stop.cancelled() => break,
                 }
             }
             while let Ok(w) = writes.try_recv() {
-                pending.insert(w.room, w.state);
+                take(w, &mut pending, &mut flushed);
             }
             match self.flush(&mut pending).await {
-                Ok(()) if failing => {
-                    failing = false;
-                    tracing::info!("room states are written to Redis again");
+                Ok(()) => {
+                    if failing {
+                        failing = false;
+                        tracing::info!("room states are written to Redis again");
+                    }
+                    for done in flushed.drain(..) {
+                        let _ = done.send(());
+                    }
                 }
-                Ok(()) => {}
                 Err(e) => {
                     if !failing {
                         failing = true;
@@ -117,7 +132,7 @@ impl RoomStates {
         }
         // What the rooms told while stopping (their ends) goes out if Redis lets it.
         while let Ok(w) = writes.try_recv() {
-            pending.insert(w.room, w.state);
+            take(w, &mut pending, &mut flushed);
         }
         let _ = tokio::time::timeout(Duration::from_secs(2), self.flush(&mut pending)).await;
     }

@@ -83,6 +83,8 @@ enum End {
     Host(Option<u16>),
     /// This side is done: the client's writer stopped or the connection was killed.
     Local,
+    /// This node is stopping: the client goes with 1001 and resumes through another node.
+    Stopping,
 }
 
 /// Moves frames both ways until either side ends, then ends the other the way a local
@@ -92,6 +94,7 @@ pub async fn pipe<S>(
     upstream: Upstream,
     link: &ConnectionLink,
     closed: &CancellationToken,
+    stopping: &CancellationToken,
     settings: &Settings,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -152,6 +155,7 @@ pub async fn pipe<S>(
     let end = tokio::select! {
         end = upward => end,
         end = downward => end,
+        () = stopping.cancelled() => End::Stopping,
     };
     match end {
         End::Client(code) => {
@@ -174,6 +178,14 @@ pub async fn pipe<S>(
         }
         End::Local => {
             let _ = timeout(settings.close_timeout, up.close()).await;
+        }
+        End::Stopping => {
+            let _ = link.tx.try_send(Outbound::Close(close::GOING_AWAY));
+            let frame = CloseFrame {
+                code: CloseCode::Away,
+                reason: "".into(),
+            };
+            let _ = timeout(settings.close_timeout, up.send(Message::Close(Some(frame)))).await;
         }
     }
 }

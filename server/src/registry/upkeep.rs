@@ -1,5 +1,6 @@
 //! A cluster node's upkeep, on a timer: its heartbeat in the node directory with its load, the
-//! renewal of the claim on every room it hosts, and the release of rooms that have closed. Redis
+//! renewal of the claim on every room it hosts, and the release of rooms that have closed; and
+//! when the node stops, the hand-off of its rooms to the other nodes. Redis
 //! being away only pauses it: rooms carry on, and the next tick after Redis returns lists the
 //! node and claims its rooms again (Redis's own restart loses no room).
 
@@ -12,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Registry;
 use crate::cluster::member::{Load, Member};
+use crate::cluster::state::StateWrite;
 use crate::cluster::ClusterError;
 
 /// Runs until `shutdown`, then takes the node out of the directory and gives up its rooms'
@@ -45,7 +47,32 @@ pub async fn keep_up(registry: Arc<Registry>, shutdown: CancellationToken) {
             _ => {}
         }
     }
-    // The rooms end with the server; let the others place them anew at once.
+    stop(&registry, &member, held).await;
+}
+
+/// The node is stopping. With another live node to carry them on, each room is handed off: it
+/// stops moving, its final state is written, this node leaves the cluster, and then its clients
+/// are sent away with 1001 to resume through any node, where the room goes on with everyone's
+/// place. Alone (or with Redis away) the rooms end with `server_shutdown`, as on a single node.
+async fn stop(registry: &Registry, member: &Member, mut held: HashSet<RoomId>) {
+    let rooms = registry.rooms();
+    let others = tokio::time::timeout(Duration::from_secs(1), member.others())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    let handed = match registry.context().room_states() {
+        Some(sink) if others > 0 => hand_off(&rooms, sink).await,
+        _ => Vec::new(),
+    };
+    for (id, room) in &rooms {
+        if !handed.contains(id) {
+            let _ = room.shut_down().await;
+        }
+        held.insert(id.clone());
+    }
+    // Out of the directory and the claims first, so that the resumes the departures bring are
+    // placed on the other nodes, never back here.
     let leaving = async {
         let _ = member.leave().await;
         for room in &held {
@@ -53,6 +80,46 @@ pub async fn keep_up(registry: Arc<Registry>, shutdown: CancellationToken) {
         }
     };
     let _ = tokio::time::timeout(Duration::from_secs(2), leaving).await;
+    for (id, room) in &rooms {
+        if handed.contains(id) {
+            let _ = room.depart().await;
+        }
+    }
+    if !handed.is_empty() {
+        tracing::info!(rooms = handed.len(), "rooms handed off to the other nodes");
+    }
+}
+
+/// Freezes each room and writes its final state; the rooms whose state is in Redis. When the
+/// writes cannot be confirmed, none is handed off (the rooms end instead: a room must never be
+/// left with nobody to carry it on).
+async fn hand_off(
+    rooms: &[(RoomId, crate::room::RoomHandle)],
+    sink: &tokio::sync::mpsc::Sender<StateWrite>,
+) -> Vec<RoomId> {
+    let mut handed = Vec::new();
+    for (id, room) in rooms {
+        if let Ok(Some(state)) = room.hand_off().await {
+            let write = StateWrite::Room {
+                room: id.as_str().to_owned(),
+                state: Some(state),
+            };
+            if sink.send(write).await.is_ok() {
+                handed.push(id.clone());
+            }
+        }
+    }
+    let (done, flushed) = tokio::sync::oneshot::channel();
+    let confirmed = sink.send(StateWrite::Flush(done)).await.is_ok()
+        && matches!(
+            tokio::time::timeout(Duration::from_secs(3), flushed).await,
+            Ok(Ok(()))
+        );
+    if !confirmed {
+        tracing::warn!("the rooms' last states could not be written; they end instead");
+        return Vec::new();
+    }
+    handed
 }
 
 async fn tick(

@@ -98,6 +98,11 @@ struct RoomActor {
     /// Resume tokens of a room carried on from another node, hashed: valid once each, like
     /// the tokens issued here.
     restored_tokens: HashMap<ParticipantId, String>,
+    /// Handed off to another node (this one is stopping): the rules no longer move, and the
+    /// room waits to be told to send its connections away.
+    handed_off: bool,
+    /// Told to go after a hand-off: stop, ending nothing.
+    departing: bool,
 }
 
 impl RoomActor {
@@ -125,6 +130,8 @@ impl RoomActor {
             saved: None,
             save_again: None,
             restored_tokens: HashMap::new(),
+            handed_off: false,
+            departing: false,
         }
     }
 
@@ -134,8 +141,15 @@ impl RoomActor {
         mut media_events: mpsc::Receiver<RouterEvent>,
     ) {
         let shutdown = self.context.shutdown_token();
+        // In a cluster the node's upkeep decides, when it stops, whether each room is handed
+        // off to another node or ended (`HandOff`, `ShutDown`).
+        let clustered = self.states.is_some();
         loop {
-            let deadline = self.room.poll_timeout().map(|t| self.clock.instant_at(t));
+            let deadline = self
+                .room
+                .poll_timeout()
+                .filter(|_| !self.handed_off)
+                .map(|t| self.clock.instant_at(t));
             tokio::select! {
                 command = rx.recv() => match command {
                     Some(command) => self.on_command(command),
@@ -146,18 +160,30 @@ impl RoomActor {
                     self.room.handle_timeout(now);
                 }
                 // Media tasks await this channel, so the room keeps reading it.
-                Some(event) = media_events.recv() => self.on_media_event(event),
-                () = shutdown.cancelled() => self.room.shut_down(),
+                Some(event) = media_events.recv() => {
+                    if !self.handed_off {
+                        self.on_media_event(event);
+                    }
+                }
+                () = shutdown.cancelled(), if !clustered => self.room.shut_down(),
                 // Due to hand the state over again (see `save_state`).
                 () = sleep_until_opt(self.save_again) => {}
+            }
+            if self.departing {
+                break;
             }
             self.apply_effects();
             if self.room.is_finished() {
                 break;
             }
-            self.save_state();
+            if !self.handed_off {
+                self.save_state();
+            }
         }
-        self.forget_state();
+        // A room handed off lives on elsewhere: its state stays for the node carrying it on.
+        if !self.departing {
+            self.forget_state();
+        }
         // Be forgotten first, so that a join which finds this room closed creates a new one;
         // then drop what is queued, which tells those connections to look again.
         if let Some(on_close) = self.on_close.take() {
@@ -171,6 +197,10 @@ impl RoomActor {
 
     fn on_command(&mut self, command: RoomCommand) {
         let now = self.clock.now();
+        if self.handed_off {
+            self.after_hand_off(command);
+            return;
+        }
         match command {
             RoomCommand::Join {
                 joiner,
@@ -323,7 +353,52 @@ impl RoomActor {
                 let _ = reply.send(removed);
             }
             RoomCommand::Configure { settings } => self.room.configure(now, &settings),
+            RoomCommand::HandOff { reply } => {
+                self.apply_effects();
+                self.handed_off = true;
+                let _ = reply.send(self.stored_state().map(|s| s.to_json()));
+            }
+            RoomCommand::Depart => self.depart(),
+            RoomCommand::ShutDown => self.room.shut_down(),
         }
+    }
+
+    /// A handed-off room moves nothing: joins are turned away (to be placed anew once this node
+    /// has left the cluster), everything else waits for the room's new host.
+    fn after_hand_off(&mut self, command: RoomCommand) {
+        match command {
+            RoomCommand::Join { reply, .. } => {
+                let _ = reply.send(Err(RoomError::Closing));
+            }
+            RoomCommand::Resume { reply, .. } => {
+                let _ = reply.send(Err(RoomError::Closing));
+            }
+            RoomCommand::HandOff { reply } => {
+                let _ = reply.send(self.stored_state().map(|s| s.to_json()));
+            }
+            RoomCommand::Depart => self.depart(),
+            // The node has no other way to stop a room whose hand-off went nowhere.
+            RoomCommand::ShutDown => {
+                self.handed_off = false;
+                self.room.shut_down();
+            }
+            RoomCommand::Request { .. }
+            | RoomCommand::Refuse { .. }
+            | RoomCommand::Disconnected { .. }
+            | RoomCommand::Describe { .. }
+            | RoomCommand::End { .. }
+            | RoomCommand::Remove { .. }
+            | RoomCommand::Configure { .. } => {}
+        }
+    }
+
+    /// Sends every connection on its way with 1001: its client resumes, through any node, in
+    /// the room another node carries on.
+    fn depart(&mut self) {
+        for (_, link) in self.links.drain() {
+            link.close(circle_protocol::close::GOING_AWAY);
+        }
+        self.departing = true;
     }
 
     fn on_media_event(&mut self, event: RouterEvent) {
@@ -546,35 +621,20 @@ impl RoomActor {
     /// [`STATE_REFRESH`] unchanged (a Redis that restarted empty has it again); never waits. A
     /// full queue is tried again shortly.
     fn save_state(&mut self) {
-        let Some(states) = &self.states else { return };
-        let Some(rules) = self.room.record() else {
+        if self.states.is_none() {
+            return;
+        }
+        let Some(stored) = self.stored_state() else {
             return;
         };
-        let resume = self
-            .resume_tokens
-            .iter()
-            .map(|(p, token)| (p.clone(), token_hash(token)))
-            .chain(
-                self.restored_tokens
-                    .iter()
-                    .map(|(p, h)| (p.clone(), h.clone())),
-            )
-            .collect();
-        let since = self.since.iter().map(|(p, at)| (p.clone(), *at)).collect();
-        let stored = StoredRoom::new(
-            self.session.as_str().to_owned(),
-            self.started_at,
-            since,
-            resume,
-            rules,
-        );
+        let Some(states) = &self.states else { return };
         let json = stored.to_json();
         let now = Instant::now();
         let due = self.save_again.is_some_and(|at| at <= now);
         if self.saved.as_deref() == Some(json.as_str()) && !due {
             return;
         }
-        let write = StateWrite {
+        let write = StateWrite::Room {
             room: self.room.id().as_str().to_owned(),
             state: Some(json.clone()),
         };
@@ -587,13 +647,36 @@ impl RoomActor {
         });
     }
 
+    /// What another node needs to carry the room on; `None` once it is finished.
+    fn stored_state(&self) -> Option<StoredRoom> {
+        let rules = self.room.record()?;
+        let resume = self
+            .resume_tokens
+            .iter()
+            .map(|(p, token)| (p.clone(), token_hash(token)))
+            .chain(
+                self.restored_tokens
+                    .iter()
+                    .map(|(p, h)| (p.clone(), h.clone())),
+            )
+            .collect();
+        let since = self.since.iter().map(|(p, at)| (p.clone(), *at)).collect();
+        Some(StoredRoom::new(
+            self.session.as_str().to_owned(),
+            self.started_at,
+            since,
+            resume,
+            rules,
+        ))
+    }
+
     /// The room closed: its state goes, so that nobody carries on a finished session. Handed
     /// over on a task of its own, since the room may not wait.
     fn forget_state(&mut self) {
         let Some(states) = self.states.take() else {
             return;
         };
-        let write = StateWrite {
+        let write = StateWrite::Room {
             room: self.room.id().as_str().to_owned(),
             state: None,
         };

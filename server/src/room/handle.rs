@@ -90,6 +90,16 @@ pub(super) enum RoomCommand {
     Configure {
         settings: RoomSettings,
     },
+    /// The node is stopping in a cluster: the room stops changing and answers with its state
+    /// for another node to carry it on (`None` when there is nothing to carry on).
+    HandOff {
+        reply: oneshot::Sender<Option<String>>,
+    },
+    /// After a hand-off: close every connection with 1001 (they resume on another node) and
+    /// stop, ending nothing.
+    Depart,
+    /// The node is stopping and no other node can carry the room on: end the session.
+    ShutDown,
 }
 
 /// A live room as the admin API sees it: ids, roles, states and times, never names.
@@ -265,6 +275,23 @@ impl RoomHandle {
     /// New settings for the running room, applied where they can be.
     pub async fn configure(&self, settings: RoomSettings) -> Result<(), Sent> {
         self.send(RoomCommand::Configure { settings }).await
+    }
+
+    /// Freezes the room for another node to carry on, and returns its state.
+    pub async fn hand_off(&self) -> Result<Option<String>, Sent> {
+        let (reply, answer) = oneshot::channel();
+        self.send(RoomCommand::HandOff { reply }).await?;
+        answer.await.map_err(|_| Sent::Closed)
+    }
+
+    /// Sends a handed-off room's connections on their way (close 1001) and stops the room.
+    pub async fn depart(&self) -> Result<(), Sent> {
+        self.send(RoomCommand::Depart).await
+    }
+
+    /// Ends the session because the server is going away (`server_shutdown`, close 1001).
+    pub async fn shut_down(&self) -> Result<(), Sent> {
+        self.send(RoomCommand::ShutDown).await
     }
 
     async fn send(&self, command: RoomCommand) -> Result<(), Sent> {

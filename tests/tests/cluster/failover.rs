@@ -73,8 +73,28 @@ async fn resume_anywhere(
     (answer, since.elapsed())
 }
 
+/// How the hosting node goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// SIGKILL: it dies at once, telling nobody.
+    Kill,
+    /// SIGTERM: it drains, handing its rooms to the other nodes.
+    Term,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_the_hosting_node_is_killed_mid_turn_everyone_resumes_elsewhere_in_place() {
+    the_host_goes_mid_turn(Stop::Kill).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hosting_node_drained_with_sigterm_moves_everyone_elsewhere_in_place() {
+    the_host_goes_mid_turn(Stop::Term).await;
+}
+
+/// Three nodes, four people on them in one room mid-turn; the room's host goes (`stop`) and
+/// everyone resumes through the nodes left, to the same room, holder, turn, queue and session.
+async fn the_host_goes_mid_turn(stop: Stop) {
     let redis = Redis::start();
     let database = Postgres::shared().fresh_database();
     let mut nodes: Vec<Option<ServerProcess>> = ["a", "b", "c"]
@@ -138,13 +158,23 @@ async fn when_the_hosting_node_is_killed_mid_turn_everyone_resumes_elsewhere_in_
         s.client.drain().await;
     }
 
-    nodes[host].as_mut().unwrap().kill_now();
     let died = Instant::now();
+    match stop {
+        Stop::Kill => nodes[host].as_mut().unwrap().kill_now(),
+        Stop::Term => assert!(
+            nodes[host]
+                .as_mut()
+                .unwrap()
+                .terminate(Duration::from_secs(10)),
+            "the host did not drain and exit cleanly"
+        ),
+    }
     nodes[host] = None;
-    // Everyone's socket ends: dropped with the host, or closed 1001 by the node relaying it.
+    // Everyone's socket ends: dropped with a killed host, or closed 1001 (by a draining host,
+    // or by the node relaying it); nobody's session is over.
     for s in &mut seats {
         let end = s.client.end().await;
-        if s.node == host {
+        if s.node == host && stop == Stop::Kill {
             assert_eq!(end, End::Dropped, "{}", s.client.id);
         } else {
             assert_eq!(end, End::Closed(1001), "{}", s.client.id);
@@ -165,7 +195,13 @@ async fn when_the_hosting_node_is_killed_mid_turn_everyone_resumes_elsewhere_in_
         slowest = slowest.max(took);
         answers.push(answer);
     }
-    println!("everyone resumed within {slowest:?} of the host's death");
+    assert!(
+        seats
+            .iter()
+            .all(|s| s.client.log.iter().all(|m| m["type"] != "session_ended")),
+        "a session was ended"
+    );
+    println!("{stop:?}: everyone resumed within {slowest:?} of the host going");
     for (s, answer) in seats.iter().zip(&answers) {
         assert_eq!(answer["type"], "welcome", "{}: {answer}", s.client.id);
     }

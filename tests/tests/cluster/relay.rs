@@ -216,6 +216,29 @@ async fn a_quiet_relayed_connection_outlives_many_ping_intervals() {
     }
 }
 
+/// `sub` joins "group" through `node`, under a cap that the `/stats` requests just made still
+/// count against for a moment (their sockets close as the answer is read): a refusal is tried
+/// again for up to a second. A cap that refuses for good still fails the test.
+async fn hello_under_cap(node: &TestServer, sub: &str) -> Client {
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    let mut client = loop {
+        match Client::try_connect(&node.url()).await {
+            Ok(client) => break client,
+            Err(e) if std::time::Instant::now() < deadline => {
+                tracing::debug!(error = %e, "refused; again");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("{sub} was refused: {e}"),
+        }
+    };
+    client
+        .send(json!({"type":"hello","protocol":1,"token": node.token("group", sub, Role::Member)}))
+        .await;
+    let welcome = client.recv().await;
+    assert_eq!(welcome["type"], "welcome", "{sub}: {welcome}");
+    client
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relayed_clients_count_against_their_own_address_on_their_own_node_only() {
     let redis = Redis::start();
@@ -232,11 +255,7 @@ async fn relayed_clients_count_against_their_own_address_on_their_own_node_only(
     // The relay carries three clients (the facilitator may be one), its cap.
     let mut clients = Vec::new();
     for i in usize::from(h == 1)..3 {
-        clients.push(
-            hello(relay, "group", &format!("m{i}"), Role::Member)
-                .await
-                .0,
-        );
+        clients.push(hello_under_cap(relay, &format!("m{i}")).await);
     }
     let refused = tokio_tungstenite::connect_async(relay.url()).await;
     assert!(
@@ -246,15 +265,11 @@ async fn relayed_clients_count_against_their_own_address_on_their_own_node_only(
     // The host has two clients of its own: with the relay's three it would be over its cap,
     // were they counted against the address they come from.
     for i in usize::from(h == 0)..2 {
-        clients.push(
-            hello(&nodes[h], "group", &format!("h{i}"), Role::Member)
-                .await
-                .0,
-        );
+        clients.push(hello_under_cap(&nodes[h], &format!("h{i}")).await);
     }
     // A third connection of its own (the stats request) is still let in, and a fourth is not.
     assert_eq!(nodes[h].stats().await["connections"], 5);
-    clients.push(nodes[h].connect().await);
+    clients.push(hello_under_cap(&nodes[h], "h2").await);
     let refused = tokio_tungstenite::connect_async(nodes[h].url()).await;
     assert!(
         refused.is_err(),
@@ -289,24 +304,72 @@ async fn a_relay_key_that_is_not_the_clusters_is_refused_with_403() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn when_the_host_stops_its_relayed_clients_are_told_and_closed_with_1001() {
+async fn a_stopping_host_hands_its_room_to_another_node_and_everyone_resumes_there_in_place() {
     let redis = Redis::start();
     let nodes = vec![
         node(&redis, "a", |_| {}).await,
         node(&redis, "b", |_| {}).await,
     ];
-    let (_f, _) = hello(&nodes[0], "group", "f", Role::Facilitator).await;
+    let (mut f, f_welcome) = hello(&nodes[0], "group", "f", Role::Facilitator).await;
     let h = host_of(&nodes).await;
-    let (mut m, _) = hello(&nodes[1 - h], "group", "m", Role::Member).await;
+    let (mut m, m_welcome) = hello(&nodes[1 - h], "group", "m", Role::Member).await;
+    let (mut q, q_welcome) = hello(&nodes[h], "group", "q", Role::Member).await;
+    f.request(json!({"type":"set_floor_mode","mode":"stick"}))
+        .await
+        .ok();
+    f.request(json!({"type":"grant_floor","participant":"m"}))
+        .await
+        .ok();
+    q.request(json!({"type":"raise_hand","note":"next, please"}))
+        .await
+        .ok();
+    let before = f.latest_floor().await;
     let mut nodes = nodes;
     let host = nodes.remove(h);
+    let other = &nodes[0];
     host.stop().await;
-    let ended = m.recv_type("session_ended").await;
-    assert_eq!(ended["reason"], "server_shutdown");
-    assert_eq!(m.end().await, End::Closed(1001));
+    // Nobody's session ends: each connection is sent away with 1001, and resumes on the node
+    // left, in the room it carries on.
+    let mut back = Vec::new();
+    for (client, welcome, id) in [
+        (&mut f, &f_welcome, "f"),
+        (&mut m, &m_welcome, "m"),
+        (&mut q, &q_welcome, "q"),
+    ] {
+        assert_eq!(client.end().await, End::Closed(1001), "{id}");
+        assert!(
+            client.log.iter().all(|m| m["type"] != "session_ended"),
+            "{id}: {:?}",
+            client.log
+        );
+        let mut c = other
+            .resume(welcome["resume_token"].clone(), client.last_seq())
+            .await;
+        c.id = id.to_owned();
+        let answer = c.recv().await;
+        assert_eq!(answer["type"], "welcome", "{id}: {answer}");
+        back.push((c, answer));
+    }
+    let floor = &back[0].1["room"]["floor"];
+    assert_eq!(floor["holder"], "m");
+    assert_eq!(floor["mode"], "stick");
+    assert_eq!(floor["queue"], before["queue"]);
+    assert_eq!(rooms_per_node(&nodes).await, [1]);
+    drop(back);
     for n in nodes {
         n.stop().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_node_to_stop_ends_its_rooms_as_a_single_server_does() {
+    let redis = Redis::start();
+    let a = node(&redis, "a", |_| {}).await;
+    let (mut f, _) = hello(&a, "group", "f", Role::Facilitator).await;
+    a.stop().await;
+    let ended = f.recv_type("session_ended").await;
+    assert_eq!(ended["reason"], "server_shutdown");
+    assert_eq!(f.end().await, End::Closed(1001));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
