@@ -147,6 +147,18 @@ impl Context {
         self.bans.insert(room, participant, Instant::now());
     }
 
+    /// Remembers a removal made on another node of the cluster, in force for `left` more.
+    pub fn ban_for(&self, room: RoomId, participant: ParticipantId, left: Duration) {
+        let now = Instant::now();
+        self.bans.until.retain(|_, until| *until > now);
+        self.bans.until.insert((room, participant), now + left);
+    }
+
+    /// How long a removal is remembered.
+    pub fn ban_keep(&self) -> Duration {
+        self.bans.keep
+    }
+
     /// Whether `participant` was removed from `room` and may not come back yet.
     pub fn is_banned(&self, room: &RoomId, participant: &ParticipantId) -> bool {
         self.bans.contains(room, participant, Instant::now())

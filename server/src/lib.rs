@@ -125,6 +125,7 @@ pub async fn serve(
     let api = api::router(api::ApiState {
         registry: registry.clone(),
         store: operations.store.clone(),
+        http: reqwest::Client::new(),
     });
     http::serve(listener, registry, api, context.shutdown_token()).await;
     let tracker = context.tracker();

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use circle_protocol::RoomId;
+use circle_protocol::{ParticipantId, RoomId};
 use dashmap::DashMap;
 
 use crate::cluster::member::{Host, Member};
@@ -143,6 +143,24 @@ impl Registry {
         }
         let stored = self.stored(id).await?;
         self.room_with(id, stored)
+    }
+
+    /// In a cluster, before a run of room `id` starts here, the removals from it made on other
+    /// nodes: a removal holds on every node for as long as any link could be valid. Nothing to
+    /// learn for a room already running here (its host learnt them, or made them).
+    pub async fn learn_removals(&self, id: &RoomId) -> Result<(), RegistryError> {
+        let Some(cluster) = &self.cluster else {
+            return Ok(());
+        };
+        if self.rooms.contains_key(id) {
+            return Ok(());
+        }
+        let bans = within(self.cluster_wait, || cluster.bans(id.as_str())).await?;
+        for (participant, left) in bans {
+            self.context
+                .ban_for(id.clone(), ParticipantId::from(participant.as_str()), left);
+        }
+        Ok(())
     }
 
     /// The room carried on from the state its last host left, if it left one; never starts a

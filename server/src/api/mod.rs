@@ -1,7 +1,10 @@
 //! The admin API (`/api/v1/*`, operations.md) and `/metrics` on the main port: an axum router
 //! the HTTP layer hands those paths to. Every request but the OpenAPI document needs one of
-//! the configured keys; with none configured, every path answers 404.
+//! the configured keys (or, from another node of the cluster, its relay key); with none
+//! configured, every path answers 404. In a cluster, `cluster` makes any node answer for every
+//! room.
 
+mod cluster;
 mod error;
 mod records;
 mod rooms;
@@ -41,6 +44,8 @@ pub struct ApiState {
     pub registry: Arc<Registry>,
     /// `None` with records off: the record endpoints answer 404.
     pub store: Option<Store>,
+    /// For asking the cluster's other nodes.
+    pub http: reqwest::Client,
 }
 
 /// The router for `/api/v1/*` and `/metrics`.
@@ -75,7 +80,19 @@ pub fn router(state: ApiState) -> Router {
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(keys.clone(), authorize));
+        .layer(middleware::from_fn_with_state(
+            Keys {
+                api: keys.clone(),
+                token_secret: state
+                    .registry
+                    .context()
+                    .settings()
+                    .token_secret
+                    .clone()
+                    .into(),
+            },
+            authorize,
+        ));
     Router::new()
         .route(
             "/api/v1/openapi.json",
@@ -107,15 +124,33 @@ async fn enabled(State(keys): State<Arc<Vec<String>>>, request: Request, next: N
     response
 }
 
-/// `Authorization: Bearer <key>` with one of the configured keys (several during a rotation).
-async fn authorize(State(keys): State<Arc<Vec<String>>>, request: Request, next: Next) -> Response {
+/// What a request may prove itself with.
+#[derive(Clone)]
+struct Keys {
+    api: Arc<Vec<String>>,
+    /// Another node of the cluster shows the relay key derived from it.
+    token_secret: Arc<[u8]>,
+}
+
+/// `Authorization: Bearer <key>` with one of the configured keys (several during a rotation),
+/// or another node of the cluster forwarding a request (the `circle-relay` key).
+async fn authorize(State(keys): State<Keys>, mut request: Request, next: Next) -> Response {
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
-    let allowed = presented.is_some_and(|p| keys.iter().any(|k| constant_time_eq(k, p)));
+    let by_key = presented.is_some_and(|p| keys.api.iter().any(|k| constant_time_eq(k, p)));
+    let by_node = !by_key
+        && request
+            .headers()
+            .get(crate::cluster::member::RELAY_HEADER)
+            .is_some_and(|k| {
+                crate::cluster::member::is_relay_key(&keys.token_secret, k.as_bytes())
+            });
+    request.extensions_mut().insert(cluster::Forwarded(by_node));
+    let allowed = by_key || by_node;
     if !allowed {
         let mut response = ApiError::unauthorized("a valid API key is required").into_response();
         response

@@ -1,14 +1,15 @@
 //! `/api/v1/rooms/*`: per-room settings, live rooms (ids, roles and counts, never names), join
 //! tokens, ending a session and removing someone.
 
-use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{Extension, Path, State};
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use circle_protocol::{FloorMode, ParticipantId, Role, RoomId};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::cluster::{self, Forwarded};
 use super::error::{ApiError, Body};
 use super::ApiState;
 use crate::config::RoomSettings;
@@ -18,7 +19,7 @@ use crate::token::{unix_now, valid_room_id, validate_claims, Claims};
 use crate::webhooks::role_name;
 
 /// `PUT /rooms/{room}`'s body; a field left out keeps the server's default.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SettingsBody {
     max_participants: Option<u32>,
@@ -72,6 +73,8 @@ fn effective(state: &ApiState, room: &RoomId) -> EffectiveSettings {
 
 pub async fn put(
     State(state): State<ApiState>,
+    Extension(forwarded): Extension<Forwarded>,
+    uri: Uri,
     Path(room): Path<String>,
     Body(body): Body<SettingsBody>,
 ) -> Result<Json<EffectiveSettings>, ApiError> {
@@ -110,6 +113,17 @@ pub async fn put(
         // A room that closed meanwhile takes them at its next start anyway.
         let _ = handle.configure(settings).await;
     }
+    // Every node keeps the settings for the room's next start there, and its host applies
+    // them live. A node that misses this reads them from the shared database at its start.
+    let raw = serde_json::to_vec(&body).expect("settings serialise");
+    for node in cluster::others(&state, forwarded).await {
+        let sent = cluster::ask(&state, &node, Method::PUT, uri.path(), Some(raw.clone())).await;
+        if !sent.is_ok_and(|(status, _, _)| status.is_success()) {
+            tracing::warn!(
+                "a node did not take a room's new settings; it has them at its next start"
+            );
+        }
+    }
     Ok(Json(effective(&state, &id)))
 }
 
@@ -128,8 +142,23 @@ fn presence(state: PresenceState) -> &'static str {
     }
 }
 
-pub async fn list(State(state): State<ApiState>) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn list(
+    State(state): State<ApiState>,
+    Extension(forwarded): Extension<Forwarded>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let mut rooms = Vec::new();
+    // Every other node's rooms: each room runs on one node, so nothing is counted twice.
+    for node in cluster::others(&state, forwarded).await {
+        match cluster::ask(&state, &node, Method::GET, "/api/v1/rooms", None).await {
+            Ok((status, _, body)) if status.is_success() => {
+                let theirs: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                if let Some(theirs) = theirs["rooms"].as_array() {
+                    rooms.extend(theirs.iter().cloned());
+                }
+            }
+            _ => tracing::warn!("a node did not list its rooms; the list lacks them"),
+        }
+    }
     for (id, handle) in state.registry.rooms() {
         // A room that closed since the look-up is no longer live.
         let Ok(view) = handle.describe().await else {
@@ -166,8 +195,13 @@ pub async fn list(State(state): State<ApiState>) -> Result<Json<serde_json::Valu
 
 pub async fn show(
     State(state): State<ApiState>,
+    Extension(forwarded): Extension<Forwarded>,
+    uri: Uri,
     Path(room): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Response, ApiError> {
+    if let Some(node) = hosted_elsewhere(&state, &room, forwarded).await? {
+        return cluster::forward(&state, &node, Method::GET, uri.path(), None).await;
+    }
     let (id, handle) = live(&state, &room)?;
     let view: RoomView = handle
         .describe()
@@ -199,7 +233,21 @@ pub async fn show(
         "floor_mode": floor_mode(view.overview.floor_mode),
         "settings": effective(&state, &id),
         "participants": participants,
-    })))
+    }))
+    .into_response())
+}
+
+/// The node hosting `room` when it is live on another node of the cluster (and this request
+/// may be forwarded there).
+async fn hosted_elsewhere(
+    state: &ApiState,
+    room: &str,
+    forwarded: Forwarded,
+) -> Result<Option<crate::cluster::nodes::NodeInfo>, ApiError> {
+    if state.registry.existing_room(&RoomId::from(room)).is_some() || !valid_room_id(room) {
+        return Ok(None);
+    }
+    cluster::elsewhere(state, room, forwarded).await
 }
 
 /// `POST /rooms/{room}/tokens`'s body.
@@ -281,20 +329,30 @@ pub async fn token(
 
 pub async fn end(
     State(state): State<ApiState>,
+    Extension(forwarded): Extension<Forwarded>,
+    uri: Uri,
     Path(room): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Response, ApiError> {
+    if let Some(node) = hosted_elsewhere(&state, &room, forwarded).await? {
+        return cluster::forward(&state, &node, Method::POST, uri.path(), None).await;
+    }
     let (id, handle) = live(&state, &room)?;
     handle
         .end()
         .await
         .map_err(|_| ApiError::not_found("no live room with that id"))?;
-    Ok(Json(json!({ "room": id.as_str(), "ended": true })))
+    Ok(Json(json!({ "room": id.as_str(), "ended": true })).into_response())
 }
 
 pub async fn remove(
     State(state): State<ApiState>,
+    Extension(forwarded): Extension<Forwarded>,
+    uri: Uri,
     Path((room, participant)): Path<(String, String)>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Response, ApiError> {
+    if let Some(node) = hosted_elsewhere(&state, &room, forwarded).await? {
+        return cluster::forward(&state, &node, Method::DELETE, uri.path(), None).await;
+    }
     let (id, handle) = live(&state, &room)?;
     match handle
         .remove(ParticipantId::from(participant.as_str()))
@@ -304,7 +362,8 @@ pub async fn remove(
             "room": id.as_str(),
             "participant": participant,
             "removed": true,
-        }))),
+        }))
+        .into_response()),
         Err(Sent::Closed) => Err(ApiError::not_found("no live room with that id")),
         Err(Sent::Refused(crate::room::RoomError::NotFound(_))) => {
             Err(ApiError::not_found("no such participant in this room"))

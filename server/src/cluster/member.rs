@@ -125,16 +125,18 @@ impl Member {
                 participants: load.participants,
                 cpu: load.cpu,
                 draining: false,
+                placed: 0,
             })
             .await
     }
 
     /// How many other live nodes could carry this node's rooms on.
     pub async fn others(&self) -> Result<usize, ClusterError> {
-        let live = self.directory.live().await?;
-        Ok(live
+        Ok(self
+            .other_nodes()
+            .await?
             .iter()
-            .filter(|n| n.id != self.id && !n.draining)
+            .filter(|n| !n.draining)
             .count())
     }
 
@@ -164,10 +166,14 @@ impl Member {
                     let choice = least_loaded(&live)
                         .map(|n| n.id.clone())
                         .unwrap_or_else(|| self.id.clone());
-                    match gone {
+                    let holder = match gone {
                         Some(gone) => self.claims.take_over(room, &gone, &choice).await?,
                         None => self.claims.claim(room, &choice).await?,
+                    };
+                    if holder == choice {
+                        self.directory.placed(&choice).await?;
                     }
+                    holder
                 }
             };
             if let Some(host) = self.host(holder, &live) {
@@ -195,9 +201,35 @@ impl Member {
         self.place(room).await.map(Some)
     }
 
+    /// The live node hosting `room`, without placing it anywhere (the admin API's look-up).
+    pub async fn host_of(&self, room: &str) -> Result<Option<Host>, ClusterError> {
+        let Some(holder) = self.claims.host(room).await? else {
+            return Ok(None);
+        };
+        let live = self.directory.live().await?;
+        Ok(self.host(holder, &live))
+    }
+
+    /// Every live node, this one included, as each last reported itself.
+    pub async fn nodes(&self) -> Result<Vec<NodeInfo>, ClusterError> {
+        self.directory.live().await
+    }
+
+    /// The other live nodes, for the admin API to ask about their rooms.
+    pub async fn other_nodes(&self) -> Result<Vec<NodeInfo>, ClusterError> {
+        let mut live = self.directory.live().await?;
+        live.retain(|n| n.id != self.id);
+        Ok(live)
+    }
+
     /// The state the room's last host left, to carry it on here.
     pub async fn stored_state(&self, room: &str) -> Result<Option<String>, ClusterError> {
         self.states.get(room).await
+    }
+
+    /// Who may not come back to `room` (removed on any node), and for how much longer.
+    pub async fn bans(&self, room: &str) -> Result<Vec<(String, Duration)>, ClusterError> {
+        self.states.bans(room).await
     }
 
     /// The writer of this node's rooms' states (see [`RoomStates::write`]).

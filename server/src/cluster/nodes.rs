@@ -24,10 +24,18 @@ pub struct NodeInfo {
     pub cpu: f32,
     /// Shutting down: it keeps its rooms until they have moved, and takes no new one.
     pub draining: bool,
+    /// Rooms placed on it since about its last heartbeat, which its load does not show yet
+    /// (read from their own key, never written in the entry).
+    #[serde(default, skip_serializing)]
+    pub placed: u32,
 }
 
 fn node_key(id: &str) -> String {
     format!("{KEY_PREFIX}node:{id}")
+}
+
+fn placed_key(id: &str) -> String {
+    format!("{KEY_PREFIX}node:{id}:placed")
 }
 
 /// The ids of every node that has written an entry; an id whose entry has expired is removed
@@ -82,6 +90,25 @@ impl NodeDirectory {
         Ok(())
     }
 
+    /// Counts a room just placed on node `id`, for the placements before its next heartbeat
+    /// (a burst of new rooms at the top of the hour must not all go to one node).
+    pub async fn placed(&self, id: &str) -> Result<(), ClusterError> {
+        let window_ms = u64::try_from((self.ttl / 2).as_millis()).unwrap_or(u64::MAX);
+        let mut con = self.con.clone();
+        redis::pipe()
+            .atomic()
+            .cmd("INCR")
+            .arg(placed_key(id))
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(placed_key(id))
+            .arg(window_ms)
+            .ignore()
+            .query_async::<()>(&mut con)
+            .await?;
+        Ok(())
+    }
+
     /// Takes this node out at once (a clean shutdown), rather than when its entry expires.
     pub async fn leave(&self, id: &str) -> Result<(), ClusterError> {
         let mut con = self.con.clone();
@@ -109,15 +136,22 @@ impl NodeDirectory {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let keys: Vec<String> = ids.iter().map(|id| node_key(id)).collect();
-        let entries: Vec<Option<String>> =
+        let keys: Vec<String> = ids
+            .iter()
+            .flat_map(|id| [node_key(id), placed_key(id)])
+            .collect();
+        let values: Vec<Option<String>> =
             redis::cmd("MGET").arg(&keys).query_async(&mut con).await?;
         let mut live = Vec::new();
         let mut gone = Vec::new();
-        for (id, entry) in ids.into_iter().zip(entries) {
-            match entry {
-                Some(entry) => live.push(serde_json::from_str::<NodeInfo>(&entry)?),
-                None => gone.push(id),
+        for (id, pair) in ids.into_iter().zip(values.chunks(2)) {
+            match pair {
+                [Some(entry), placed] => {
+                    let mut node = serde_json::from_str::<NodeInfo>(entry)?;
+                    node.placed = placed.as_deref().and_then(|p| p.parse().ok()).unwrap_or(0);
+                    live.push(node);
+                }
+                _ => gone.push(id),
             }
         }
         if !gone.is_empty() {

@@ -2,13 +2,25 @@
 
 use super::nodes::NodeInfo;
 
+/// People a room just placed is counted as until its node's next heartbeat shows them: a
+/// group's usual size.
+pub const EXPECTED_ROOM_SIZE: u32 = 8;
+
 /// The node a new room should be hosted on: fewest participants, then fewest rooms, then the
-/// lowest CPU, then the smallest id (so that two nodes choosing at once agree). `None` when no
-/// live node takes new rooms.
+/// lowest CPU, then the smallest id (so that two nodes choosing at once agree); the rooms placed
+/// since a node's last heartbeat count as rooms of [`EXPECTED_ROOM_SIZE`]. `None` when no live
+/// node takes new rooms.
 pub fn least_loaded(nodes: &[NodeInfo]) -> Option<&NodeInfo> {
+    let load = |n: &NodeInfo| {
+        (
+            n.participants
+                .saturating_add(n.placed.saturating_mul(EXPECTED_ROOM_SIZE)),
+            n.rooms.saturating_add(n.placed),
+        )
+    };
     nodes.iter().filter(|n| !n.draining).min_by(|a, b| {
-        (a.participants, a.rooms)
-            .cmp(&(b.participants, b.rooms))
+        load(a)
+            .cmp(&load(b))
             .then(a.cpu.total_cmp(&b.cpu))
             .then(a.id.cmp(&b.id))
     })
@@ -27,6 +39,7 @@ mod tests {
             participants,
             cpu,
             draining: false,
+            placed: 0,
         }
     }
 
@@ -48,6 +61,15 @@ mod tests {
         assert_eq!(least_loaded(&nodes).unwrap().id, "b");
         let nodes = [node("b", 2, 10, 0.2), node("a", 2, 10, 0.2)];
         assert_eq!(least_loaded(&nodes).unwrap().id, "a");
+    }
+
+    #[test]
+    fn rooms_placed_since_the_last_heartbeat_count_until_it_shows_them() {
+        let mut busy = node("a", 1, 10, 0.1);
+        busy.placed = 2;
+        let nodes = [busy, node("b", 2, 20, 0.1)];
+        // a: 10 + 2 × 8 = 26 people, b: 20.
+        assert_eq!(least_loaded(&nodes).unwrap().id, "b");
     }
 
     #[test]

@@ -17,12 +17,61 @@ use super::{ClusterError, KEY_PREFIX};
 pub enum StateWrite {
     /// A room's newest state (serialised), or `None` once it closed.
     Room { room: String, state: Option<String> },
+    /// Someone was removed from `room` and may not come back, on any node, for `keep`.
+    Ban {
+        room: String,
+        participant: String,
+        keep: Duration,
+    },
     /// Answered once everything handed over before it is in Redis.
     Flush(oneshot::Sender<()>),
 }
 
+/// Who was removed from a room, until when: a sorted set scored by the Unix ms each removal
+/// lasts until (Redis's clock), so one read finds those still in force.
+fn bans_key(room: &str) -> String {
+    format!("{KEY_PREFIX}room:{room}:bans")
+}
+
+/// Adds ARGV[2] to the room's removals for ARGV[1] ms, drops those that have run out, and
+/// keeps the set as long as its newest.
+const BAN: &str = r"
+local now = redis.call('TIME')
+local now_ms = now[1] * 1000 + math.floor(now[2] / 1000)
+redis.call('ZADD', KEYS[1], now_ms + tonumber(ARGV[1]), ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms)
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 1
+";
+
+/// The removals of KEYS[1] still in force: participant, then ms left, for each.
+const BANS: &str = r"
+local now = redis.call('TIME')
+local now_ms = now[1] * 1000 + math.floor(now[2] / 1000)
+local found = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now_ms, '+inf', 'WITHSCORES')
+local left = {}
+for i = 1, #found, 2 do
+  table.insert(left, found[i])
+  table.insert(left, tonumber(found[i + 1]) - now_ms)
+end
+return left
+";
+
 pub fn state_key(room: &str) -> String {
     format!("{KEY_PREFIX}room:{room}:state")
+}
+
+/// What the writer has yet to write: the newest state of each room, and removals in order.
+#[derive(Debug, Default)]
+struct Pending {
+    states: HashMap<String, Option<String>>,
+    bans: Vec<(String, String, Duration)>,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.states.is_empty() && self.bans.is_empty()
+    }
 }
 
 /// A node's handle on the stored room states. Clones share one connection.
@@ -72,6 +121,37 @@ impl RoomStates {
         Ok(())
     }
 
+    /// Removes `participant` from `room` on every node for `keep`.
+    pub async fn ban(
+        &self,
+        room: &str,
+        participant: &str,
+        keep: Duration,
+    ) -> Result<(), ClusterError> {
+        let keep_ms = u64::try_from(keep.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut con = self.con.clone();
+        redis::Script::new(BAN)
+            .key(bans_key(room))
+            .arg(keep_ms)
+            .arg(participant)
+            .invoke_async::<i64>(&mut con)
+            .await?;
+        Ok(())
+    }
+
+    /// Who may not come back to `room`, and for how much longer.
+    pub async fn bans(&self, room: &str) -> Result<Vec<(String, Duration)>, ClusterError> {
+        let mut con = self.con.clone();
+        let pairs: Vec<(String, i64)> = redis::Script::new(BANS)
+            .key(bans_key(room))
+            .invoke_async(&mut con)
+            .await?;
+        Ok(pairs
+            .into_iter()
+            .map(|(who, left)| (who, Duration::from_millis(left.max(0) as u64)))
+            .collect())
+    }
+
     /// The room's stored state, if its host left one.
     pub async fn get(&self, room: &str) -> Result<Option<String>, ClusterError> {
         let mut con = self.con.clone();
@@ -84,17 +164,23 @@ impl RoomStates {
     /// Writes what `writes` brings until `stop`, then what is still queued. When Redis fails, the
     /// writes wait and are tried again, newest state per room only.
     pub async fn write(self, mut writes: mpsc::Receiver<StateWrite>, stop: CancellationToken) {
-        let mut pending: HashMap<String, Option<String>> = HashMap::new();
+        let mut pending = Pending::default();
         let mut flushed: Vec<oneshot::Sender<()>> = Vec::new();
         let mut failing = false;
-        let take = |write: StateWrite,
-                    pending: &mut HashMap<String, Option<String>>,
-                    flushed: &mut Vec<oneshot::Sender<()>>| match write {
-            StateWrite::Room { room, state } => {
-                pending.insert(room, state);
-            }
-            StateWrite::Flush(done) => flushed.push(done),
-        };
+        let take =
+            |write: StateWrite, pending: &mut Pending, flushed: &mut Vec<oneshot::Sender<()>>| {
+                match write {
+                    StateWrite::Room { room, state } => {
+                        pending.states.insert(room, state);
+                    }
+                    StateWrite::Ban {
+                        room,
+                        participant,
+                        keep,
+                    } => pending.bans.push((room, participant, keep)),
+                    StateWrite::Flush(done) => flushed.push(done),
+                }
+            };
         loop {
             if pending.is_empty() && flushed.is_empty() {
                 tokio::select! {
@@ -137,18 +223,19 @@ impl RoomStates {
         let _ = tokio::time::timeout(Duration::from_secs(2), self.flush(&mut pending)).await;
     }
 
-    /// Writes each pending state, removing those written.
-    async fn flush(
-        &self,
-        pending: &mut HashMap<String, Option<String>>,
-    ) -> Result<(), ClusterError> {
-        let rooms: Vec<String> = pending.keys().cloned().collect();
+    /// Writes each pending state and removal, dropping those written.
+    async fn flush(&self, pending: &mut Pending) -> Result<(), ClusterError> {
+        while let Some((room, participant, keep)) = pending.bans.first() {
+            self.ban(room, participant, *keep).await?;
+            pending.bans.remove(0);
+        }
+        let rooms: Vec<String> = pending.states.keys().cloned().collect();
         for room in rooms {
-            match &pending[&room] {
+            match &pending.states[&room] {
                 Some(state) => self.put(&room, state).await?,
                 None => self.delete(&room).await?,
             }
-            pending.remove(&room);
+            pending.states.remove(&room);
         }
         Ok(())
     }

@@ -94,6 +94,24 @@ pub struct Metrics {
     errors_sent: [Counter; ERROR_CODES.len()],
     floor_changes: Counter,
     webhook_deliveries: Family<Label, Counter>,
+    cluster: ClusterGauges,
+}
+
+/// The whole cluster as this node last read the directory (every node's own report), so that
+/// any node's `/metrics` sees the cluster; zero on a node of its own.
+#[derive(Debug, Default)]
+struct ClusterGauges {
+    nodes: Gauge,
+    rooms: Gauge,
+    participants: Gauge,
+}
+
+/// The cluster's size as the directory shows it, for [`Metrics::set_cluster`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClusterSize {
+    pub nodes: u64,
+    pub rooms: u64,
+    pub participants: u64,
 }
 
 impl Metrics {
@@ -180,6 +198,22 @@ impl Metrics {
             Info::new([("version", env!("CARGO_PKG_VERSION"))]),
         );
         registry.register_collector(Box::new(MediaCollector(media)));
+        let cluster = ClusterGauges::default();
+        registry.register(
+            "circle_cluster_nodes",
+            "Live nodes of this node's cluster (0 outside a cluster)",
+            cluster.nodes.clone(),
+        );
+        registry.register(
+            "circle_cluster_rooms",
+            "Rooms running on all the cluster's live nodes, as each last reported",
+            cluster.rooms.clone(),
+        );
+        registry.register(
+            "circle_cluster_participants",
+            "People in the rooms of all the cluster's live nodes, as each last reported",
+            cluster.participants.clone(),
+        );
 
         Self {
             registry,
@@ -190,7 +224,16 @@ impl Metrics {
             errors_sent,
             floor_changes,
             webhook_deliveries,
+            cluster,
         }
+    }
+
+    /// The cluster as the directory showed it just now.
+    pub fn set_cluster(&self, size: ClusterSize) {
+        let gauge = |g: &Gauge, v: u64| g.set(i64::try_from(v).unwrap_or(i64::MAX));
+        gauge(&self.cluster.nodes, size.nodes);
+        gauge(&self.cluster.rooms, size.rooms);
+        gauge(&self.cluster.participants, size.participants);
     }
 
     /// Every metric in the OpenMetrics text format, ending with `# EOF`; serve it with
@@ -204,6 +247,13 @@ impl Metrics {
 
     /// Counts a room from now until the returned guard drops; the room reports through it who
     /// is in it and whether its session is open.
+    /// People in this node's rooms, admitted (reconnecting included) or waiting: the load a
+    /// cluster places new rooms by.
+    pub fn people_in_rooms(&self) -> u64 {
+        let admitted: i64 = self.rooms.participants.iter().map(Gauge::get).sum();
+        u64::try_from(admitted + self.rooms.waiting.get()).unwrap_or(0)
+    }
+
     pub fn room_opened(&self) -> RoomGauges {
         RoomGauges::new(self.rooms.clone())
     }

@@ -131,10 +131,22 @@ async fn tick(
     let rooms = registry.rooms();
     let load = Load {
         rooms: u32::try_from(rooms.len()).unwrap_or(u32::MAX),
-        participants: u32::try_from(registry.context().connection_count()).unwrap_or(u32::MAX),
+        // The people in the rooms hosted here: a relayed connection costs its relaying node
+        // little, and the room's host the rest.
+        participants: u32::try_from(registry.context().metrics().people_in_rooms())
+            .unwrap_or(u32::MAX),
         cpu: cpu.since_last(),
     };
     member.heartbeat(load).await?;
+    let nodes = member.nodes().await?;
+    registry
+        .context()
+        .metrics()
+        .set_cluster(crate::metrics::ClusterSize {
+            nodes: nodes.len() as u64,
+            rooms: nodes.iter().map(|n| u64::from(n.rooms)).sum(),
+            participants: nodes.iter().map(|n| u64::from(n.participants)).sum(),
+        });
     for (room, _) in &rooms {
         if member.hold(room.as_str()).await? {
             held.insert(room.clone());

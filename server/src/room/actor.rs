@@ -18,12 +18,11 @@ use super::stored::{token_hash, StoredRoom};
 use super::RoomError;
 use crate::cluster::state::StateWrite;
 use crate::context::Context;
+
+mod cluster;
 use crate::events::{self, RoomEvent, SessionId, Stamped};
 use crate::media::{MediaKind, Router, RouterEvent, Signal};
 use crate::metrics::{JoinResult, Presence, RoomGauges};
-
-/// A room's state is written to the cluster's Redis at least this often, changed or not.
-const STATE_REFRESH: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Called once when the room's task ends, so whoever finds rooms forgets this one.
 pub type OnClose = Box<dyn FnOnce() + Send>;
@@ -363,44 +362,6 @@ impl RoomActor {
         }
     }
 
-    /// A handed-off room moves nothing: joins are turned away (to be placed anew once this node
-    /// has left the cluster), everything else waits for the room's new host.
-    fn after_hand_off(&mut self, command: RoomCommand) {
-        match command {
-            RoomCommand::Join { reply, .. } => {
-                let _ = reply.send(Err(RoomError::Closing));
-            }
-            RoomCommand::Resume { reply, .. } => {
-                let _ = reply.send(Err(RoomError::Closing));
-            }
-            RoomCommand::HandOff { reply } => {
-                let _ = reply.send(self.stored_state().map(|s| s.to_json()));
-            }
-            RoomCommand::Depart => self.depart(),
-            // The node has no other way to stop a room whose hand-off went nowhere.
-            RoomCommand::ShutDown => {
-                self.handed_off = false;
-                self.room.shut_down();
-            }
-            RoomCommand::Request { .. }
-            | RoomCommand::Refuse { .. }
-            | RoomCommand::Disconnected { .. }
-            | RoomCommand::Describe { .. }
-            | RoomCommand::End { .. }
-            | RoomCommand::Remove { .. }
-            | RoomCommand::Configure { .. } => {}
-        }
-    }
-
-    /// Sends every connection on its way with 1001: its client resumes, through any node, in
-    /// the room another node carries on.
-    fn depart(&mut self) {
-        for (_, link) in self.links.drain() {
-            link.close(circle_protocol::close::GOING_AWAY);
-        }
-        self.departing = true;
-    }
-
     fn on_media_event(&mut self, event: RouterEvent) {
         match event {
             RouterEvent::Signal { to, epoch, signal } => {
@@ -554,6 +515,20 @@ impl RoomActor {
                 self.router.remove_participant(&participant);
             }
             Effect::Banned { participant } => {
+                if let Some(states) = &self.states {
+                    // Every node keeps the removal, for later runs of this room anywhere.
+                    let write = StateWrite::Ban {
+                        room: self.room.id().as_str().to_owned(),
+                        participant: participant.as_str().to_owned(),
+                        keep: self.context.ban_keep(),
+                    };
+                    if let Err(mpsc::error::TrySendError::Full(write)) = states.try_send(write) {
+                        let states = states.clone();
+                        tokio::spawn(async move {
+                            let _ = states.send(write).await;
+                        });
+                    }
+                }
                 self.context.ban(self.room.id().clone(), participant);
             }
             Effect::AudioGate {
@@ -615,76 +590,6 @@ impl RoomActor {
             at,
             event,
         });
-    }
-
-    /// Hands the room's state to the cluster's writer when it changed, and every
-    /// [`STATE_REFRESH`] unchanged (a Redis that restarted empty has it again); never waits. A
-    /// full queue is tried again shortly.
-    fn save_state(&mut self) {
-        if self.states.is_none() {
-            return;
-        }
-        let Some(stored) = self.stored_state() else {
-            return;
-        };
-        let Some(states) = &self.states else { return };
-        let json = stored.to_json();
-        let now = Instant::now();
-        let due = self.save_again.is_some_and(|at| at <= now);
-        if self.saved.as_deref() == Some(json.as_str()) && !due {
-            return;
-        }
-        let write = StateWrite::Room {
-            room: self.room.id().as_str().to_owned(),
-            state: Some(json.clone()),
-        };
-        self.save_again = Some(match states.try_send(write) {
-            Ok(()) => {
-                self.saved = Some(json);
-                now + STATE_REFRESH
-            }
-            Err(_) => now + std::time::Duration::from_millis(200),
-        });
-    }
-
-    /// What another node needs to carry the room on; `None` once it is finished.
-    fn stored_state(&self) -> Option<StoredRoom> {
-        let rules = self.room.record()?;
-        let resume = self
-            .resume_tokens
-            .iter()
-            .map(|(p, token)| (p.clone(), token_hash(token)))
-            .chain(
-                self.restored_tokens
-                    .iter()
-                    .map(|(p, h)| (p.clone(), h.clone())),
-            )
-            .collect();
-        let since = self.since.iter().map(|(p, at)| (p.clone(), *at)).collect();
-        Some(StoredRoom::new(
-            self.session.as_str().to_owned(),
-            self.started_at,
-            since,
-            resume,
-            rules,
-        ))
-    }
-
-    /// The room closed: its state goes, so that nobody carries on a finished session. Handed
-    /// over on a task of its own, since the room may not wait.
-    fn forget_state(&mut self) {
-        let Some(states) = self.states.take() else {
-            return;
-        };
-        let write = StateWrite::Room {
-            room: self.room.id().as_str().to_owned(),
-            state: None,
-        };
-        if let Err(mpsc::error::TrySendError::Full(write)) = states.try_send(write) {
-            tokio::spawn(async move {
-                let _ = states.send(write).await;
-            });
-        }
     }
 
     /// The participant's current resume token, issued now if they have none: the room's id and
@@ -796,23 +701,9 @@ pub fn spawn(
             RoomActor::new(room, context, on_close, router)
         }
         Some(stored) => {
-            // Their connections went with the old host: each is reconnecting from now.
-            let away: Vec<ParticipantId> = stored.rules.participants().cloned().collect();
-            let room = Room::restore(id, stored.rules, now);
+            let room = Room::restore(id, stored.rules.clone(), now);
             let mut actor = RoomActor::new(room, context, on_close, router);
-            actor.session = SessionId::from_stored(stored.session);
-            actor.started_at = stored.started_at;
-            actor.since = stored.since.into_iter().collect();
-            actor.restored_tokens = stored.resume.into_iter().collect();
-            if actor.started_at.is_some() {
-                actor.gauges.set_session_open(true);
-            }
-            actor.presence_changed = true;
-            actor.publish(RoomEvent::CarriedOn);
-            for participant in away {
-                actor.publish(RoomEvent::Reconnecting { participant });
-            }
-            actor.apply_effects();
+            actor.carry_on(stored);
             actor
         }
     };

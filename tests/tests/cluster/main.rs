@@ -3,6 +3,7 @@
 //! nodes serving one room together, in process (`relay`) and as `circle` processes
 //! (`processes`).
 
+mod api;
 mod failover;
 mod processes;
 mod records;
@@ -25,6 +26,7 @@ fn node(id: &str, participants: u32) -> NodeInfo {
         participants,
         cpu: 0.1,
         draining: false,
+        placed: 0,
     }
 }
 

@@ -505,3 +505,54 @@ async fn media_flows_between_participants_connected_to_three_different_nodes() {
         n.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removal_holds_on_every_node_after_the_room_has_ended() {
+    let redis = Redis::start();
+    let mut nodes = vec![
+        node(&redis, "a", |_| {}).await,
+        node(&redis, "b", |_| {}).await,
+    ];
+    let (mut f, _) = hello(&nodes[0], "group", "f", Role::Facilitator).await;
+    let (mut m, _) = hello(&nodes[1], "group", "m", Role::Member).await;
+    let h = host_of(&nodes).await;
+    f.request(json!({"type":"remove","participant":"m"}))
+        .await
+        .ok();
+    assert_eq!(m.end().await, End::Closed(4001));
+    f.send(json!({"type":"leave"})).await;
+    assert_eq!(f.end().await, End::Closed(1000));
+    // The room is over, and the node that ran it goes: the next run of the room starts on the
+    // other node, which never saw the removal.
+    nodes.remove(h).stop().await;
+    let left = &nodes[0];
+    let mut again = left.connect().await;
+    again
+        .send(json!({"type":"hello","protocol":1,"token": left.token("group", "m", Role::Member)}))
+        .await;
+    let refused = again.recv().await;
+    assert_eq!(refused["code"], "forbidden", "{refused}");
+    assert_eq!(again.end().await, End::Closed(1008));
+    // Anyone else starts the room there as usual.
+    hello(left, "group", "f", Role::Facilitator).await;
+    for n in nodes {
+        n.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_new_rooms_through_one_node_spreads_over_every_node() {
+    let redis = Redis::start();
+    let [a, b, c] = three_nodes(&redis).await;
+    // Top of the hour: six groups start within a heartbeat, all through the same node.
+    let mut facilitators = Vec::new();
+    for room in 0..6 {
+        facilitators.push(hello(&a, &format!("group-{room}"), "f", Role::Facilitator).await);
+    }
+    let rooms = rooms_per_node(&[a, b, c]).await;
+    assert_eq!(rooms.iter().sum::<u64>(), 6);
+    assert!(
+        rooms.iter().all(|r| *r >= 1),
+        "one node took them all: {rooms:?}"
+    );
+}

@@ -115,6 +115,19 @@ enum Command {
         #[command(flatten)]
         args: CapacityArgs,
     },
+    /// Three nodes on one Redis: relayed against local sessions, and failover runs.
+    Cluster {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, default_value_t = 24)]
+        cluster_rooms: usize,
+        #[arg(long, default_value_t = 16)]
+        cluster_room_size: usize,
+        #[arg(long, default_value_t = 5)]
+        cluster_rounds: usize,
+        #[arg(long, default_value_t = 5)]
+        failovers: usize,
+    },
     /// (internal) the bare UDP relay, run as a child process.
     RelayServer,
     /// (internal) the Janus participants, run inside the clients' network namespace.
@@ -190,6 +203,33 @@ fn main() {
                     janus_pid,
                 )
                 .await;
+            }
+            Command::Cluster {
+                common,
+                cluster_rooms,
+                cluster_room_size,
+                cluster_rounds,
+                failovers,
+            } => {
+                watchdog(Duration::from_secs(common.time_limit));
+                header(&common);
+                let opts = circle_tools::load::cluster::Options {
+                    rooms: cluster_rooms,
+                    room_size: cluster_room_size,
+                    rounds: cluster_rounds,
+                    failovers,
+                };
+                circle_tools::load::cluster::relayed_against_local(
+                    &common.circle,
+                    &opts,
+                    &common.out,
+                )
+                .await;
+                let failover = circle_tools::load::cluster::Options {
+                    room_size: 8,
+                    ..opts
+                };
+                circle_tools::load::cluster::failover(&common.circle, &failover, &common.out).await;
             }
             Command::RelayServer => {}
         }

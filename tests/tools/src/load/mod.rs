@@ -2,6 +2,7 @@
 //! fake participants, the scenarios, and the tables it prints. Only the binary uses it; nothing
 //! here is part of the normal test suite.
 
+pub mod cluster;
 pub mod janus;
 pub mod media;
 pub mod relay;

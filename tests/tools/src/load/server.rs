@@ -19,7 +19,16 @@ impl Circle {
     /// Starts `bin serve` with `extra` flags; its log (warnings only) goes to `log`.
     pub fn start(bin: &Path, extra: &[&str], log: &Path) -> std::io::Result<Circle> {
         // A fresh secret per run: nothing outside this process can mint tokens for it.
-        let secret = fresh_secret();
+        Circle::start_with_secret(bin, &fresh_secret(), extra, log)
+    }
+
+    /// [`Circle::start`] with the token secret given: the nodes of one cluster share theirs.
+    pub fn start_with_secret(
+        bin: &Path,
+        secret: &str,
+        extra: &[&str],
+        log: &Path,
+    ) -> std::io::Result<Circle> {
         let mut args = vec!["--waiting-room", "off"];
         // Every fake participant connects from 127.0.0.1.
         args.extend(["--max-connections-per-ip", "0"]);
@@ -27,7 +36,7 @@ impl Circle {
         let process = ServerProcess::start(
             bin,
             "127.0.0.1:0",
-            &secret,
+            secret,
             &args,
             &[("CIRCLE_LOG", "warn")],
             log,
@@ -36,7 +45,7 @@ impl Circle {
         Ok(Circle {
             addr: process.addr.to_string(),
             process,
-            tokens: Minter::new(&secret).lasting(Duration::from_secs(3600)),
+            tokens: Minter::new(secret).lasting(Duration::from_secs(3600)),
         })
     }
 
@@ -62,5 +71,14 @@ impl Circle {
 
     pub fn stop(mut self) {
         self.process.terminate(Duration::from_secs(5));
+    }
+
+    /// SIGKILL: gone at once, telling nobody.
+    pub fn kill(mut self) {
+        self.process.kill_now();
+    }
+
+    pub fn http_addr(&self) -> std::net::SocketAddr {
+        self.process.addr
     }
 }

@@ -110,6 +110,8 @@ async fn a_subscriber_gets_the_simulcast_layer_its_tile_needs_and_moves_at_a_key
         })
         .await
         .unwrap();
+    // What was sent before the tile was hidden may still be on its way: let it land first.
+    run_both(&mut a, &mut b, 4, &mut reports, &mut seen).await;
     let before = b.received.len();
     for keyframe in [true, false] {
         both_layers(&mut a, "q", seq, keyframe);
