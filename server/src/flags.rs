@@ -223,6 +223,10 @@ pub(crate) fn cluster(
     if !shared_secret {
         bail!("a cluster's nodes must share one --token-secret: give it to every node");
     }
+    if args.tls_cert.is_some() || args.tls_self_signed {
+        // The nodes relay to each other over plain HTTP on their own network.
+        bail!("a cluster node serves plain HTTP to the other nodes: terminate TLS at the load balancer, not with --tls-cert or --tls-self-signed");
+    }
     let id = match args.node_id.as_deref().map(str::trim) {
         Some("") | None => random_id(),
         Some(id)

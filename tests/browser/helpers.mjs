@@ -61,13 +61,13 @@ export function bounded(promise, ms) {
  * own network namespace link). Returns {url, port, secret, stop, logs}.
  * Extra CLI arguments (e.g. ['--waiting-room', 'off']) go in `args`.
  */
-export async function startServer(t, { args = [], host = '127.0.0.1' } = {}) {
+export async function startServer(t, { args = [], host = '127.0.0.1', secret = randomBytes(24).toString('hex') } = {}) {
   if (!existsSync(circleBin)) {
     throw new Error(`circle binary not found at ${circleBin}: build it with 'cargo build -p circle-server' or set CIRCLE_BIN`);
   }
-  const secret = randomBytes(24).toString('hex');
   // Records on, as a deployment runs, in a file of this test's own.
-  const database = join(tmpdir(), `circle-browser-${secret.slice(0, 12)}.db`);
+  // Its own file even when servers share a secret (the nodes of a cluster).
+  const database = join(tmpdir(), `circle-browser-${randomBytes(8).toString('hex')}.db`);
   const child = spawn(circleBin, ['serve', '--listen', `${host}:0`, ...args], {
     env: {
       ...process.env,
@@ -265,6 +265,32 @@ export async function inboundGrowth(page, ms = 2000) {
 /** Text content of the page's visible body, for "names nobody" checks. */
 export async function visibleText(page, selector) {
   return page.locator(selector).innerText();
+}
+
+// ---------------------------------------------------------------------------------------------
+// A Redis (Debian's redis-server), for the cluster tests
+
+/** Start redis-server on a free loopback port, keeping nothing on disk; stopped after the test.
+ *  Returns {url}. */
+export async function startRedis(t) {
+  if (!existsSync('/usr/bin/redis-server')) {
+    throw new Error('/usr/bin/redis-server is missing: run bash tests/services/setup.sh');
+  }
+  const port = await freePort();
+  const child = spawn('/usr/bin/redis-server', [
+    '--bind', '127.0.0.1', '--port', String(port), '--save', '', '--appendonly', 'no',
+    '--protected-mode', 'yes', '--loglevel', 'warning',
+  ], { stdio: ['ignore', 'ignore', 'pipe'] });
+  t.after(async () => {
+    child.kill('SIGTERM');
+    await bounded(new Promise((r) => child.once('exit', r)), 5000);
+  });
+  const { connect } = await import('node:net');
+  await waitFor(() => new Promise((ok) => {
+    const socket = connect(port, '127.0.0.1', () => { socket.end(); ok(true); });
+    socket.on('error', () => ok(false));
+  }), { timeout: 10_000, interval: 50, what: 'redis-server to listen' });
+  return { url: `redis://127.0.0.1:${port}/` };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -284,6 +284,12 @@ impl RoomActor {
                             None => self.send_welcome(&participant),
                         }
                         self.acknowledge(&participant, request);
+                        if carried_on {
+                            // Media starts here from scratch: the client rebuilds its peers on
+                            // the fresh welcome, and the server offers it a new subscribe.
+                            self.apply_effects();
+                            self.media_from_scratch(&participant);
+                        }
                         let _ = reply.send(Ok(participant));
                     }
                     Err(e) => {

@@ -73,7 +73,7 @@ async fn three_circle_processes_host_one_room_for_clients_on_each() {
 }
 
 #[test]
-fn a_node_without_a_shared_token_secret_or_with_a_bad_redis_url_does_not_start() {
+fn a_node_without_a_shared_token_secret_a_usable_address_or_with_tls_does_not_start() {
     let redis = Redis::start();
     for (args, env, says) in [
         (
@@ -105,6 +105,15 @@ fn a_node_without_a_shared_token_secret_or_with_a_bad_redis_url_does_not_start()
             ],
             vec![("CIRCLE_TOKEN_SECRET", SECRET)],
             "--node-url",
+        ),
+        (
+            vec![
+                "--redis-url".to_owned(),
+                redis.url(),
+                "--tls-self-signed".to_owned(),
+            ],
+            vec![("CIRCLE_TOKEN_SECRET", SECRET)],
+            "terminate TLS at the load balancer",
         ),
     ] {
         let out = Command::new(circle_bin())

@@ -5,7 +5,7 @@
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use circle_protocol::ParticipantId;
+use circle_protocol::{ParticipantId, Role};
 
 use super::RoomActor;
 use crate::cluster::state::StateWrite;
@@ -36,6 +36,23 @@ impl RoomActor {
             self.publish(RoomEvent::Reconnecting { participant });
         }
         self.apply_effects();
+    }
+
+    /// A participant back in a room carried on from another node gets their media here: until
+    /// then the media path had nothing of them (an offer made while they were away would be
+    /// lost with their old connection, and wait for an answer forever).
+    pub(super) fn media_from_scratch(&mut self, participant: &ParticipantId) {
+        let role = self
+            .room
+            .overview()
+            .participants
+            .into_iter()
+            .find(|p| &p.id == participant)
+            .map(|p| p.role);
+        if let Some(role) = role {
+            self.router
+                .add_participant(participant.clone(), role != Role::Observer);
+        }
     }
 
     /// A handed-off room moves nothing: joins are turned away (to be placed anew once this node

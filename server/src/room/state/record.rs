@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use circle_protocol::{ParticipantId, Role, RoomId};
 use serde::{Deserialize, Serialize};
 
-use super::{Effect, MediaDown, Member, Millis, Presence, Room, RoomConfig};
+use super::{MediaDown, Member, Millis, Presence, Room, RoomConfig};
 use crate::room::anonymous::{CheckIns, CheckInsRecord, Reactions};
 use crate::room::floor::{Floor, FloorRecord};
 
@@ -88,7 +88,7 @@ impl Room {
     /// The room `record` describes, carried on at `now` by a node whose connections to its
     /// participants are all new: every participant is reconnecting, with the whole resume
     /// grace from now to come back in, and keeps the stick, their place in the queue and their
-    /// note. The media path is told who is here and what it may forward.
+    /// note. The media path is told what it may forward of each.
     pub fn restore(id: RoomId, record: RoomRecord, now: Millis) -> Room {
         let config = record.config;
         let grace = config.resume_grace_ms;
@@ -115,13 +115,6 @@ impl Room {
             .collect();
         let present: HashSet<ParticipantId> = members.iter().map(|m| m.id.clone()).collect();
         let floor = Floor::restore(record.floor, |id| present.contains(id));
-        let effects = members
-            .iter()
-            .map(|m| Effect::Admitted {
-                participant: m.id.clone(),
-                may_publish: m.role != Role::Observer,
-            })
-            .collect();
         let mut room = Room {
             id,
             config,
@@ -141,9 +134,10 @@ impl Room {
             started: record.started,
             finish_told: false,
             over_cap: record.over_cap,
-            effects,
+            effects: Vec::new(),
         };
-        // Tells the media path each gate, as every step does.
+        // Tells the media path each gate, as every step does. Nobody's media is set up yet:
+        // each person's starts when they resume (the room's shell sees to it).
         room.finish();
         room
     }

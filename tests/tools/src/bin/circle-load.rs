@@ -127,6 +127,9 @@ enum Command {
         cluster_rounds: usize,
         #[arg(long, default_value_t = 5)]
         failovers: usize,
+        /// Sessions of the signalling run spread over the three nodes (0 to skip it).
+        #[arg(long, default_value_t = 10_000)]
+        cluster_sessions: usize,
     },
     /// (internal) the bare UDP relay, run as a child process.
     RelayServer,
@@ -210,6 +213,7 @@ fn main() {
                 cluster_room_size,
                 cluster_rounds,
                 failovers,
+                cluster_sessions,
             } => {
                 watchdog(Duration::from_secs(common.time_limit));
                 header(&common);
@@ -230,6 +234,16 @@ fn main() {
                     ..opts
                 };
                 circle_tools::load::cluster::failover(&common.circle, &failover, &common.out).await;
+                if cluster_sessions > 0 {
+                    let opts = signalling::Options {
+                        sessions: cluster_sessions,
+                        room_size: 16,
+                        rounds: 5,
+                        reaction_seconds: 3,
+                    };
+                    circle_tools::load::cluster::signalling(&common.circle, &opts, &common.out)
+                        .await;
+                }
             }
             Command::RelayServer => {}
         }

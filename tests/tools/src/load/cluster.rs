@@ -320,3 +320,15 @@ pub async fn failover(bin: &Path, opts: &Options, report: &Path) {
     .row("clients not back", failed.to_string());
     t.emit(report);
 }
+
+/// The signalling scenario (`signalling::run`) with its sessions spread over the three nodes in
+/// turn, session by session, so two thirds of every room's sessions are relayed to its host.
+pub async fn signalling(bin: &Path, opts: &super::signalling::Options, report: &Path) {
+    let redis = Redis::start();
+    let secret = fresh_secret();
+    let nodes = nodes(bin, &redis, &secret, report);
+    super::signalling::run(&nodes[..], opts, report).await;
+    for n in nodes {
+        n.stop();
+    }
+}

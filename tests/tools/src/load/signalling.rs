@@ -115,7 +115,55 @@ async fn open(
     Some(Session { writer })
 }
 
-pub async fn run(circle: &Circle, opts: &Options, report: &std::path::Path) {
+/// What the scenario drives: one `circle`, or the nodes of a cluster (sessions spread over
+/// them, CPU and memory summed).
+pub trait Servers {
+    /// Where the `n`th session connects.
+    fn url(&self, n: usize) -> String;
+    fn token(&self, room: &str, sub: &str, role: Role) -> String;
+    fn cpu(&self) -> f64;
+    fn rss(&self) -> u64;
+    /// How the table names what was measured.
+    fn name(&self) -> String;
+}
+
+impl Servers for Circle {
+    fn url(&self, _: usize) -> String {
+        Circle::url(self)
+    }
+    fn token(&self, room: &str, sub: &str, role: Role) -> String {
+        Circle::token(self, room, sub, role)
+    }
+    fn cpu(&self) -> f64 {
+        Circle::cpu(self)
+    }
+    fn rss(&self) -> u64 {
+        Circle::rss(self)
+    }
+    fn name(&self) -> String {
+        "server".to_owned()
+    }
+}
+
+impl Servers for [Circle] {
+    fn url(&self, n: usize) -> String {
+        self[n % self.len()].url()
+    }
+    fn token(&self, room: &str, sub: &str, role: Role) -> String {
+        self[0].token(room, sub, role)
+    }
+    fn cpu(&self) -> f64 {
+        self.iter().map(Circle::cpu).sum()
+    }
+    fn rss(&self) -> u64 {
+        self.iter().map(Circle::rss).sum()
+    }
+    fn name(&self) -> String {
+        format!("{} nodes together", self.len())
+    }
+}
+
+pub async fn run<C: Servers + ?Sized>(circle: &C, opts: &Options, report: &std::path::Path) {
     let rooms = opts.sessions.div_ceil(opts.room_size);
     let seen = Arc::new(Seen::default());
     let rss_before = circle.rss();
@@ -137,7 +185,7 @@ pub async fn run(circle: &Circle, opts: &Options, report: &std::path::Path) {
                 (member_id(room, i), Role::Member)
             };
             let token = circle.token(&room_id(room), &sub, role);
-            let url = circle.url();
+            let url = circle.url(room * opts.room_size + i);
             let seen = seen.clone();
             let gate = gate.clone();
             joins.push(tokio::spawn(async move {
@@ -242,8 +290,11 @@ pub async fn run(circle: &Circle, opts: &Options, report: &std::path::Path) {
     let cpu_total = circle.cpu() - cpu_before;
 
     let mut t = Table::new(format!(
-        "Signalling: {} sessions in {} rooms of {}",
-        opts.sessions, rooms, opts.room_size
+        "Signalling: {} sessions in {} rooms of {} ({})",
+        opts.sessions,
+        rooms,
+        opts.room_size,
+        circle.name()
     ));
     t.row(
         "sessions held (welcome received)",
