@@ -9,7 +9,8 @@ import {
   inboundGrowth, mediaSkipped, rowOf,
 } from './helpers.mjs';
 
-test('a facilitator on one node and members on two others see and hear each other', { timeout: 180_000, skip: mediaSkipped() }, async (t) => {
+/** Redis and three nodes on it sharing one token secret, rooms admitting everyone at once. */
+async function startCluster(t) {
   const redis = await startRedis(t);
   const secret = randomBytes(24).toString('hex');
   const nodes = [];
@@ -19,6 +20,11 @@ test('a facilitator on one node and members on two others see and hear each othe
       args: ['--redis-url', redis.url, '--node-id', id, '--waiting-room', 'off'],
     }));
   }
+  return { nodes, secret };
+}
+
+test('a facilitator on one node and members on two others see and hear each other', { timeout: 180_000, skip: mediaSkipped() }, async (t) => {
+  const { nodes } = await startCluster(t);
   const browser = await launchBrowser(t);
   const fac = await openPerson(browser, nodes[0], { sub: 'f-1', role: 'facilitator', name: 'Sam' });
   await joinRoom(fac);
@@ -106,15 +112,7 @@ async function loadBalancer(t, nodes) {
 }
 
 test('when the hosting node is killed everyone is back in place, seeing and hearing each other', { timeout: 240_000, skip: mediaSkipped() }, async (t) => {
-  const redis = await startRedis(t);
-  const secret = randomBytes(24).toString('hex');
-  const nodes = [];
-  for (const id of ['a', 'b', 'c']) {
-    nodes.push(await startServer(t, {
-      secret,
-      args: ['--redis-url', redis.url, '--node-id', id, '--waiting-room', 'off'],
-    }));
-  }
+  const { nodes, secret } = await startCluster(t);
   const lb = await loadBalancer(t, nodes);
   // The pages and their WebSockets go through the load balancer, as a clinic's would.
   const front = { url: lb.url, secret };

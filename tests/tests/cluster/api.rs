@@ -4,32 +4,16 @@
 
 use std::time::Duration;
 
-use circle_server::config::ClusterSettings;
 use circle_tests::ops::API_KEY;
 use circle_tests::redis::Redis;
 use circle_tests::{End, Role, TestServer};
 use serde_json::json;
 
 async fn node(redis: &Redis, id: &str) -> TestServer {
-    let url = redis.url();
-    TestServer::with(move |s| {
-        let mut cluster = ClusterSettings::new(url, id);
-        cluster.node_ttl = Duration::from_secs(2);
-        cluster.room_lease = Duration::from_secs(2);
-        s.cluster = Some(cluster);
-        s.room.waiting_room = false;
-        s.operations.api_keys = vec![API_KEY.to_owned()];
+    super::node(redis, id, |s| {
+        s.operations.api_keys = vec![API_KEY.to_owned()]
     })
     .await
-}
-
-/// How many rooms each node runs.
-async fn hosts(nodes: &[TestServer]) -> Vec<u64> {
-    let mut rooms = Vec::new();
-    for n in nodes {
-        rooms.push(n.stats().await["rooms"].as_u64().unwrap());
-    }
-    rooms
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -38,7 +22,11 @@ async fn any_node_lists_shows_ends_and_removes_in_rooms_another_node_hosts() {
     let nodes = [node(&redis, "a").await, node(&redis, "b").await];
     let mut f = nodes[0].join("group", "f", Role::Facilitator).await;
     let mut m = nodes[0].join("group", "m", Role::Member).await;
-    let h = hosts(&nodes).await.iter().position(|r| *r == 1).unwrap();
+    let h = super::rooms_per_node(&nodes)
+        .await
+        .iter()
+        .position(|r| *r == 1)
+        .unwrap();
     // A second room, started through the other node: one lands on each node, or both on one.
     let _g = nodes[1].join("other", "g", Role::Facilitator).await;
     let away = &nodes[1 - h];

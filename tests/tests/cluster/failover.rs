@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use circle_tests::ops::{Api, API_KEY};
 use circle_tests::postgres::Postgres;
-use circle_tests::process::{circle_bin, ServerProcess};
+use circle_tests::process::ServerProcess;
 use circle_tests::redis::Redis;
 use circle_tests::token::Minter;
 use circle_tests::{Client, End, Role, SECRET};
@@ -14,20 +14,11 @@ use serde_json::{json, Value};
 
 /// Node `id` of the cluster at `redis`, keeping its records in the shared `database`.
 fn node(redis: &Redis, id: &str, database: &str) -> ServerProcess {
-    let log = std::env::temp_dir().join(format!("circle-failover-{id}-{}.log", std::process::id()));
-    let _ = std::fs::remove_file(&log);
-    let url = redis.url();
-    let args = [
-        "--redis-url",
-        &url,
-        "--node-id",
+    super::process_node(
+        redis,
         id,
-        "--waiting-room",
-        "off",
-    ];
-    let env = [("CIRCLE_DATABASE", database), ("CIRCLE_API_KEY", API_KEY)];
-    ServerProcess::start(&circle_bin(), "127.0.0.1:0", SECRET, &args, &env, &log)
-        .expect("a node starts")
+        &[("CIRCLE_DATABASE", database), ("CIRCLE_API_KEY", API_KEY)],
+    )
 }
 
 /// How many rooms the node at `addr` runs, from `/stats`.

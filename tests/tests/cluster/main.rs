@@ -15,9 +15,57 @@ use std::time::Duration;
 use circle_server::cluster::claims::RoomClaims;
 use circle_server::cluster::nodes::{NodeDirectory, NodeInfo};
 use circle_server::cluster::placement::least_loaded;
+use circle_server::config::ClusterSettings;
+use circle_server::Settings;
+use circle_tests::process::{circle_bin, ServerProcess};
 use circle_tests::redis::Redis;
+use circle_tests::{TestServer, SECRET};
 
-fn node(id: &str, participants: u32) -> NodeInfo {
+/// A node of the cluster at `redis`, named `id`, in this process, whose rooms admit everyone at
+/// once, with a 2 s node time to live and room lease (so that failures show quickly);
+/// `configure` adds the test's own settings.
+pub async fn node(redis: &Redis, id: &str, configure: impl FnOnce(&mut Settings)) -> TestServer {
+    let url = redis.url();
+    TestServer::with(move |s| {
+        let mut cluster = ClusterSettings::new(url, id);
+        cluster.node_ttl = Duration::from_secs(2);
+        cluster.room_lease = Duration::from_secs(2);
+        s.cluster = Some(cluster);
+        s.room.waiting_room = false;
+        configure(s);
+    })
+    .await
+}
+
+/// How many rooms each node runs.
+pub async fn rooms_per_node(nodes: &[TestServer]) -> Vec<u64> {
+    let mut rooms = Vec::new();
+    for n in nodes {
+        rooms.push(n.stats().await["rooms"].as_u64().unwrap());
+    }
+    rooms
+}
+
+/// Node `id` of the cluster at `redis` as a `circle` process of its own, as an operator starts
+/// one (the defaults, rooms admitting everyone at once), with `env` added; its log goes to the
+/// temporary directory.
+pub fn process_node(redis: &Redis, id: &str, env: &[(&str, &str)]) -> ServerProcess {
+    let log = std::env::temp_dir().join(format!("circle-cluster-{id}-{}.log", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    let url = redis.url();
+    let args = [
+        "--redis-url",
+        &url,
+        "--node-id",
+        id,
+        "--waiting-room",
+        "off",
+    ];
+    ServerProcess::start(&circle_bin(), "127.0.0.1:0", SECRET, &args, env, &log)
+        .expect("a node starts")
+}
+
+fn entry(id: &str, participants: u32) -> NodeInfo {
     NodeInfo {
         id: id.to_owned(),
         http: format!("http://{id}.test:8080"),
@@ -107,20 +155,20 @@ async fn a_node_that_stops_heartbeating_drops_out_and_one_that_leaves_is_gone_at
     let redis = Redis::start();
     let ttl = Duration::from_millis(400);
     let directory = NodeDirectory::connect(&redis.url(), ttl).await.unwrap();
-    for n in [node("a", 40), node("b", 8), node("c", 16)] {
+    for n in [entry("a", 40), entry("b", 8), entry("c", 16)] {
         directory.heartbeat(&n).await.unwrap();
     }
     let ids = |nodes: &[NodeInfo]| nodes.iter().map(|n| n.id.clone()).collect::<Vec<_>>();
     let live = directory.live().await.unwrap();
     assert_eq!(ids(&live), ["a", "b", "c"]);
-    assert_eq!(live[1], node("b", 8), "the entry comes back as written");
+    assert_eq!(live[1], entry("b", 8), "the entry comes back as written");
     assert_eq!(least_loaded(&live).unwrap().id, "b");
 
     // a and c go on heartbeating; b stops.
     for _ in 0..4 {
         tokio::time::sleep(Duration::from_millis(150)).await;
-        directory.heartbeat(&node("a", 40)).await.unwrap();
-        directory.heartbeat(&node("c", 16)).await.unwrap();
+        directory.heartbeat(&entry("a", 40)).await.unwrap();
+        directory.heartbeat(&entry("c", 16)).await.unwrap();
     }
     let live = directory.live().await.unwrap();
     assert_eq!(ids(&live), ["a", "c"], "b's entry expired");

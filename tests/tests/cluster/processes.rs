@@ -9,28 +9,11 @@ use circle_tests::token::Minter;
 use circle_tests::{Client, Role, SECRET};
 use serde_json::json;
 
-/// Nodes a, b and c, logging to the temporary directory.
+/// Nodes a, b and c, keeping no records.
 fn nodes(redis: &Redis) -> Vec<ServerProcess> {
     ["a", "b", "c"]
         .iter()
-        .map(|id| {
-            let log = std::env::temp_dir()
-                .join(format!("circle-cluster-{id}-{}.log", std::process::id()));
-            let _ = std::fs::remove_file(&log);
-            let url = redis.url();
-            let args = [
-                "--redis-url",
-                &url,
-                "--node-id",
-                id,
-                "--waiting-room",
-                "off",
-                "--records",
-                "off",
-            ];
-            ServerProcess::start(&circle_bin(), "127.0.0.1:0", SECRET, &args, &[], &log)
-                .expect("a node starts")
-        })
+        .map(|id| super::process_node(redis, id, &[("CIRCLE_RECORDS", "off")]))
         .collect()
 }
 

@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use circle_server::config::ClusterSettings;
 use circle_tests::ops::API_KEY;
 use circle_tests::postgres::Postgres;
 use circle_tests::redis::Redis;
@@ -11,10 +10,8 @@ use circle_tests::{Role, TestServer};
 use serde_json::Value;
 
 async fn node(redis: &Redis, id: &str, database: &str) -> TestServer {
-    let (url, database) = (redis.url(), database.to_owned());
-    TestServer::with(move |s| {
-        s.cluster = Some(ClusterSettings::new(url, id));
-        s.room.waiting_room = false;
+    let database = database.to_owned();
+    super::node(redis, id, move |s| {
         s.operations.database = Some(database);
         s.operations.api_keys = vec![API_KEY.to_owned()];
     })

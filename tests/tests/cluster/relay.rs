@@ -4,26 +4,13 @@
 
 use std::time::Duration;
 
-use circle_server::config::ClusterSettings;
 use circle_server::Settings;
 use circle_tests::ops::API_KEY;
 use circle_tests::redis::Redis;
 use circle_tests::{Client, End, Role, TestServer, WAIT};
 use serde_json::{json, Value};
 
-/// A node of the cluster at `redis`, named `id`, whose rooms admit everyone at once.
-async fn node(redis: &Redis, id: &str, configure: impl FnOnce(&mut Settings)) -> TestServer {
-    let url = redis.url();
-    TestServer::with(move |s| {
-        let mut cluster = ClusterSettings::new(url, id);
-        cluster.node_ttl = Duration::from_secs(2);
-        cluster.room_lease = Duration::from_secs(2);
-        s.cluster = Some(cluster);
-        s.room.waiting_room = false;
-        configure(s);
-    })
-    .await
-}
+use super::{node, rooms_per_node};
 
 async fn three_nodes(redis: &Redis) -> [TestServer; 3] {
     [
@@ -54,15 +41,6 @@ fn participant_ids(welcome: &Value) -> Vec<String> {
         .collect();
     ids.sort();
     ids
-}
-
-/// How many rooms each node runs.
-async fn rooms_per_node(nodes: &[TestServer]) -> Vec<u64> {
-    let mut rooms = Vec::new();
-    for n in nodes {
-        rooms.push(n.stats().await["rooms"].as_u64().unwrap());
-    }
-    rooms
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,7 +10,7 @@ use circle_protocol::{ParticipantId, Role, RoomId};
 use serde::{Deserialize, Serialize};
 
 use super::{MediaDown, Member, Millis, Presence, Room, RoomConfig};
-use crate::room::anonymous::{CheckIns, CheckInsRecord, Reactions};
+use crate::room::anonymous::{CheckIns, CheckInsRecord};
 use crate::room::floor::{Floor, FloorRecord};
 
 /// Everything [`Room::restore`] needs, serialisable.
@@ -92,11 +92,6 @@ impl Room {
     pub fn restore(id: RoomId, record: RoomRecord, now: Millis) -> Room {
         let config = record.config;
         let grace = config.resume_grace_ms;
-        let reactions = Reactions::new(
-            config.anonymity_threshold,
-            config.reactions_per_second,
-            config.reaction_window_ms,
-        );
         let members: Vec<Member> = record
             .members
             .into_iter()
@@ -115,27 +110,16 @@ impl Room {
             .collect();
         let present: HashSet<ParticipantId> = members.iter().map(|m| m.id.clone()).collect();
         let floor = Floor::restore(record.floor, |id| present.contains(id));
-        let mut room = Room {
-            id,
-            config,
-            members,
-            banned: record.banned.into_iter().collect(),
-            denied_until: record.denied_until.into_iter().collect::<HashMap<_, _>>(),
-            locked: record.locked,
-            floor,
-            reactions,
-            check_ins: CheckIns::restore(record.check_ins),
-            gates: HashMap::new(),
-            screens: HashMap::new(),
-            speaking: Vec::new(),
-            speaking_sent: HashMap::new(),
-            ended: false,
-            end_reason: None,
-            started: record.started,
-            finish_told: false,
-            over_cap: record.over_cap,
-            effects: Vec::new(),
-        };
+        // A new room with the same settings, then everything it had.
+        let mut room = Room::new(id, config);
+        room.members = members;
+        room.banned = record.banned.into_iter().collect();
+        room.denied_until = record.denied_until.into_iter().collect::<HashMap<_, _>>();
+        room.locked = record.locked;
+        room.floor = floor;
+        room.check_ins = CheckIns::restore(record.check_ins);
+        room.started = record.started;
+        room.over_cap = record.over_cap;
         // Tells the media path each gate, as every step does. Nobody's media is set up yet:
         // each person's starts when they resume (the room's shell sees to it).
         room.finish();
