@@ -3,6 +3,7 @@
 //! the least loaded live node by an atomic claim.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
@@ -41,6 +42,8 @@ pub struct Member {
     states: RoomStates,
     /// How long after Redis restarts every host has claimed its rooms again.
     settle: Duration,
+    /// Stopping: listed as taking no new room while its rooms are handed off.
+    draining: AtomicBool,
 }
 
 impl std::fmt::Debug for Member {
@@ -105,6 +108,7 @@ impl Member {
             claims,
             states,
             settle: settle_time(node_ttl, room_lease),
+            draining: AtomicBool::new(false),
         };
         member.heartbeat(Load::default()).await?;
         Ok(member)
@@ -124,7 +128,7 @@ impl Member {
                 rooms: load.rooms,
                 participants: load.participants,
                 cpu: load.cpu,
-                draining: false,
+                draining: self.draining.load(Ordering::Relaxed),
                 placed: 0,
             })
             .await
@@ -138,6 +142,13 @@ impl Member {
             .iter()
             .filter(|n| !n.draining)
             .count())
+    }
+
+    /// Lists this node as taking no new room, from now until it leaves: its rooms are being
+    /// handed off.
+    pub async fn start_draining(&self, load: Load) -> Result<(), ClusterError> {
+        self.draining.store(true, Ordering::Relaxed);
+        self.heartbeat(load).await
     }
 
     /// Takes this node out of the directory at once (a clean shutdown).

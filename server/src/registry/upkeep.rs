@@ -62,7 +62,15 @@ async fn stop(registry: &Registry, member: &Member, mut held: HashSet<RoomId>) {
         .and_then(Result::ok)
         .unwrap_or_default();
     let handed = match registry.context().room_states() {
-        Some(sink) if others > 0 => hand_off(&rooms, sink).await,
+        Some(sink) if others > 0 => {
+            // No new room comes here while these are handed off.
+            let load = Load {
+                rooms: u32::try_from(rooms.len()).unwrap_or(u32::MAX),
+                ..Load::default()
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(1), member.start_draining(load)).await;
+            hand_off(&rooms, sink).await
+        }
         _ => Vec::new(),
     };
     for (id, room) in &rooms {

@@ -181,3 +181,34 @@ async fn a_node_that_stops_heartbeating_drops_out_and_one_that_leaves_is_gone_at
     directory.leave("c").await.unwrap();
     assert_eq!(ids(&directory.live().await.unwrap()), ["a"]);
 }
+
+#[tokio::test]
+async fn a_draining_node_is_given_no_new_room() {
+    use circle_server::cluster::member::{Host, Load, Member};
+    let redis = Redis::start();
+    let join = |id: &'static str| {
+        let url = redis.url();
+        async move {
+            Member::join(
+                &url,
+                id.to_owned(),
+                format!("http://{id}.test:8080"),
+                "127.0.0.1:40000".parse().unwrap(),
+                Duration::from_secs(10),
+                Duration::from_secs(10),
+                Duration::from_secs(30),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let (a, b) = (join("a").await, join("b").await);
+    // Equal loads: the smaller id takes a new room, until it drains.
+    let first = b.place("first").await.unwrap();
+    assert!(matches!(&first, Host::Node(n) if n.id == "a"), "{first:?}");
+    a.start_draining(Load::default()).await.unwrap();
+    // Without the drain the rooms would alternate (each just placed counts against its node).
+    for room in ["second", "third", "fourth"] {
+        assert_eq!(b.place(room).await.unwrap(), Host::Here, "{room}");
+    }
+}
