@@ -135,16 +135,18 @@ test('a listener whose line slows down keeps every voice whole while the cameras
   }, { timeout: 30_000, interval: 250, what: 'both cameras stepped down to the small layer' });
 
   // Stepped down (and what was queued before the step drained), the line carries everything
-  // again: every voice packet arrives, and the cameras keep moving.
+  // again: every voice packet arrives, and the cameras keep moving. The window ends well
+  // before the server's first probe back up (5 s of clean reports after the step down), which
+  // on this line it would then take back: a later window could catch the probe.
   await sleep(1000);
   const before = await perPublisher(listener.page);
-  await sleep(4000);
+  await sleep(2500);
   const after = await perPublisher(listener.page);
   for (const id of ids) {
     const received = after[id].audio - before[id].audio;
     const lost = after[id].audioLost - before[id].audioLost;
-    t.diagnostic(`${id}: ${received} voice packets in 4 s, ${lost} lost; frames ${after[id].frames - before[id].frames}, height ${after[id].height}`);
-    assert.ok(received >= 150, `${id}'s voice: ${received} packets in 4 s`);
+    t.diagnostic(`${id}: ${received} voice packets in 2.5 s, ${lost} lost; frames ${after[id].frames - before[id].frames}, height ${after[id].height}`);
+    assert.ok(received >= 100, `${id}'s voice: ${received} packets in 2.5 s`);
     assert.ok(lost <= received / 100, `${id}'s voice lost ${lost} of ${received + lost} packets`);
     assert.ok(after[id].frames > before[id].frames, `${id}'s camera froze`);
     assert.ok(after[id].height <= 90, `${id}'s camera went back up on a line that cannot carry it`);
