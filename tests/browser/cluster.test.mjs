@@ -44,12 +44,9 @@ test('a facilitator on one node and members on two others see and hear each othe
       return others.every((id) => s[id] && s[id].framesDecoded > 0 && s[id].audioPackets > 0);
     }, { timeout: 60_000, interval: 500, what: `${p.name} to decode video and receive audio from both others` });
   }
-  for (const p of people) {
-    const g = await inboundGrowth(p.page, 2000);
-    for (const o of people.filter((o) => o !== p)) {
-      assert.ok(g[o.claims.sub]?.video > 0, `${p.name}: video from ${o.name} keeps coming (${JSON.stringify(g)})`);
-    }
-  }
+  // And keeps coming (a moment's stall, a layer switch waiting for its keyframe on a loaded
+  // machine, is waited out).
+  await everyoneSeesAndHears(people, 30_000);
   // One node hosts the room; its media port is the one every browser's connection uses.
   const hosting = [];
   for (const n of nodes) {

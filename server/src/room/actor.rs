@@ -2,24 +2,25 @@
 //! effects out to connections. It never awaits a participant: every delivery is a `try_send`, and a
 //! connection that cannot keep up loses reactions first, then its connection (it may resume).
 //! It also keeps the server's metrics about rooms up to date, from what the rules did.
+//! `delivery` is how messages reach the participants; `cluster` is the room's part in a cluster.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use circle_protocol::{ErrorCode, FloorMode, ParticipantId, RoomId, ServerMessage};
-use rand::RngCore;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::handle::{ConnectionLink, Outbound, RoomCommand, RoomHandle, RoomView};
 use super::outbox::Outbox;
 use super::state::{Effect, Millis, PresenceState, Room, RoomSettings};
-use super::stored::{token_hash, StoredRoom};
+use super::stored::StoredRoom;
 use super::RoomError;
 use crate::cluster::state::StateWrite;
 use crate::context::Context;
 
 mod cluster;
+mod delivery;
 use crate::events::{self, RoomEvent, SessionId, Stamped};
 use crate::media::{MediaKind, Router, RouterEvent, Signal};
 use crate::metrics::{JoinResult, Presence, RoomGauges};
@@ -562,21 +563,6 @@ impl RoomActor {
         }
     }
 
-    fn send_welcome(&mut self, to: &ParticipantId) {
-        let Some((you, room)) = self.room.snapshot(to) else {
-            return;
-        };
-        let resume_token = self.resume_token_for(to);
-        let welcome = ServerMessage::Welcome {
-            protocol: circle_protocol::PROTOCOL_VERSION,
-            you,
-            room: Box::new(room),
-            resume_token,
-            ice_servers: self.context.ice_servers(),
-        };
-        self.deliver(to, &welcome);
-    }
-
     /// Tells the rest of the server what happened here.
     fn publish(&mut self, event: RoomEvent) {
         let at = self.clock.now();
@@ -596,81 +582,6 @@ impl RoomActor {
             at,
             event,
         });
-    }
-
-    /// The participant's current resume token, issued now if they have none: the room's id and
-    /// 24 random bytes.
-    fn resume_token_for(&mut self, to: &ParticipantId) -> String {
-        if let Some(token) = self.resume_tokens.get(to) {
-            return token.clone();
-        }
-        let mut bytes = [0u8; 24];
-        rand::rng().fill_bytes(&mut bytes);
-        let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        let token = format!("{}.{secret}", self.room.id());
-        self.resume_tokens.insert(to.clone(), token.clone());
-        token
-    }
-
-    /// Whose seat a resume token holds. A room has at most a few dozen seats.
-    fn holder_of(&self, token: &str) -> Option<ParticipantId> {
-        if let Some((p, _)) = self.resume_tokens.iter().find(|(_, t)| t.as_str() == token) {
-            return Some(p.clone());
-        }
-        if self.restored_tokens.is_empty() {
-            return None;
-        }
-        let hash = token_hash(token);
-        self.restored_tokens
-            .iter()
-            .find(|(_, h)| **h == hash)
-            .map(|(p, _)| p.clone())
-    }
-
-    /// An outbox that keeps what a resume may need: what was sent since a socket could have
-    /// died unnoticed (two ping intervals) and through the grace, with a margin.
-    fn new_outbox(&self) -> Outbox {
-        let settings = self.context.settings();
-        let max_age =
-            settings.room.resume_grace_ms + 2 * settings.ping_interval.as_millis() as u64 + 10_000;
-        Outbox::new(settings.replay, max_age)
-    }
-
-    /// Numbers a message into the participant's sequence and hands it to their connection.
-    fn deliver(&mut self, to: &ParticipantId, message: &ServerMessage) {
-        let now = self.clock.now();
-        let Some(outbox) = self.outboxes.get_mut(to) else {
-            return;
-        };
-        if let ServerMessage::Error { code, .. } = message {
-            self.context.metrics().error_sent(*code);
-        }
-        let Some(link) = self.links.get(to) else {
-            // Reconnecting: keep it for the replay, but not what the next one supersedes.
-            if !message.is_droppable() {
-                outbox.push(now, message);
-            }
-            return;
-        };
-        if message.is_droppable() && link.tx.capacity() < link.tx.max_capacity() / 2 {
-            return;
-        }
-        let text = outbox.push(now, message);
-        self.push_raw(to, Outbound::Text(text));
-    }
-
-    fn push_raw(&mut self, to: &ParticipantId, out: Outbound) {
-        let Some(link) = self.links.get(to) else {
-            return;
-        };
-        if link.tx.try_send(out).is_err() {
-            // Too slow (or already gone): drop the connection, never wait for it. What it
-            // missed stays in the outbox for its resume.
-            tracing::info!(room = %self.room.id(), "dropping a connection that cannot keep up");
-            link.kill.cancel();
-            self.links.remove(to);
-            self.dropped.push(to.clone());
-        }
     }
 }
 
