@@ -144,14 +144,13 @@ impl Context {
 
     /// Remembers that `participant` was removed from `room`.
     pub fn ban(&self, room: RoomId, participant: ParticipantId) {
-        self.bans.insert(room, participant, Instant::now());
+        self.bans
+            .insert(room, participant, Instant::now(), self.bans.keep);
     }
 
     /// Remembers a removal made on another node of the cluster, in force for `left` more.
     pub fn ban_for(&self, room: RoomId, participant: ParticipantId, left: Duration) {
-        let now = Instant::now();
-        self.bans.until.retain(|_, until| *until > now);
-        self.bans.until.insert((room, participant), now + left);
+        self.bans.insert(room, participant, Instant::now(), left);
     }
 
     /// How long a removal is remembered.
@@ -255,11 +254,12 @@ struct Bans {
 }
 
 impl Bans {
-    fn insert(&self, room: RoomId, participant: ParticipantId, now: Instant) {
+    /// Remembers the removal for `left` from `now`.
+    fn insert(&self, room: RoomId, participant: ParticipantId, now: Instant, left: Duration) {
         // Bans are few (a facilitator's decisions); pruning on each one keeps the map bounded
         // without a timer.
         self.until.retain(|_, until| *until > now);
-        self.until.insert((room, participant), now + self.keep);
+        self.until.insert((room, participant), now + left);
     }
 
     fn contains(&self, room: &RoomId, participant: &ParticipantId, now: Instant) -> bool {

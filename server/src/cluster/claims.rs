@@ -91,8 +91,12 @@ impl std::fmt::Debug for RoomClaims {
 impl RoomClaims {
     /// Connects to the Redis at `url`; a claim lasts `lease` unless its host renews it.
     pub async fn connect(url: &str, lease: Duration) -> Result<RoomClaims, ClusterError> {
-        let con = super::connect(url).await?;
-        Ok(RoomClaims {
+        Ok(Self::over(super::connect(url).await?, lease))
+    }
+
+    /// The claims over a connection the node's other Redis handles share.
+    pub(super) fn over(con: ConnectionManager, lease: Duration) -> RoomClaims {
+        RoomClaims {
             con,
             lease,
             state_ttl: lease,
@@ -100,7 +104,7 @@ impl RoomClaims {
             release: Script::new(RELEASE),
             take_over: Script::new(TAKE_OVER),
             epoch: Script::new(EPOCH),
-        })
+        }
     }
 
     /// Keeps each room's stored state (`state`) for `ttl` after its host's last renewal: long

@@ -95,11 +95,11 @@ impl Member {
         room_lease: Duration,
         state_ttl: Duration,
     ) -> Result<Member, ClusterError> {
-        let directory = NodeDirectory::connect(redis_url, node_ttl).await?;
-        let claims = RoomClaims::connect(redis_url, room_lease)
-            .await?
-            .with_state_ttl(state_ttl);
-        let states = RoomStates::connect(redis_url, state_ttl).await?;
+        // One connection for all three: a Redis that restarts is reconnected to once.
+        let con = super::connect(redis_url).await?;
+        let directory = NodeDirectory::over(con.clone(), node_ttl);
+        let claims = RoomClaims::over(con.clone(), room_lease).with_state_ttl(state_ttl);
+        let states = RoomStates::over(con, state_ttl);
         let member = Member {
             id,
             url,

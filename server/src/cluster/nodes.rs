@@ -63,8 +63,12 @@ impl std::fmt::Debug for NodeDirectory {
 impl NodeDirectory {
     /// Connects to the Redis at `url`; entries written through it live `ttl` unless renewed.
     pub async fn connect(url: &str, ttl: Duration) -> Result<NodeDirectory, ClusterError> {
-        let con = super::connect(url).await?;
-        Ok(NodeDirectory { con, ttl })
+        Ok(Self::over(super::connect(url).await?, ttl))
+    }
+
+    /// The directory over a connection the node's other Redis handles share.
+    pub(super) fn over(con: ConnectionManager, ttl: Duration) -> NodeDirectory {
+        NodeDirectory { con, ttl }
     }
 
     /// Writes or renews this node's entry. A node calls it every third of the time to live, so

@@ -79,6 +79,8 @@ impl Pending {
 pub struct RoomStates {
     con: ConnectionManager,
     ttl: Duration,
+    ban: redis::Script,
+    bans: redis::Script,
 }
 
 impl std::fmt::Debug for RoomStates {
@@ -93,10 +95,17 @@ impl RoomStates {
     /// Connects to the Redis at `url`; a state written through it lives `ttl` unless written
     /// again or its room's claim is renewed (which renews the state too).
     pub async fn connect(url: &str, ttl: Duration) -> Result<RoomStates, ClusterError> {
-        Ok(RoomStates {
-            con: super::connect(url).await?,
+        Ok(Self::over(super::connect(url).await?, ttl))
+    }
+
+    /// The states over a connection the node's other Redis handles share.
+    pub(super) fn over(con: ConnectionManager, ttl: Duration) -> RoomStates {
+        RoomStates {
+            con,
             ttl,
-        })
+            ban: redis::Script::new(BAN),
+            bans: redis::Script::new(BANS),
+        }
     }
 
     pub async fn put(&self, room: &str, state: &str) -> Result<(), ClusterError> {
@@ -130,7 +139,7 @@ impl RoomStates {
     ) -> Result<(), ClusterError> {
         let keep_ms = u64::try_from(keep.as_millis()).unwrap_or(u64::MAX).max(1);
         let mut con = self.con.clone();
-        redis::Script::new(BAN)
+        self.ban
             .key(bans_key(room))
             .arg(keep_ms)
             .arg(participant)
@@ -142,10 +151,8 @@ impl RoomStates {
     /// Who may not come back to `room`, and for how much longer.
     pub async fn bans(&self, room: &str) -> Result<Vec<(String, Duration)>, ClusterError> {
         let mut con = self.con.clone();
-        let pairs: Vec<(String, i64)> = redis::Script::new(BANS)
-            .key(bans_key(room))
-            .invoke_async(&mut con)
-            .await?;
+        let pairs: Vec<(String, i64)> =
+            self.bans.key(bans_key(room)).invoke_async(&mut con).await?;
         Ok(pairs
             .into_iter()
             .map(|(who, left)| (who, Duration::from_millis(left.max(0) as u64)))
