@@ -199,7 +199,10 @@ async fn serve<S>(
         }
         Ok(Some(Ok(text))) => {
             context.metrics().ws_message_received();
-            join(&registry, text.as_deref(), &link, relayed)
+            // Boxed, here and below: a join's and a relay's futures (a Redis round trip, a
+            // connection to another node) would otherwise be part of every connection's task
+            // for its whole life, joined or not.
+            Box::pin(join(&registry, text.as_deref(), &link, relayed))
                 .await
                 .map_err(Some)
         }
@@ -212,7 +215,15 @@ async fn serve<S>(
                 connection = link.id,
                 "connection relayed to its room's node"
             );
-            relay::pipe(&mut stream, *upstream, &link, &closed, &shutdown, &settings).await;
+            Box::pin(relay::pipe(
+                &mut stream,
+                *upstream,
+                &link,
+                &closed,
+                &shutdown,
+                &settings,
+            ))
+            .await;
             tracing::info!(connection = link.id, "relayed connection ended");
             drop((tx, link));
             finish(stream, kill, writer, settings.close_timeout).await;
